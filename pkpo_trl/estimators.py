@@ -1,0 +1,339 @@
+"""Unbiased pass@k / max@k estimators and the PKPO reward transformation.
+
+Pure torch, no TRL. Every function works on a batch of groups ``rewards[..., n]``:
+the last dimension holds the ``n`` rewards of one prompt's completions.
+
+Notation (Walder & Karkhanis, "Pass@K Policy Optimization", arXiv 2505.15201):
+``g_(1) <= ... <= g_(n)`` are a group's rewards sorted ascending, ``C(a, b)`` is the
+binomial coefficient, ``rho(n, k)`` the unbiased max@k estimate (paper Eq. 8 / 19):
+
+    rho(n, k) = 1/C(n, k) * sum_i C(i-1, k-1) * g_(i)
+
+and ``rho(-i, m)`` the same estimate computed on the ``n - 1`` rewards other than ``g_i``.
+The transformed rewards ``A_i`` replace the raw rewards in ``sum_i A_i * grad log p(x_i)``:
+
+===================  =============================================================
+estimator            A_i
+===================  =============================================================
+``s``                ``s_i = 1/C(n,k) * sum_{S containing i, |S|=k} max_{j in S} g_j``
+                     (paper Eq. 21, no baseline)
+``sloo``             ``s_i - k/n * rho(-i, k)`` (leave-one-out baseline, Eq. 30)
+``sloo_minus_one``   ``s_i - k/n * rho(-i, k-1)`` (Eq. 33; the paper's lowest-variance
+                     choice and our default). At ``k = 1`` it uses ``rho(-i, 1)``, the
+                     mean of the others, i.e. RLOO.
+``l2o``              MaxPO's leave-two-out baseline (arXiv 2606.06080), see
+                     :func:`transform_rewards`.
+===================  =============================================================
+
+Ratios of binomial coefficients are evaluated in log space (``lgamma``) so that groups
+of thousands of samples stay finite. Binary rewards take closed forms (no sort); other
+rewards the sorted ``O(n log n)`` form; both give the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "ESTIMATORS",
+    "Estimator",
+    "maxg_at_k",
+    "pass_at_k",
+    "transform_rewards",
+]
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """How one estimator builds ``A_i`` from ``s_i`` and a leave-one-out value estimate.
+
+    Attributes:
+        name: registry name.
+        baseline_k: maps the group's ``k`` to the order ``m`` of the baseline ``k/n * rho(-i, m)``,
+            or ``None`` for no baseline.
+        min_others: the largest ``k`` is ``n - min_others`` (1 where the baseline needs ``k``
+            samples among the ``n - 1`` others).
+        description: one line for docs and error messages.
+    """
+
+    name: str
+    baseline_k: Callable[[torch.Tensor], torch.Tensor] | None
+    min_others: int
+    description: str
+
+
+ESTIMATORS: dict[str, Estimator] = {}
+
+
+def register_estimator(estimator: Estimator) -> Estimator:
+    """Add ``estimator`` to :data:`ESTIMATORS` under its name."""
+    ESTIMATORS[estimator.name] = estimator
+    return estimator
+
+
+register_estimator(Estimator("s", None, 0, "no baseline (paper Eq. 21)"))
+register_estimator(Estimator("sloo", lambda k: k, 1, "leave-one-out baseline k/n*rho(-i,k) (Eq. 30)"))
+register_estimator(
+    Estimator(
+        "sloo_minus_one",
+        lambda k: torch.clamp(k - 1, min=1),
+        0,
+        "baseline k/n*rho(-i,k-1), RLOO at k=1 (Eq. 33, lowest variance)",
+    )
+)
+# MaxPO's leave-two-out estimator starts from the sloo_minus_one signal (n/k times it is the "batch
+# expected improvement" EI_i = E_T[(g_i - max T)^+], T a (k-1)-subset of the others) and subtracts
+# b_i = 1/(n-1) * sum_{j != i} EI_j^(-i), where EI_j^(-i) draws j's comparators from the n-2 samples
+# other than i and j. b_i never sees g_i (unbiased) and sum_i b_i = sum_i EI_i (centered). Since
+# rho(m) = rho(m-1) + mean EI on any set, b_i = rho(-i,k) - rho(-i,k-1), so k/n*(EI_i - b_i) equals
+# s_i - k/n*rho(-i,k): the same O(n log n) weights as sloo. tests/test_estimators.py checks this
+# against the O(n^2)-pairs definition by enumeration. At k = 1 EI has no comparators; we use RLOO.
+register_estimator(
+    Estimator("l2o", lambda k: k, 1, "MaxPO leave-two-out baseline: unbiased, advantages sum to 0")
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Binomial ratios in log space.
+
+
+def _log_binom(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log C(a, b) for float64 tensors, -inf where C(a, b) = 0 (b < 0 or b > a or a < 0)."""
+    valid = (b >= 0) & (b <= a) & (a >= 0)
+    a_ = torch.where(valid, a, torch.zeros_like(a))
+    b_ = torch.where(valid, b, torch.zeros_like(b))
+    out = torch.lgamma(a_ + 1) - torch.lgamma(b_ + 1) - torch.lgamma(a_ - b_ + 1)
+    return torch.where(valid, out, torch.full_like(out, -torch.inf))
+
+
+def _binom_ratio(a, b, c, d) -> torch.Tensor:
+    """C(a, b) / C(c, d), 0 where the numerator or denominator vanishes (callers mask the latter)."""
+    num = _log_binom(a, b)
+    den = _log_binom(c, d)
+    ok = torch.isfinite(num) & torch.isfinite(den)
+    diff = torch.where(ok, num - den, torch.full_like(num, -torch.inf))
+    return torch.exp(diff)
+
+
+# --------------------------------------------------------------------------------------------------
+# Input checks.
+
+
+def _as_float64(rewards) -> tuple[torch.Tensor, torch.dtype]:
+    if not isinstance(rewards, torch.Tensor):
+        rewards = torch.as_tensor(rewards)
+    out_dtype = rewards.dtype if rewards.is_floating_point() else torch.get_default_dtype()
+    return rewards.to(torch.float64), out_dtype
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        # numpy and 0-d torch integers are fine; floats (even 2.0) are a caller bug.
+        if hasattr(k, "dtype") and not getattr(k.dtype, "is_floating_point", True) and k.ndim == 0:
+            k = int(k)
+        elif type(k).__module__ == "numpy" and "int" in type(k).__name__:
+            k = int(k)
+        else:
+            raise ValueError(f"k must be an integer, got {k!r} of type {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got k={k}")
+    return k
+
+
+def _check_rewards(rewards: torch.Tensor) -> int:
+    if rewards.ndim == 0:
+        raise ValueError("rewards must have shape [..., n] with one group of n rewards in the last dim")
+    n = rewards.shape[-1]
+    if n == 0:
+        raise ValueError("empty group: rewards has size 0 in its last (group) dimension")
+    if torch.isinf(rewards).any():
+        raise ValueError("rewards contain inf; use NaN to mark a completion that could not be scored")
+    return n
+
+
+def _is_binary(rewards: torch.Tensor) -> bool:
+    finite = rewards[~torch.isnan(rewards)]
+    return bool(((finite == 0) | (finite == 1)).all())
+
+
+# --------------------------------------------------------------------------------------------------
+# Value estimators.
+
+
+def maxg_at_k(rewards, k: int) -> torch.Tensor:
+    """Unbiased estimate of max@k (pass@k for 0/1 rewards) for each group.
+
+    ``rho(n, k) = 1/C(n,k) * sum_i C(i-1, k-1) * g_(i)`` with rewards sorted ascending
+    (paper Eq. 19); for binary rewards with ``c`` correct this is ``1 - C(n-c, k)/C(n, k)``
+    (Eq. 8, Chen et al. 2021).
+
+    Args:
+        rewards: ``[..., n]`` rewards; NaN marks an unscored completion, which is dropped from
+            its group (a group with fewer than ``k`` scored completions uses ``k' = n'``, one
+            with none gives NaN).
+        k: number of attempts, ``1 <= k <= n``.
+
+    Returns:
+        ``[...]`` estimates in the input's floating dtype.
+    """
+    g, out_dtype = _as_float64(rewards)
+    n = _check_rewards(g)
+    k = _check_k(k)
+    if k > n:
+        raise ValueError(f"k={k} > n={n}: no unbiased estimator of max@k exists from fewer than k samples")
+    valid = ~torch.isnan(g)
+    n_valid = valid.sum(-1, keepdim=True).to(torch.float64)
+    kk = torch.clamp(torch.full_like(n_valid, float(k)), max=n_valid)
+    if _is_binary(g):
+        c = torch.where(valid, g, torch.zeros_like(g)).sum(-1, keepdim=True)
+        out = 1.0 - _binom_ratio(n_valid - c, kk, n_valid, kk)
+    else:
+        g_sorted, ranks, _ = _sort_groups(g, n_valid)
+        out = (_binom_ratio(ranks - 1, kk - 1, n_valid, kk) * g_sorted).sum(-1, keepdim=True)
+    out = torch.where(n_valid > 0, out, torch.full_like(out, torch.nan))
+    return out.squeeze(-1).to(out_dtype)
+
+
+def pass_at_k(num_samples, num_correct, k: int) -> torch.Tensor:
+    """Closed-form unbiased pass@k, ``1 - C(n-c, k) / C(n, k)`` (paper Eq. 8), elementwise.
+
+    Args:
+        num_samples: ``n``, int or integer tensor.
+        num_correct: ``c``, int or integer tensor broadcastable with ``num_samples``.
+        k: ``1 <= k <= n``.
+
+    Returns:
+        float64 tensor of estimates.
+    """
+    k = _check_k(k)
+    n = torch.as_tensor(num_samples, dtype=torch.float64)
+    c = torch.as_tensor(num_correct, dtype=torch.float64)
+    if (n != n.round()).any() or (c != c.round()).any():
+        raise ValueError("num_samples and num_correct must be integers")
+    if (k > n).any():
+        raise ValueError(f"k={k} exceeds num_samples={n.min().item():.0f}")
+    if ((c < 0) | (c > n)).any():
+        raise ValueError("num_correct must lie in [0, num_samples]")
+    kk = torch.full_like(n + c, float(k))
+    return 1.0 - _binom_ratio(n - c, kk, n, kk)
+
+
+# --------------------------------------------------------------------------------------------------
+# The reward transformation.
+
+
+def _sort_groups(g: torch.Tensor, n_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sort each group ascending with NaNs first.
+
+    Returns the sorted rewards (NaN slots set to 0), the 1-based ranks among the scored rewards
+    (<= 0 for NaN slots) and the sorting permutation.
+    """
+    n = g.shape[-1]
+    g_sorted, order = torch.nan_to_num(g, nan=-torch.inf).sort(dim=-1)
+    ranks = torch.arange(1, n + 1, dtype=torch.float64, device=g.device) - (n - n_valid)
+    return torch.where(ranks >= 1, g_sorted, torch.zeros_like(g_sorted)), ranks, order
+
+
+def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
+    return torch.cumsum(x, dim=-1) - x
+
+
+def _exclusive_reverse_cumsum(x: torch.Tensor) -> torch.Tensor:
+    return torch.flip(torch.cumsum(torch.flip(x, dims=[-1]), dim=-1), dims=[-1]) - x
+
+
+def _sorted_s(g: torch.Tensor, r: torch.Tensor, n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)  (paper Eq. 21-22)."""
+    own = _binom_ratio(r - 1, k - 1, n, k) * g
+    above = _exclusive_reverse_cumsum(_binom_ratio(r - 2, k - 2, n, k) * g)
+    return own + above
+
+
+def _sorted_rho_others(g: torch.Tensor, r: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """rho(-i, m) for every i: removing g_(i) keeps the ranks below it and lowers those above by one."""
+    below = _exclusive_cumsum(_binom_ratio(r - 1, m - 1, n - 1, m) * g)
+    above = _exclusive_reverse_cumsum(_binom_ratio(r - 2, m - 1, n - 1, m) * g)
+    return below + above
+
+
+def _binary_s(correct: torch.Tensor, c, n, k) -> torch.Tensor:
+    """Correct samples get k/n, incorrect ones k/n * rho(n-1, c, k-1) (paper Eq. 24)."""
+    incorrect = 1.0 - _binom_ratio(n - 1 - c, k - 1, n - 1, k - 1)
+    return k / n * torch.where(correct, torch.ones_like(incorrect), incorrect)
+
+
+def _binary_rho_others(correct: torch.Tensor, c, n, m) -> torch.Tensor:
+    """rho(-i, m) = 1 - C(n-1-c_i, m)/C(n-1, m) with c_i the correct count among the others."""
+    c_others = c - correct.to(torch.float64)
+    return 1.0 - _binom_ratio(n - 1 - c_others, m, n - 1, m)
+
+
+def transform_rewards(rewards, k: int, estimator: str = "sloo_minus_one") -> torch.Tensor:
+    """PKPO-transformed rewards ``A_i`` for every completion of every group.
+
+    ``A_i = s_i - b_i`` where ``s_i`` is the unbiased per-sample gradient weight of max@k
+    (paper Eq. 21; binary closed form Eq. 24) and ``b_i`` a baseline that never depends on
+    ``g_i``, so ``E[sum_i A_i grad log p(x_i)] = grad max@k`` exactly:
+
+    - ``"s"``: ``b_i = 0``.
+    - ``"sloo"``: ``b_i = k/n * rho(-i, k)``; needs ``k <= n-1``. Advantages sum to zero.
+    - ``"sloo_minus_one"`` (default): ``b_i = k/n * rho(-i, k-1)``, i.e. ``A_i`` is ``i``'s average
+      marginal contribution to the max of the k-subsets holding it (Eq. 33). At ``k = 1`` the
+      baseline is ``1/n * mean_{j != i} g_j`` (RLOO), so ``k = 1`` is ordinary mean-baselined RL.
+    - ``"l2o"``: MaxPO's leave-two-out estimator (arXiv 2606.06080). With the marginal contribution
+      ``EI_i = E_T[(g_i - max T)^+]`` (``T`` a uniform ``(k-1)``-subset of the others; ``k/n * EI_i`` is
+      the ``sloo_minus_one`` weight), ``A_i = k/n * (EI_i - 1/(n-1) * sum_{j != i} EI_j^(-i))`` where
+      ``EI_j^(-i)`` takes ``j``'s comparators from the ``n-2`` samples other than ``i`` and ``j``. The
+      baseline never sees ``g_i`` and each group's advantages sum to exactly zero. Algebraically it
+      equals ``"sloo"`` (any centered estimator with a symmetric baseline does), which gives its
+      ``O(n log n)`` evaluation; needs ``k <= n-1``; RLOO at ``k = 1``.
+
+    Args:
+        rewards: ``[..., n]`` rewards, one group per row. NaN marks a completion no reward
+            function could score: it is left out of its group's estimate and gets ``A_i = 0``;
+            a group left with ``n'`` scored completions uses ``k' = min(k, n' - min_others)``
+            and gets all zeros when that is below 1.
+        k: ``1 <= k <= n`` (``k <= n-1`` for ``"sloo"`` and ``"l2o"``).
+        estimator: a name in :data:`ESTIMATORS`.
+
+    Returns:
+        Tensor of the shape of ``rewards``, in its floating dtype (computed in float64).
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
+    spec = ESTIMATORS[estimator]
+    g, out_dtype = _as_float64(rewards)
+    n = _check_rewards(g)
+    k = _check_k(k)
+    if k > n - spec.min_others:
+        need = "n-1" if spec.min_others else "n"
+        raise ValueError(f"k={k} is too large for estimator {estimator!r} with n={n}: it needs k <= {need}")
+
+    valid = ~torch.isnan(g)
+    n_valid = valid.sum(-1, keepdim=True).to(torch.float64)
+    kk = torch.clamp(torch.full_like(n_valid, float(k)), max=n_valid - spec.min_others)
+    usable = kk >= 1
+    if spec.baseline_k is not None:
+        usable &= n_valid >= 2  # a baseline needs at least one other sample
+    kk = torch.where(usable, kk, torch.ones_like(kk))
+    n_safe = torch.where(usable, n_valid, torch.full_like(n_valid, 2.0))
+
+    if _is_binary(g):
+        correct = valid & (g == 1)
+        c = correct.sum(-1, keepdim=True).to(torch.float64)
+        out = _binary_s(correct, c, n_safe, kk)
+        if spec.baseline_k is not None:
+            out = out - kk / n_safe * _binary_rho_others(correct, c, n_safe, spec.baseline_k(kk))
+    else:
+        g_sorted, ranks, order = _sort_groups(g, n_valid)
+        out = _sorted_s(g_sorted, ranks, n_safe, kk)
+        if spec.baseline_k is not None:
+            out = out - kk / n_safe * _sorted_rho_others(g_sorted, ranks, n_safe, spec.baseline_k(kk))
+        # Back from sorted order; ties get equal values, so which tied slot is which does not matter.
+        out = torch.empty_like(out).scatter_(-1, order, out)
+
+    out = torch.where(valid & usable, out, torch.zeros_like(out))
+    return out.to(out_dtype)

@@ -1,0 +1,37 @@
+"""pkpo_trl: Pass@K Policy Optimization (Walder & Karkhanis, arXiv 2505.15201) for Hugging Face TRL.
+
+Drop-in use: replace ``GRPOTrainer``/``GRPOConfig`` with :class:`PKPOTrainer`/:class:`PKPOConfig`.
+The math lives in :mod:`pkpo_trl.estimators` (pure torch, importable without TRL's trainer).
+"""
+
+from .estimators import ESTIMATORS, maxg_at_k, pass_at_k, transform_rewards
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ESTIMATORS",
+    "KAnnealingCallback",
+    "KSchedule",
+    "PKPOConfig",
+    "PKPOTrainer",
+    "maxg_at_k",
+    "pass_at_k",
+    "transform_rewards",
+]
+
+
+def __getattr__(name: str):
+    # The trainer pulls in TRL/transformers (seconds to import); the estimators must stay light.
+    if name in ("PKPOTrainer",):
+        from .trainer import PKPOTrainer
+
+        return PKPOTrainer
+    if name in ("PKPOConfig",):
+        from .config import PKPOConfig
+
+        return PKPOConfig
+    if name in ("KAnnealingCallback", "KSchedule"):
+        from . import annealing
+
+        return getattr(annealing, name)
+    raise AttributeError(f"module 'pkpo_trl' has no attribute {name!r}")

@@ -1,0 +1,139 @@
+"""k annealing: schedules for PKPO's k and the callback that applies them.
+
+The paper (Walder & Karkhanis 2025, Sec. 5) trains with a large k early (explore: the pass@k
+objective rewards diverse, risk-seeking samples) and a small k late (exploit: pass@1), and reports
+strong pass@1 together with higher pass@k. A schedule maps the optimizer step to k.
+
+Schedules are strings, so that a YAML recipe or a command line can hold them:
+
+=================================  ===============================================================
+spec                               k at optimizer step ``t`` of ``T`` (``f = t / T``)
+=================================  ===============================================================
+``"constant:4"``                   4
+``"linear:8->1"``                  ``round(8 + (1 - 8) * f)``
+``"cosine:8->1"``                  ``round(1 + (8 - 1) * (1 + cos(pi * f)) / 2)``
+``"piecewise:0=8,0.5=4,0.75=1"``   8 for ``f < 0.5``, 4 for ``0.5 <= f < 0.75``, then 1
+``"steps:0=8,100=4,200=1"``        the same with breakpoints in optimizer steps
+=================================  ===============================================================
+
+k is a pure function of the optimizer step (and the total), so a run resumed from a checkpoint
+continues the schedule exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+__all__ = ["KAnnealingCallback", "KSchedule"]
+
+_KINDS = ("constant", "linear", "cosine", "piecewise", "steps")
+
+
+@dataclass(frozen=True)
+class KSchedule:
+    """A parsed k schedule; call it with ``(step, max_steps)`` to get k.
+
+    Attributes:
+        kind: one of ``constant``, ``linear``, ``cosine``, ``piecewise``, ``steps``.
+        points: ``(position, k)`` pairs: for ``linear``/``cosine`` the start and end k at positions
+            0 and 1; for ``piecewise`` fractions of training; for ``steps`` optimizer steps.
+    """
+
+    kind: str
+    points: tuple[tuple[float, int], ...]
+
+    @classmethod
+    def parse(cls, spec: str | int) -> KSchedule:
+        """Parse a schedule spec (see the module docstring); an int means a constant k."""
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            return cls("constant", ((0.0, spec),))
+        if not isinstance(spec, str) or ":" not in spec:
+            raise ValueError(f"k schedule {spec!r} must look like 'KIND:ARGS' with KIND in {_KINDS}")
+        kind, _, body = spec.partition(":")
+        kind, body = kind.strip().lower(), body.replace(" ", "")
+        try:
+            if kind == "constant":
+                points = ((0.0, _as_k(body)),)
+            elif kind in ("linear", "cosine"):
+                start, end = body.split("->")
+                points = ((0.0, _as_k(start)), (1.0, _as_k(end)))
+            elif kind in ("piecewise", "steps"):
+                pairs = [item.split("=") for item in body.split(",") if item]
+                points = tuple(sorted((float(pos), _as_k(k)) for pos, k in pairs))
+                if not points or points[0][0] != 0:
+                    raise ValueError("the first breakpoint must be at 0")
+                if len({pos for pos, _ in points}) != len(points):
+                    raise ValueError("breakpoints must be distinct")
+                if kind == "piecewise" and points[-1][0] >= 1:
+                    raise ValueError("piecewise breakpoints are fractions of training in [0, 1)")
+            else:
+                raise ValueError(f"unknown kind {kind!r}, expected one of {_KINDS}")
+        except ValueError as err:
+            raise ValueError(f"invalid k schedule {spec!r}: {err}") from None
+        return cls(kind, points)
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        """Every k the schedule can produce bounds (for validation against ``num_generations``)."""
+        return tuple(k for _, k in self.points)
+
+    def __call__(self, step: int, max_steps: int | None) -> int:
+        """k at optimizer step ``step`` of ``max_steps`` (fractions need ``max_steps > 0``)."""
+        if self.kind == "constant":
+            return self.points[0][1]
+        if self.kind == "steps":
+            return _last_at_or_before(self.points, step)
+        frac = min(max(step / max_steps, 0.0), 1.0) if max_steps else 0.0
+        if self.kind == "piecewise":
+            return _last_at_or_before(self.points, frac)
+        (_, start), (_, end) = self.points
+        if self.kind == "linear":
+            value = start + (end - start) * frac
+        else:
+            value = end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
+        return int(round(value))
+
+
+def _as_k(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"k must be >= 1, got {value}")
+    return value
+
+
+def _last_at_or_before(points: tuple[tuple[float, int], ...], position: float) -> int:
+    k = points[0][1]
+    for pos, value in points:
+        if pos <= position:
+            k = value
+    return k
+
+
+class KAnnealingCallback(TrainerCallback):
+    """Sets PKPO's k from a schedule at the start of every optimizer step.
+
+    :class:`~pkpo_trl.PKPOTrainer` reads :attr:`k` when it scores a generation batch, which is where
+    k enters the transformed rewards (with ``steps_per_generation > 1`` one batch of completions is
+    scored once and reused for several optimizer steps; it uses the k of the step that generated
+    it). The trainer adds this callback itself when ``PKPOConfig.pkpo_k_schedule`` is set; pass
+    one explicitly to override the config's schedule.
+
+    Args:
+        schedule: a :class:`KSchedule` or a spec string such as ``"linear:8->1"``.
+    """
+
+    def __init__(self, schedule: KSchedule | str):
+        self.schedule = schedule if isinstance(schedule, KSchedule) else KSchedule.parse(schedule)
+        self.k = self.schedule(0, None)
+
+    def _update(self, state: TrainerState) -> None:
+        self.k = self.schedule(state.global_step, state.max_steps)
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._update(state)
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._update(state)

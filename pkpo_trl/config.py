@@ -1,0 +1,129 @@
+"""PKPOConfig: GRPOConfig plus the options of the PKPO reward transformation."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+from trl.import_utils import is_vllm_available
+
+from .annealing import KSchedule
+from .estimators import ESTIMATORS
+
+__all__ = ["PKPOConfig"]
+
+
+@dataclass
+class PKPOConfig(GRPOConfig):
+    r"""
+    Configuration class for [`PKPOTrainer`]: every [`~trl.GRPOConfig`] option, plus the ones below.
+
+    PKPO (Walder & Karkhanis, arXiv 2505.15201) replaces GRPO's group-normalised advantages with
+    rewards transformed so that the policy gradient is an unbiased estimate of the gradient of
+    pass@k (binary rewards) or max@k (continuous rewards) of each prompt.
+
+    Parameters:
+        > Parameters that control the PKPO reward transformation
+
+        pkpo_k (`int`, *optional*, defaults to `4`):
+            The k of pass@k / max@k that training optimises, `1 <= pkpo_k <= num_generations`
+            (`<= num_generations - 1` for the `sloo` and `l2o` estimators). `1` is ordinary
+            mean-baselined RL (RLOO). The default, half of TRL's default `num_generations=8`,
+            rewards diversity while keeping the estimator's variance, which grows with k/n, moderate.
+        pkpo_estimator (`str`, *optional*, defaults to `"sloo_minus_one"`):
+            How each sample's weight is baselined: `"sloo_minus_one"` (the paper's lowest-variance
+            choice), `"sloo"` (leave-one-out), `"l2o"` (MaxPO's leave-two-out; advantages sum to
+            zero per group) or `"s"` (no baseline). See `pkpo_trl.estimators`.
+        pkpo_k_schedule (`str` or `None`, *optional*, defaults to `None`):
+            Anneal k during training, e.g. `"linear:8->1"`, `"cosine:8->1"`,
+            `"piecewise:0=8,0.5=4,0.75=1"` (fractions of training) or `"steps:0=8,100=1"`. Overrides
+            `pkpo_k` while set. See `pkpo_trl.annealing`.
+        pkpo_success_threshold (`float`, *optional*, defaults to `1.0`):
+            A completion whose combined reward is at least this counts as a success in the logged
+            pass@1 / pass@k metrics and the "prompts solved" count. It does not affect training.
+        scale_rewards (`str`, *optional*, defaults to `"batch"`):
+            Scaling of the transformed rewards: `"batch"` divides all of them by one number, their
+            standard deviation over the whole generation batch (all processes), which keeps PKPO's
+            weighting between groups and makes the step size insensitive to k; `"none"` uses them as
+            they are; `"group"` divides each group by its own standard deviation, which undoes PKPO's
+            relative weighting between groups (allowed, with a warning).
+    """
+
+    pkpo_k: int = field(
+        default=4,
+        metadata={
+            "help": "The k of pass@k / max@k to optimise, 1 <= k <= num_generations (<= num_generations - 1 for "
+            "'sloo' and 'l2o'). 1 is ordinary mean-baselined RL."
+        },
+    )
+    pkpo_estimator: str = field(
+        default="sloo_minus_one",
+        metadata={
+            "help": "Reward transformation: 'sloo_minus_one' (lowest variance, default), 'sloo', 'l2o' (advantages "
+            "sum to zero per group) or 's' (no baseline).",
+            "choices": sorted(ESTIMATORS),
+        },
+    )
+    pkpo_k_schedule: str | None = field(
+        default=None,
+        metadata={
+            "help": "Optional k annealing schedule, e.g. 'linear:8->1', 'cosine:8->1', "
+            "'piecewise:0=8,0.5=4,0.75=1' (fractions of training) or 'steps:0=8,100=1'. Overrides pkpo_k."
+        },
+    )
+    pkpo_success_threshold: float = field(
+        default=1.0,
+        metadata={"help": "Combined reward at or above which a completion counts as solved in the PKPO metrics."},
+    )
+    scale_rewards: str = field(
+        default="batch",
+        metadata={
+            "help": "Scaling of the PKPO-transformed rewards: 'batch' (default) divides by their standard deviation "
+            "over the whole generation batch, keeping PKPO's weighting between groups; 'none' leaves them as they "
+            "are; 'group' divides each group by its own standard deviation, which undoes that weighting (warns).",
+        },
+    )
+
+    def __post_init__(self):
+        # Before anything else: a missing vLLM must fail here, not after the trainer has loaded a model.
+        if self.use_vllm and not is_vllm_available():
+            raise ImportError(
+                "use_vllm=True needs vLLM, which is not installed. Install it with `pip install \"pkpo-trl[vllm]\"` "
+                "(a CUDA GPU is required), or set use_vllm=False to generate with transformers."
+            )
+        super().__post_init__()
+
+        if self.pkpo_estimator not in ESTIMATORS:
+            raise ValueError(f"pkpo_estimator={self.pkpo_estimator!r} is unknown; choose one of {sorted(ESTIMATORS)}")
+        if isinstance(self.pkpo_k, bool) or not isinstance(self.pkpo_k, int):
+            raise ValueError(f"pkpo_k must be an integer, got {self.pkpo_k!r}")
+        if self.pkpo_k_schedule is not None:
+            schedule_values = KSchedule.parse(self.pkpo_k_schedule).values
+        else:
+            schedule_values = (self.pkpo_k,)
+        k_max = self.num_generations - ESTIMATORS[self.pkpo_estimator].min_others
+        for k in (self.pkpo_k, *schedule_values):
+            if not 1 <= k <= k_max:
+                where = f"pkpo_k_schedule={self.pkpo_k_schedule!r}" if k != self.pkpo_k else f"pkpo_k={k}"
+                raise ValueError(
+                    f"{where} gives k={k} outside [1, {k_max}]: estimator {self.pkpo_estimator!r} with "
+                    f"num_generations={self.num_generations} needs 1 <= k <= {k_max} (an unbiased pass@k estimate "
+                    "needs at least k samples per prompt)"
+                )
+
+        if self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"multi_objective_aggregation={self.multi_objective_aggregation!r} is not supported by PKPO: the "
+                "reward functions are combined with reward_weights first and the combined reward is then transformed "
+                "(pass@k is defined on one reward per completion). Use 'sum_then_normalize'."
+            )
+        if self.scale_rewards not in ("batch", "none", "group"):
+            raise ValueError(f"scale_rewards={self.scale_rewards!r} must be 'batch', 'none' or 'group'")
+        if self.scale_rewards == "group":
+            warnings.warn(
+                "scale_rewards='group' divides each group's PKPO-transformed rewards by their own standard deviation, "
+                "which undoes PKPO's relative weighting between prompts; 'batch' (default) or 'none' keep it.",
+                UserWarning,
+                stacklevel=2,
+            )

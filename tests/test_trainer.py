@@ -1,0 +1,187 @@
+"""PKPOTrainer on a real tiny Gemma-2, on CPU: training, the advantages that reach the loss, NaN rewards."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import build_char_tokenizer, build_tiny_gemma2
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
+
+from pkpo_trl import PKPOConfig, PKPOTrainer, transform_rewards
+
+N_GEN = 4
+
+
+def prompt_dataset(num: int = 16) -> Dataset:
+    return Dataset.from_dict({"prompt": [f"{i}+{i % 7}=" for i in range(num)], "answer": [str(i) for i in range(num)]})
+
+
+def binary_reward(completion_ids, **kwargs) -> list[float]:
+    """Deterministic in the sampled tokens, so both values appear in most groups."""
+    return [float(sum(ids) % 2) for ids in completion_ids]
+
+
+def continuous_reward(completion_ids, **kwargs) -> list[float]:
+    return [float(sum(ids) % 7) / 3.0 - 1.0 for ids in completion_ids]
+
+
+class RecordingTrainerMixin:
+    """Keeps what reached the loss and what TRL's `_generate_and_score_completions` returned."""
+
+    def _compute_loss(self, model, inputs):
+        self.loss_advantages.append(inputs["advantages"].detach().clone())
+        loss = super()._compute_loss(model, inputs)
+        self.losses.append(loss.detach().clone())
+        return loss
+
+
+class RecordingPKPOTrainer(RecordingTrainerMixin, PKPOTrainer):
+    pass
+
+
+class RecordingGRPOTrainer(RecordingTrainerMixin, GRPOTrainer):
+    pass
+
+
+def recording(reward_fn, store: list):
+    def reward(completion_ids, **kwargs):
+        values = reward_fn(completion_ids=completion_ids, **kwargs)
+        store.append(list(values))
+        return values
+
+    reward.__name__ = reward_fn.__name__
+    return reward
+
+
+def train(
+    tmp_path,
+    trainer_cls=RecordingPKPOTrainer,
+    config_cls=PKPOConfig,
+    reward_fn=binary_reward,
+    max_steps: int = 2,
+    model=None,
+    callbacks=None,
+    peft_config=None,
+    **config,
+):
+    tokenizer = build_char_tokenizer()
+    model = model if model is not None else build_tiny_gemma2(len(tokenizer))
+    rewards: list[list[float]] = []
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        num_generations=N_GEN,
+        max_completion_length=6,
+        max_steps=max_steps,
+        learning_rate=5e-2,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+        gradient_checkpointing=False,
+    )
+    defaults.update(config)
+    args = config_cls(**defaults)
+    trainer = trainer_cls(
+        model,
+        recording(reward_fn, rewards),
+        args=args,
+        train_dataset=prompt_dataset(),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        peft_config=peft_config,
+    )
+    trainer.loss_advantages, trainer.losses = [], []
+    trainer.rewards = rewards
+    trainer.train()
+    return trainer
+
+
+def test_trains_and_changes_parameters(tmp_path):
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = train(tmp_path, model=model, pkpo_k=2, max_steps=3)
+    changed = [name for name, p in trainer.model.named_parameters() if not torch.equal(before[name], p.detach())]
+    assert changed, "no parameter changed after 3 PKPO steps"
+    logged = {key for entry in trainer.state.log_history for key in entry}
+    for key in ("pkpo/k", "pkpo/pass@1", "pkpo/pass@k", "pkpo/frac_groups_no_success", "pkpo/frac_zero_advantage"):
+        assert key in logged
+    assert "pkpo/frac_prompts_solved" in logged and "pkpo/num_prompts_solved" in logged
+
+
+def test_lora_changes_only_adapter_weights(tmp_path):
+    from peft import LoraConfig
+
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer))
+    base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
+    trainer = train(tmp_path, model=model, peft_config=lora, pkpo_k=2, max_steps=3, learning_rate=1e-1)
+    adapter_changed = False
+    for name, p in trainer.model.named_parameters():
+        if "lora_" in name:
+            adapter_changed |= not torch.equal(p.detach(), torch.zeros_like(p)) and p.requires_grad
+            continue
+        original = name.replace("base_model.model.", "").replace(".base_layer", "")
+        assert torch.equal(base[original], p.detach()), f"base weight {name} changed under LoRA"
+    lora_b = [p for name, p in trainer.model.named_parameters() if "lora_B" in name]
+    assert adapter_changed and any(p.abs().sum() > 0 for p in lora_b), "LoRA B matrices (initialised to 0) never moved"
+
+
+@pytest.mark.parametrize(
+    ("estimator", "k", "reward_fn"),
+    [("sloo_minus_one", 2, binary_reward), ("s", 3, continuous_reward), ("l2o", 3, continuous_reward)],
+)
+def test_advantages_reaching_the_loss_are_the_transform_of_the_rewards(tmp_path, estimator, k, reward_fn):
+    trainer = train(tmp_path, pkpo_k=k, pkpo_estimator=estimator, scale_rewards="none", reward_fn=reward_fn)
+    # One generation per step, whole generation batch in one loss call (steps_per_generation = 1).
+    assert len(trainer.rewards) == len(trainer.loss_advantages) == 2
+    for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
+        expected = transform_rewards(torch.tensor(rewards).view(-1, N_GEN), k, estimator).view(-1)
+        # TRL shuffles the batch after scoring: compare as multisets.
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
+        assert seen.abs().sum() > 0, "degenerate check: all advantages were zero"
+
+
+def test_batch_scaling_divides_by_one_number(tmp_path):
+    trainer = train(tmp_path, pkpo_k=2, scale_rewards="batch", reward_fn=continuous_reward)
+    for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
+        raw = transform_rewards(torch.tensor(rewards).view(-1, N_GEN), 2).view(-1)
+        expected = raw / (raw.std() + 1e-4)
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-4, atol=1e-5)
+
+
+def test_k1_is_proportional_to_grpo_advantages(tmp_path):
+    pkpo = train(tmp_path / "pkpo", pkpo_k=1, scale_rewards="none")
+    grpo = train(tmp_path / "grpo", trainer_cls=RecordingGRPOTrainer, config_cls=GRPOConfig, scale_rewards="none")
+    assert pkpo.rewards == grpo.rewards, "same seed and model should sample the same completions"
+    for p_adv, g_adv in zip(pkpo.loss_advantages, grpo.loss_advantages, strict=True):
+        # RLOO (k = 1): (g_i - mean_{j != i} g_j) / n = (g_i - mean) / (n - 1).
+        torch.testing.assert_close(p_adv * (N_GEN - 1), g_adv, rtol=1e-5, atol=1e-6)
+
+
+def test_unscorable_completions_get_zero_advantage_and_no_nan_loss(tmp_path):
+    def sometimes_unscorable(completion_ids, **kwargs):
+        values = binary_reward(completion_ids)
+        return [None if i % 3 == 0 else (math.nan if i % 3 == 1 else v) for i, v in enumerate(values)]
+
+    trainer = train(tmp_path, pkpo_k=2, scale_rewards="none", reward_fn=sometimes_unscorable, max_steps=2)
+    for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
+        groups = torch.tensor([math.nan if r is None else r for r in rewards]).view(-1, N_GEN)
+        expected = transform_rewards(groups, 2).view(-1)
+        assert not torch.isnan(seen).any()
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
+        assert (seen == 0).sum() >= 2 * len(rewards) // 3
+    assert all(torch.isfinite(loss) for loss in trainer.losses)
+
+
+def test_plain_grpo_config_is_rejected_with_a_clear_message(tmp_path):
+    tokenizer = build_char_tokenizer()
+    args = GRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, num_generations=4)
+    with pytest.raises(TypeError, match="needs a PKPOConfig"):
+        PKPOTrainer(build_tiny_gemma2(len(tokenizer)), binary_reward, args=args, processing_class=tokenizer)

@@ -10,8 +10,8 @@ Schedules are strings, so that a YAML recipe or a command line can hold them:
 spec                               k at optimizer step ``t`` of ``T`` (``f = t / T``)
 =================================  ===============================================================
 ``"constant:4"``                   4
-``"linear:8->1"``                  ``round(8 + (1 - 8) * f)``
-``"cosine:8->1"``                  ``round(1 + (8 - 1) * (1 + cos(pi * f)) / 2)``
+``"linear:8->1"``                  ``round_half_up(8 + (1 - 8) * f)``
+``"cosine:8->1"``                  ``round_half_up(1 + 7 * (1 + cos(pi * f)) / 2)``
 ``"piecewise:0=8,0.5=4,0.75=1"``   8 for ``f < 0.5``, 4 for ``0.5 <= f < 0.75``, then 1
 ``"steps:0=8,100=4,200=1"``        the same with breakpoints in optimizer steps
 =================================  ===============================================================
@@ -94,7 +94,7 @@ class KSchedule:
             value = start + (end - start) * frac
         else:
             value = end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
-        return int(round(value))
+        return math.floor(value + 0.5)  # round half up, not to even
 
 
 def _as_k(text: str) -> int:

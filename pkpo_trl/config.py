@@ -89,7 +89,7 @@ class PKPOConfig(GRPOConfig):
         # Before anything else: a missing vLLM must fail here, not after the trainer has loaded a model.
         if self.use_vllm and not is_vllm_available():
             raise ImportError(
-                "use_vllm=True needs vLLM, which is not installed. Install it with `pip install \"pkpo-trl[vllm]\"` "
+                'use_vllm=True needs vLLM, which is not installed. Install it with `pip install "pkpo-trl[vllm]"` '
                 "(a CUDA GPU is required), or set use_vllm=False to generate with transformers."
             )
         super().__post_init__()

@@ -91,9 +91,7 @@ register_estimator(
 # rho(m) = rho(m-1) + mean EI on any set, b_i = rho(-i,k) - rho(-i,k-1), so k/n*(EI_i - b_i) equals
 # s_i - k/n*rho(-i,k): the same O(n log n) weights as sloo. tests/test_estimators.py checks this
 # against the O(n^2)-pairs definition by enumeration. At k = 1 EI has no comparators; we use RLOO.
-register_estimator(
-    Estimator("l2o", lambda k: k, 1, "MaxPO leave-two-out baseline: unbiased, advantages sum to 0")
-)
+register_estimator(Estimator("l2o", lambda k: k, 1, "MaxPO leave-two-out baseline: unbiased, advantages sum to 0"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -179,4 +179,3 @@ class PKPOTrainer(GRPOTrainer):
 def _prompt_key(prompt) -> str:
     text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()
-

@@ -65,6 +65,7 @@ def train(
     model=None,
     callbacks=None,
     peft_config=None,
+    resume: str | None = None,
     **config,
 ):
     tokenizer = build_char_tokenizer()
@@ -97,7 +98,7 @@ def train(
     )
     trainer.loss_advantages, trainer.losses = [], []
     trainer.rewards = rewards
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     return trainer
 
 
@@ -120,7 +121,9 @@ def test_lora_changes_only_adapter_weights(tmp_path):
     tokenizer = build_char_tokenizer()
     model = build_tiny_gemma2(len(tokenizer))
     base = {name: p.detach().clone() for name, p in model.named_parameters()}
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"
+    )
     trainer = train(tmp_path, model=model, peft_config=lora, pkpo_k=2, max_steps=3, learning_rate=1e-1)
     adapter_changed = False
     for name, p in trainer.model.named_parameters():

@@ -1,0 +1,538 @@
+"""Data sets for PKPO training, in one shape: a ``datasets.Dataset`` with a ``prompt`` and an ``answer`` column.
+
+Two sources, one entry point, :func:`load_task`:
+
+* **Built-in tasks** (``BUILTIN_TASKS``), generated in code from a seed, offline: ``addition`` and
+  ``multiplication`` of ``digits``-digit numbers, ``num_operands`` of them. More digits / operands make the
+  task harder, so that pass@1 stalls while pass@k does not. Train and test problems are disjoint by
+  construction (a problem's split is a hash of the problem).
+* **Hub (or local) data sets** by id, with a column mapping to ``prompt``/``answer``. Presets
+  (``HUB_PRESETS``) cover ``openai/gsm8k`` and MATH-style sets; any other set works with explicit or
+  guessed columns. Local ``.json``/``.jsonl``/``.csv``/``.parquet`` files load the same way.
+
+Prompts are conversational (``[{"role": "user", "content": ...}]``, optionally preceded by a system
+message) or plain text. Gemma-2/3 chat templates have no system role: there the system prompt is folded
+into the first user turn (see :func:`supports_system_role`).
+
+The command line reads :class:`DataArguments` and calls :func:`load_datasets`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import datasets
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "HUB_PRESETS",
+    "DataArguments",
+    "DatasetError",
+    "DatasetPreset",
+    "build_prompt",
+    "extract_gold",
+    "generate_arithmetic",
+    "load_datasets",
+    "load_task",
+    "standardize_columns",
+    "supports_system_role",
+]
+
+PromptFormat = Literal["chat", "plain"]
+AnswerFormat = Literal["auto", "raw", "gsm8k", "boxed"]
+
+DEFAULT_CHAT_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+DEFAULT_PLAIN_TEMPLATE = "Question: {question}\nAnswer:"
+
+# Models whose chat template has no system role (Gemma-2 raises on it; Gemma-3 folds it in itself).
+NO_SYSTEM_ROLE_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+
+
+class DatasetError(ValueError):
+    """A data set cannot be loaded or does not have what was asked for."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command-line arguments
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataArguments:
+    """Which data set to train and evaluate on, and how to turn it into prompts (read by ``pkpo-train``)."""
+
+    dataset_name: str = field(
+        default="addition",
+        metadata={
+            "help": "A built-in task (`addition`, `multiplication`; generated offline from `task_seed`), a Hugging "
+            "Face Hub data set id (e.g. `openai/gsm8k`, `HuggingFaceH4/MATH-500`) or a local .json/.jsonl/.csv/"
+            ".parquet file."
+        },
+    )
+    dataset_config: str | None = field(
+        default=None,
+        metadata={"help": "Hub data set configuration (the `name` of `datasets.load_dataset`); presets fill it in."},
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str | None = field(
+        default="test",
+        metadata={"help": "Split to evaluate on; empty or `None` for no evaluation set."},
+    )
+    num_train_examples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Number of training problems (a seeded random subset for hub data sets; all if unset, "
+            "1000 for built-in tasks)."
+        },
+    )
+    num_eval_examples: int | None = field(
+        default=None,
+        metadata={"help": "Number of evaluation problems (all if unset, 200 for built-in tasks)."},
+    )
+    task_seed: int = field(
+        default=0,
+        metadata={"help": "Seed that generates built-in task problems and picks hub subsets."},
+    )
+    task_digits: int = field(
+        default=2,
+        metadata={"help": "Built-in arithmetic tasks: digits of each operand (difficulty)."},
+    )
+    task_operands: int = field(
+        default=2,
+        metadata={"help": "Built-in arithmetic tasks: number of operands (difficulty)."},
+    )
+    task_few_shot: int = field(
+        default=4,
+        metadata={"help": "Built-in tasks, plain prompts: number of solved examples before the question."},
+    )
+    prompt_format: str = field(
+        default="chat",
+        metadata={
+            "help": "`chat`: conversational prompts (`[{'role': 'user', 'content': ...}]`), for models with a chat "
+            "template. `plain`: plain-text prompts, for base models (built-in tasks: few-shot `12+35=47` lines)."
+        },
+    )
+    system_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "System prompt of chat prompts. Folded into the first user turn for chat templates without a "
+            "system role (Gemma)."
+        },
+    )
+    prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Python format string for the prompt text, with a `{question}` field (default: ask for the "
+            "final answer in `\\boxed{}` for chat prompts; `Question: ...\\nAnswer:` for plain prompts)."
+        },
+    )
+    prompt_column: str | None = field(
+        default=None,
+        metadata={"help": "Column holding the question (default: preset, else `prompt`/`question`/`problem`)."},
+    )
+    answer_column: str | None = field(
+        default=None,
+        metadata={"help": "Column holding the gold answer (default: preset, else `answer`/`solution`)."},
+    )
+    answer_format: str | None = field(
+        default=None,
+        metadata={
+            "help": "How the gold answer is read from its column: `raw` (as is), `gsm8k` (after `####`), `boxed` "
+            "(last `\\boxed{}` of a solution) or `auto` (by content). Default: preset, else `auto`."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.prompt_format not in ("chat", "plain"):
+            raise ValueError(f"prompt_format must be 'chat' or 'plain', got {self.prompt_format!r}.")
+        if self.answer_format not in (None, "auto", "raw", "gsm8k", "boxed"):
+            raise ValueError(f"answer_format must be auto/raw/gsm8k/boxed, got {self.answer_format!r}.")
+        if self.dataset_test_split in ("", "None", "none"):
+            self.dataset_test_split = None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prompts
+# ---------------------------------------------------------------------------------------------------------
+
+
+def supports_system_role(tokenizer: PreTrainedTokenizerBase | None = None, model_type: str | None = None) -> bool:
+    """Whether prompts may carry a system message: False for Gemma model types, or when the tokenizer's chat
+    template raises on a system message (as Gemma-2's does); True when nothing says otherwise."""
+    if model_type in NO_SYSTEM_ROLE_MODEL_TYPES:
+        return False
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return True
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    try:
+        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # jinja2's TemplateError from raise_exception(), or anything a template raises
+        return False
+    return True
+
+
+def build_prompt(
+    question: str,
+    prompt_format: PromptFormat = "chat",
+    system_prompt: str | None = None,
+    prompt_template: str | None = None,
+    system_role: bool = True,
+) -> str | list[dict[str, str]]:
+    """The prompt for one question: ``prompt_template`` (a ``{question}`` format string) applied to it, as a
+    plain string or as a conversation. Without ``system_role``, the system prompt opens the user turn
+    (``system + "\\n\\n" + user``, as Gemma-3's own template does)."""
+    template = prompt_template or (DEFAULT_CHAT_TEMPLATE if prompt_format == "chat" else DEFAULT_PLAIN_TEMPLATE)
+    text = template.format(question=question)
+    if prompt_format == "plain":
+        return f"{system_prompt}\n\n{text}" if system_prompt else text
+    if not system_prompt:
+        return [{"role": "user", "content": text}]
+    if system_role:
+        return [{"role": "system", "content": system_prompt}, {"role": "user", "content": text}]
+    return [{"role": "user", "content": f"{system_prompt}\n\n{text}"}]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Built-in tasks
+# ---------------------------------------------------------------------------------------------------------
+
+_OPERATORS: dict[str, tuple[str, Callable[[list[int]], int]]] = {
+    "addition": ("+", sum),
+    "multiplication": ("*", math.prod),
+}
+BUILTIN_TASKS = tuple(_OPERATORS)
+_TEST_FRACTION = 0.2  # share of each task's problem space reserved for the test split
+_TEST_SPLITS = ("test", "eval", "validation")
+
+
+def _split_of(problem: str) -> str:
+    """A problem's split, a pure function of the problem: train and test can never share a problem."""
+    bucket = int(hashlib.sha256(problem.encode()).hexdigest()[:8], 16) / 16**8
+    return "test" if bucket < _TEST_FRACTION else "train"
+
+
+def _operand_range(digits: int) -> tuple[int, int]:
+    return (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
+
+
+def _num_problems(split: str, digits: int, num_operands: int) -> float:
+    """About how many distinct problems ``split`` holds."""
+    low, high = _operand_range(digits)
+    return (high - low + 1) ** num_operands * (_TEST_FRACTION if split == "test" else 1 - _TEST_FRACTION)
+
+
+def _sample_problems(
+    task: str, split: str, num: int, seed: int, digits: int, num_operands: int
+) -> list[tuple[str, list[int]]]:
+    """``num`` distinct problems ``(text, operands)`` of ``split``, in a seeded random order."""
+    low, high = _operand_range(digits)
+    available = _num_problems(split, digits, num_operands)
+    if num > 0.5 * available:
+        raise DatasetError(
+            f"Built-in task {task!r} with {digits}-digit numbers and {num_operands} operands has only about "
+            f"{int(available)} {split} problems; {num} were asked for. Use more digits or operands, or fewer examples."
+        )
+    symbol = _OPERATORS[task][0]
+    rng = random.Random(f"{task}/{split}/{digits}/{num_operands}/{seed}")
+    problems: dict[str, list[int]] = {}
+    while len(problems) < num:
+        operands = [rng.randint(low, high) for _ in range(num_operands)]
+        text = symbol.join(map(str, operands))
+        if text not in problems and _split_of(text) == split:
+            problems[text] = operands
+    return list(problems.items())
+
+
+def generate_arithmetic(
+    task: str = "addition",
+    split: str = "train",
+    num_examples: int = 1000,
+    seed: int = 0,
+    digits: int = 2,
+    num_operands: int = 2,
+    few_shot: int = 4,
+    prompt_format: PromptFormat = "chat",
+    system_prompt: str | None = None,
+    prompt_template: str | None = None,
+    system_role: bool = True,
+) -> datasets.Dataset:
+    """A built-in arithmetic task as a ``Dataset`` with ``prompt`` and ``answer`` (the result, a string).
+
+    Plain prompts are few-shot continuations for base models: ``few_shot`` solved training problems, one a
+    line, then the question (``"12+35=47\\n61+20=81\\n23+58="``); score them with the ``first_number`` reward.
+    Chat prompts ask ``"What is 23 + 58?"`` through ``prompt_template`` (default: answer in ``\\boxed{}``).
+    The same arguments give the same data set; train and test problems never overlap.
+    """
+    if task not in _OPERATORS:
+        raise DatasetError(f"Unknown built-in task {task!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}.")
+    if digits < 1 or num_operands < 2:
+        raise ValueError(f"Need digits >= 1 and num_operands >= 2, got {digits} and {num_operands}.")
+    split = "test" if split in _TEST_SPLITS else split
+    if split != "train" and split != "test":
+        raise DatasetError(f"Built-in task {task!r} has the splits 'train' and 'test', not {split!r}.")
+    symbol, evaluate = _OPERATORS[task]
+    problems = _sample_problems(task, split, num_examples, seed, digits, num_operands)
+    pool_size = min(8 * few_shot, int(0.5 * _num_problems("train", digits, num_operands)))
+    shots = _sample_problems(task, "train", pool_size, seed + 1, digits, num_operands) if few_shot else []
+    if len(shots) <= few_shot and few_shot:
+        raise DatasetError(f"Built-in task {task!r}: too few problems for {few_shot} few-shot examples.")
+    shot_rng = random.Random(f"{task}/shots/{seed}")
+    prompts: list[Any] = []
+    for text, operands in problems:
+        if prompt_format == "plain":
+            drawn = [(t, ops) for t, ops in shot_rng.sample(shots, few_shot + 1) if t != text][:few_shot]
+            lines = [f"{t}={evaluate(ops)}" for t, ops in drawn]
+            body = "\n".join([*lines, f"{text}="])
+            prompts.append(f"{system_prompt}\n\n{body}" if system_prompt else body)
+        else:
+            question = f"What is {f' {symbol} '.join(map(str, operands))}?"
+            prompts.append(build_prompt(question, "chat", system_prompt, prompt_template, system_role))
+    answers = [str(evaluate(operands)) for _, operands in problems]
+    return datasets.Dataset.from_dict({"prompt": prompts, "answer": answers})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hub and local data sets
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    """How a known data set maps onto ``prompt``/``answer``."""
+
+    prompt_column: str
+    answer_column: str
+    answer_format: AnswerFormat = "raw"
+    config: str | None = None
+
+
+HUB_PRESETS: dict[str, DatasetPreset] = {
+    "openai/gsm8k": DatasetPreset("question", "answer", "gsm8k", config="main"),
+    "HuggingFaceH4/MATH-500": DatasetPreset("problem", "answer", "raw"),
+    "DigitalLearningGmbH/MATH-lighteval": DatasetPreset("problem", "solution", "boxed", config="default"),
+    "EleutherAI/hendrycks_math": DatasetPreset("problem", "solution", "boxed"),
+    "AI-MO/NuminaMath-CoT": DatasetPreset("problem", "solution", "boxed"),
+}
+_PROMPT_COLUMNS = ("prompt", "question", "problem", "input", "query")
+_ANSWER_COLUMNS = ("answer", "final_answer", "solution", "target", "output")
+_LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def _last_boxed(text: str) -> str | None:
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j].strip()
+    return None
+
+
+def extract_gold(text: Any, answer_format: AnswerFormat = "auto") -> str | None:
+    """The gold answer in an answer column's ``text``: as is (``raw``), after the last ``####`` (``gsm8k``), the
+    last ``\\boxed{}`` (``boxed``), or whichever of these the text calls for (``auto``). None if absent."""
+    text = str(text).strip()
+    if answer_format == "auto":
+        answer_format = "gsm8k" if "####" in text else "boxed" if "\\boxed{" in text else "raw"
+    if answer_format == "gsm8k":
+        if "####" not in text:
+            return None
+        return text.rsplit("####", 1)[1].strip().replace(",", "") or None
+    if answer_format == "boxed":
+        return _last_boxed(text)
+    return text or None
+
+
+def _describe(name: str, config: str | None, split: str) -> str:
+    return f"data set {name!r}" + (f" (config {config!r})" if config else "") + f", split {split!r}"
+
+
+def _load_raw(name: str, config: str | None, split: str) -> datasets.Dataset:
+    """``datasets.load_dataset`` for a hub id or a local file, with errors that say what was wanted."""
+    path = Path(name)
+    try:
+        if path.suffix in _LOCAL_BUILDERS and path.is_file():
+            loaded = datasets.load_dataset(_LOCAL_BUILDERS[path.suffix], data_files={split: str(path)}, split=split)
+        else:
+            loaded = datasets.load_dataset(name, config, split=split)
+    except Exception as exc:
+        hint = ""
+        if "split" in str(exc).lower():
+            hint = " Check the split name."
+        elif path.suffix in _LOCAL_BUILDERS:
+            hint = " No such file."
+        else:
+            hint = (
+                " Check the id and config, your network, or for offline use (HF_HUB_OFFLINE=1) that the data set "
+                f"is in the local cache. Built-in offline tasks: {', '.join(BUILTIN_TASKS)}."
+            )
+        raise DatasetError(
+            f"Could not load {_describe(name, config, split)}: {type(exc).__name__}: {exc}.{hint}"
+        ) from exc
+    if isinstance(loaded, datasets.DatasetDict):  # load_dataset(split=...) returns a Dataset; be safe anyway
+        loaded = loaded[split]
+    return loaded
+
+
+def standardize_columns(
+    dataset: datasets.Dataset,
+    prompt_column: str | None = None,
+    answer_column: str | None = None,
+    answer_format: AnswerFormat = "auto",
+    prompt_format: PromptFormat = "chat",
+    system_prompt: str | None = None,
+    prompt_template: str | None = None,
+    system_role: bool = True,
+    source: str = "the data set",
+) -> datasets.Dataset:
+    """``dataset`` reduced to ``prompt`` (built with :func:`build_prompt`; an already conversational column is
+    kept as is) and ``answer`` (read with :func:`extract_gold`). Columns not given are guessed from common
+    names. Rows whose gold answer cannot be read are dropped (an error if that leaves none)."""
+    columns = list(dataset.column_names)
+
+    def pick(given: str | None, candidates: tuple[str, ...], role: str) -> str:
+        if given is not None:
+            if given not in columns:
+                raise DatasetError(f"{source} has no {role} column {given!r}; its columns are {columns}.")
+            return given
+        for candidate in candidates:
+            if candidate in columns:
+                return candidate
+        raise DatasetError(
+            f"{source} has none of the usual {role} columns {list(candidates)}; its columns are {columns}. "
+            f"Name the {role} column explicitly."
+        )
+
+    prompt_column = pick(prompt_column, _PROMPT_COLUMNS, "prompt")
+    answer_column = pick(answer_column, _ANSWER_COLUMNS, "answer")
+    if len(dataset) == 0:
+        raise DatasetError(f"{source} is empty.")
+
+    def convert(row: dict[str, Any]) -> dict[str, Any]:
+        question = row[prompt_column]
+        if isinstance(question, list):  # already a conversation
+            prompt = question
+        else:
+            prompt = build_prompt(str(question), prompt_format, system_prompt, prompt_template, system_role)
+        return {"prompt": prompt, "answer": extract_gold(row[answer_column], answer_format)}
+
+    converted = dataset.map(convert, remove_columns=columns)
+    converted = converted.filter(lambda row: row["answer"] is not None)
+    if len(converted) == 0:
+        raise DatasetError(
+            f"No gold answer could be read from column {answer_column!r} of {source} with answer_format "
+            f"{answer_format!r}."
+        )
+    return converted
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_task(
+    name_or_id: str,
+    split: str = "train",
+    *,
+    config: str | None = None,
+    num_examples: int | None = None,
+    seed: int = 0,
+    digits: int = 2,
+    num_operands: int = 2,
+    few_shot: int = 4,
+    prompt_format: PromptFormat = "chat",
+    system_prompt: str | None = None,
+    prompt_template: str | None = None,
+    prompt_column: str | None = None,
+    answer_column: str | None = None,
+    answer_format: AnswerFormat | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    model_type: str | None = None,
+) -> datasets.Dataset:
+    """One split of a task as a ``Dataset`` with ``prompt`` and ``answer`` columns.
+
+    Args:
+        name_or_id: a built-in task (``BUILTIN_TASKS``), a hub data set id or a local data file.
+        split: ``"train"`` or ``"test"`` for built-in tasks; any split of a hub data set.
+        config: hub configuration; defaults to the preset's.
+        num_examples: size of the result: a seeded random subset of a hub split (all rows if None); the number
+            of generated problems for a built-in task (1000 for train, 200 for test if None).
+        seed: generates built-in problems; picks the hub subset.
+        digits, num_operands, few_shot: built-in tasks only, see :func:`generate_arithmetic`.
+        prompt_format, system_prompt, prompt_template: see :func:`build_prompt`.
+        prompt_column, answer_column, answer_format: hub / local data sets; default to the preset's, then guesses.
+        tokenizer, model_type: decide whether a system prompt can be a system message
+            (:func:`supports_system_role`).
+
+    Raises:
+        DatasetError: the data set cannot be loaded, a column is missing, or the split is empty.
+    """
+    system_role = supports_system_role(tokenizer, model_type) if system_prompt else True
+    if name_or_id in BUILTIN_TASKS:
+        if num_examples is None:
+            num_examples = 200 if split in _TEST_SPLITS else 1000
+        return generate_arithmetic(
+            name_or_id, split, num_examples, seed, digits, num_operands, few_shot,
+            prompt_format, system_prompt, prompt_template, system_role,
+        )  # fmt: skip
+    preset = HUB_PRESETS.get(name_or_id)
+    config = config if config is not None else (preset.config if preset else None)
+    source = _describe(name_or_id, config, split)
+    raw = _load_raw(name_or_id, config, split)
+    if len(raw) == 0:
+        raise DatasetError(f"The {source} is empty.")
+    if num_examples is not None and num_examples < len(raw):
+        raw = raw.shuffle(seed=seed).select(range(num_examples))
+    return standardize_columns(
+        raw,
+        prompt_column=prompt_column or (preset.prompt_column if preset else None),
+        answer_column=answer_column or (preset.answer_column if preset else None),
+        answer_format=answer_format or (preset.answer_format if preset else "auto"),
+        prompt_format=prompt_format,
+        system_prompt=system_prompt,
+        prompt_template=prompt_template,
+        system_role=system_role,
+        source=f"The {source}",
+    )
+
+
+def load_datasets(
+    args: DataArguments, tokenizer: PreTrainedTokenizerBase | None = None, model_type: str | None = None
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The train and (if ``args.dataset_test_split``) evaluation sets that ``args`` describe."""
+
+    def load(split: str, num_examples: int | None) -> datasets.Dataset:
+        return load_task(
+            args.dataset_name,
+            split,
+            config=args.dataset_config,
+            num_examples=num_examples,
+            seed=args.task_seed,
+            digits=args.task_digits,
+            num_operands=args.task_operands,
+            few_shot=args.task_few_shot,
+            prompt_format=args.prompt_format,  # type: ignore[arg-type]
+            system_prompt=args.system_prompt,
+            prompt_template=args.prompt_template,
+            prompt_column=args.prompt_column,
+            answer_column=args.answer_column,
+            answer_format=args.answer_format,  # type: ignore[arg-type]
+            tokenizer=tokenizer,
+            model_type=model_type,
+        )
+
+    train = load(args.dataset_train_split, args.num_train_examples)
+    test = load(args.dataset_test_split, args.num_eval_examples) if args.dataset_test_split else None
+    return train, test

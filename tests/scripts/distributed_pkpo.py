@@ -1,0 +1,81 @@
+"""Run under `accelerate launch --multi_gpu --num_processes 2` on a CPU machine (torchrun + gloo).
+
+A few PKPOTrainer steps; each rank writes the gathered rewards and the advantages that reached its
+loss to OUT_DIR/rank{i}.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import build_char_tokenizer, build_tiny_gemma2  # noqa: E402
+
+from pkpo_trl import PKPOConfig, PKPOTrainer  # noqa: E402
+
+
+class Recording(PKPOTrainer):
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        gathered = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self.record["gathered_rewards"].append(gathered[:, 0].tolist())
+        self.record["local_prompts"].append(list(prompts))
+        return gathered
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        self.record["local_advantages"].append(output["advantages"].tolist())
+        return output
+
+    def _compute_loss(self, model, inputs):
+        self.record["loss_advantages"].append(inputs["advantages"].tolist())
+        loss = super()._compute_loss(model, inputs)
+        self.record["losses"].append(loss.item())
+        return loss
+
+
+def reward(completion_ids, **kwargs):
+    return [float(sum(ids) % 5) / 4 for ids in completion_ids]
+
+
+def main(out_dir: str) -> None:
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer))
+    data = Dataset.from_dict({"prompt": [f"{i}*{i}=" for i in range(32)]})
+    args = PKPOConfig(
+        output_dir=str(Path(out_dir) / "run"),
+        per_device_train_batch_size=3,  # one group of 6 completions per step, split over the 2 ranks
+        num_generations=6,
+        max_completion_length=5,
+        max_steps=3,
+        learning_rate=1e-2,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        use_cpu=True,
+        pkpo_k=3,
+        pkpo_estimator="sloo_minus_one",
+        scale_rewards="none",
+        gradient_checkpointing=False,
+    )
+    trainer = Recording(model, reward, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer.record = {
+        "gathered_rewards": [],
+        "local_prompts": [],
+        "local_advantages": [],
+        "loss_advantages": [],
+        "losses": [],
+    }
+    trainer.train()
+    rank = trainer.accelerator.process_index
+    record = dict(trainer.record, rank=rank, world_size=trainer.accelerator.num_processes)
+    record["finished_steps"] = trainer.state.global_step
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(record))
+    assert torch.isfinite(torch.tensor(record["losses"])).all()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,60 @@
+"""PKPOConfig validation: every bad setting fails at construction with a message naming it."""
+
+from __future__ import annotations
+
+import pytest
+
+from pkpo_trl import PKPOConfig
+
+
+def make(tmp_path, **kwargs) -> PKPOConfig:
+    defaults = dict(output_dir=str(tmp_path), report_to="none", use_cpu=True, num_generations=8)
+    defaults.update(kwargs)
+    return PKPOConfig(**defaults)
+
+
+def test_defaults(tmp_path):
+    config = make(tmp_path)
+    assert config.pkpo_k == 4
+    assert config.pkpo_estimator == "sloo_minus_one"
+    assert config.scale_rewards == "batch"
+    assert config.pkpo_k_schedule is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(pkpo_k=9), r"pkpo_k=9 gives k=9 outside \[1, 8\]"),
+        (dict(pkpo_k=0), r"pkpo_k=0 gives k=0 outside \[1, 8\]"),
+        (dict(pkpo_k=8, pkpo_estimator="sloo"), r"outside \[1, 7\].*'sloo'"),
+        (dict(pkpo_k=8, pkpo_estimator="l2o"), r"outside \[1, 7\].*'l2o'"),
+        (dict(pkpo_k=2.5), "pkpo_k must be an integer"),
+        (dict(pkpo_estimator="grpo"), "pkpo_estimator='grpo' is unknown"),
+        (dict(pkpo_k_schedule="linear:16->1"), r"pkpo_k_schedule='linear:16->1' gives k=16 outside \[1, 8\]"),
+        (dict(pkpo_k_schedule="piecewise:0=4,0.5=0"), "k must be >= 1"),
+        (dict(pkpo_k_schedule="wavy:8->1"), "unknown kind 'wavy'"),
+        (dict(pkpo_k_schedule="piecewise:0.2=4"), "first breakpoint must be at 0"),
+        (dict(multi_objective_aggregation="normalize_then_sum"), "multi_objective_aggregation='normalize_then_sum'"),
+        (dict(scale_rewards="median"), "scale_rewards='median'"),
+    ],
+)
+def test_invalid_settings_raise(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(tmp_path, **kwargs)
+
+
+def test_group_scaling_warns(tmp_path):
+    with pytest.warns(UserWarning, match="undoes PKPO's relative weighting"):
+        make(tmp_path, scale_rewards="group")
+
+
+def test_boolean_scale_rewards_follow_grpo(tmp_path):
+    assert make(tmp_path, scale_rewards=False).scale_rewards == "none"
+
+
+def test_use_vllm_without_vllm_is_a_clear_error_before_any_model_loads(tmp_path):
+    from trl.import_utils import is_vllm_available
+
+    assert not is_vllm_available(), "this test checks the error path; it needs an environment without vllm"
+    with pytest.raises(ImportError, match=r"use_vllm=True needs vLLM.*pkpo-trl\[vllm\]"):
+        make(tmp_path, use_vllm=True, vllm_mode="colocate")

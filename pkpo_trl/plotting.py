@@ -1,0 +1,63 @@
+"""Plots of a training run's logged PKPO metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: training machines have no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["plot_pass_at_k"]
+
+
+def _series(log_history: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
+    steps, values = [], []
+    for entry in log_history:
+        if key in entry and "step" in entry:
+            steps.append(entry["step"])
+            values.append(entry[key])
+    return steps, values
+
+
+def plot_pass_at_k(log_history: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
+    """Plot pass@1, pass@k (and max@k, k, fraction of prompts solved when logged) against the step.
+
+    Args:
+        log_history: ``trainer.state.log_history`` of a :class:`~pkpo_trl.PKPOTrainer` run.
+        path: the PNG to write.
+        title: figure title.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    fig, (ax, ax_k) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[3, 1])
+    for key, label in [
+        ("pkpo/pass@1", "pass@1 (train groups)"),
+        ("pkpo/pass@k", "pass@k (train groups)"),
+        ("pkpo/max@k", "max@k (train groups)"),
+        ("pkpo/frac_prompts_solved", "prompts solved so far"),
+        ("eval_pkpo/pass@1", "pass@1 (eval)"),
+        ("eval_pkpo/pass@k", "pass@k (eval)"),
+    ]:
+        steps, values = _series(log_history, key)
+        if steps:
+            ax.plot(steps, values, marker="o", markersize=3, label=label)
+    ax.set_ylabel("estimate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title or "PKPO training")
+    steps, values = _series(log_history, "pkpo/k")
+    ax_k.step(steps, values, where="post", color="black")
+    ax_k.set_ylabel("k")
+    ax_k.set_xlabel("optimizer step")
+    ax_k.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -428,7 +428,7 @@ def standardize_columns(
         return {"prompt": prompt, "answer": extract_gold(row[answer_column], answer_format)}
 
     converted = dataset.map(convert, remove_columns=columns)
-    converted = converted.filter(lambda row: row["answer"] is not None)
+    converted = converted.filter(lambda row: row["answer"] is not None).select_columns(["prompt", "answer"])
     if len(converted) == 0:
         raise DatasetError(
             f"No gold answer could be read from column {answer_column!r} of {source} with answer_format "

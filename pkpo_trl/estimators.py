@@ -153,8 +153,20 @@ def _check_rewards(rewards: torch.Tensor) -> int:
 
 
 def _is_binary(rewards: torch.Tensor) -> bool:
-    finite = rewards[~torch.isnan(rewards)]
-    return bool(((finite == 0) | (finite == 1)).all())
+    # Elementwise (no boolean-mask gather): NaN slots do not count against binary.
+    return bool(((rewards == 0) | (rewards == 1) | torch.isnan(rewards)).all())
+
+
+def _scored_counts(valid: torch.Tensor) -> torch.Tensor:
+    """n' per group as float64 ``[..., 1]``; ``[1, ..., 1]`` when nothing is NaN.
+
+    Without NaNs every group has the same n', so k', the ranks and every binomial weight are shared by
+    the whole batch: keeping them at a broadcastable shape computes each weight table once per call
+    instead of once per group (the log-space binomials dominate the cost otherwise).
+    """
+    if bool(valid.all()):
+        return torch.full((1,) * valid.ndim, float(valid.shape[-1]), dtype=torch.float64, device=valid.device)
+    return valid.sum(-1, keepdim=True).to(torch.float64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,7 +195,7 @@ def maxg_at_k(rewards, k: int) -> torch.Tensor:
     if k > n:
         raise ValueError(f"k={k} > n={n}: no unbiased estimator of max@k exists from fewer than k samples")
     valid = ~torch.isnan(g)
-    n_valid = valid.sum(-1, keepdim=True).to(torch.float64)
+    n_valid = _scored_counts(valid)
     kk = torch.clamp(torch.full_like(n_valid, float(k)), max=n_valid)
     if _is_binary(g):
         c = torch.where(valid, g, torch.zeros_like(g)).sum(-1, keepdim=True)
@@ -264,9 +276,13 @@ def _binary_s(correct: torch.Tensor, c, n, k) -> torch.Tensor:
 
 
 def _binary_rho_others(correct: torch.Tensor, c, n, m) -> torch.Tensor:
-    """rho(-i, m) = 1 - C(n-1-c_i, m)/C(n-1, m) with c_i the correct count among the others."""
-    c_others = c - correct.to(torch.float64)
-    return 1.0 - _binom_ratio(n - 1 - c_others, m, n - 1, m)
+    """rho(-i, m) = 1 - C(n-1-c_i, m)/C(n-1, m) with c_i the correct count among the others.
+
+    c_i is c - 1 for a correct sample and c for an incorrect one: two per-group values, then a select.
+    """
+    rho_if_correct = 1.0 - _binom_ratio(n - c, m, n - 1, m)
+    rho_if_incorrect = 1.0 - _binom_ratio(n - 1 - c, m, n - 1, m)
+    return torch.where(correct, rho_if_correct, rho_if_incorrect)
 
 
 def transform_rewards(rewards, k: int, estimator: str = "sloo_minus_one") -> torch.Tensor:
@@ -311,7 +327,7 @@ def transform_rewards(rewards, k: int, estimator: str = "sloo_minus_one") -> tor
         raise ValueError(f"k={k} is too large for estimator {estimator!r} with n={n}: it needs k <= {need}")
 
     valid = ~torch.isnan(g)
-    n_valid = valid.sum(-1, keepdim=True).to(torch.float64)
+    n_valid = _scored_counts(valid)
     kk = torch.clamp(torch.full_like(n_valid, float(k)), max=n_valid - spec.min_others)
     usable = kk >= 1
     if spec.baseline_k is not None:

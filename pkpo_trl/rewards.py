@@ -203,6 +203,16 @@ def _to_number(text: str) -> Fraction | str | None:
     return Fraction(number)
 
 
+_PURE_NUMBER = re.compile(rf"-?\\[dt]?frac\{{-?\d+\}}\{{-?\d+\}}|-?\d+/\d+|{_NUMBER.pattern}")
+
+
+def _gold_number(gold: Any) -> Fraction | str | None:
+    """The value of a gold answer that is a number (``72``, ``1,000``, ``\\$18.90``, ``10\\%``, ``\\frac{1}{2}``);
+    None if it is anything else (``x+1``, ``(1, 2)``)."""
+    text = re.sub(r"\\text\{\s*\}|\\[$%!,]|[$%\s]", "", _gold_answer(gold)).rstrip(".")
+    return _to_number(text) if _PURE_NUMBER.fullmatch(text) else None
+
+
 def _numbers_equal(a: Fraction | str | None, b: Fraction | str | None) -> bool:
     """Equal values (relative tolerance 1e-6, for rounded decimals); strings compare exactly."""
     if a is None or b is None:
@@ -227,8 +237,8 @@ def exact_match(completion: str, gold: str) -> float:
 @register_reward("numeric_match")
 def numeric_match(completion: str, gold: str) -> float | None:
     """1.0 if the completion's final answer has the gold answer's numeric value; None if the gold answer
-    has no number (the reward does not apply)."""
-    expected = _to_number(_gold_answer(gold))
+    is not a number (the reward does not apply)."""
+    expected = _gold_number(gold)
     if expected is None:
         return None
     answer = extract_final_answer(completion)
@@ -238,7 +248,7 @@ def numeric_match(completion: str, gold: str) -> float | None:
 @register_reward("first_number")
 def first_number(completion: str, gold: str) -> float | None:
     """1.0 if the first number in the completion equals the gold answer (few-shot continuation tasks)."""
-    expected = _to_number(_gold_answer(gold))
+    expected = _gold_number(gold)
     if expected is None:
         return None
     match = _NUMBER.search(completion)

@@ -176,10 +176,10 @@ def run(script_args, data_args, training_args: PKPOConfig, model_args: ModelConf
     return trainer
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> None:
     """Console entry point (`pkpo-train`, `python -m pkpo_trl.train`)."""
     script_args, data_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
-    return run(script_args, data_args, training_args, model_args)
+    run(script_args, data_args, training_args, model_args)
 
 
 if __name__ == "__main__":

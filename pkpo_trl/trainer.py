@@ -155,7 +155,7 @@ class PKPOTrainer(GRPOTrainer):
         metrics = self._metrics[mode]
         success = (groups >= self.args.pkpo_success_threshold).to(groups.dtype).masked_fill(groups.isnan(), torch.nan)
         metrics["pkpo/k"].append(float(k))
-        metrics["pkpo/pass@1"].append(maxg_at_k(success, 1).nanmean().item())
+        metrics["pkpo/pass@1"].append(success.nanmean().item())  # maxg@1 is the plain mean
         metrics["pkpo/pass@k"].append(maxg_at_k(success, k).nanmean().item())
         scored = groups[~groups.isnan()]
         if not bool(((scored == 0) | (scored == 1)).all()):

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from conftest import build_char_tokenizer, build_tiny_gemma2
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from pkpo_trl import PKPOConfig, PKPOTrainer, transform_rewards
+from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 N_GEN = 4
 

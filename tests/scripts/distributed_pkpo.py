@@ -12,10 +12,8 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import build_char_tokenizer, build_tiny_gemma2  # noqa: E402
-
-from pkpo_trl import PKPOConfig, PKPOTrainer  # noqa: E402
+from pkpo_trl import PKPOConfig, PKPOTrainer
+from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 
 class Recording(PKPOTrainer):

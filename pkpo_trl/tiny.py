@@ -1,0 +1,67 @@
+"""Tiny, offline stand-ins for a real model: a character-level tokenizer and a small Gemma-2.
+
+Used by the tests, the notebooks' quick mode and the benchmarks, so that PKPO runs end to end on a
+CPU without downloading anything. Random weights: they learn, they don't know anything.
+"""
+
+from __future__ import annotations
+
+import string
+
+__all__ = ["GEMMA_LIKE_CHAT_TEMPLATE", "build_char_tokenizer", "build_tiny_gemma2"]
+
+# Gemma's chat format, including its refusal of a system role.
+GEMMA_LIKE_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+def build_char_tokenizer():
+    """A fast tokenizer with one token per character, Gemma's special tokens and chat template."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+    chars = list(string.digits + string.ascii_letters + " +-*=.,:?!\n#()")
+    vocab = {tok: i for i, tok in enumerate(specials + chars)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("<start_of_turn>|<end_of_turn>|."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+    )
+    tokenizer.chat_template = GEMMA_LIKE_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_gemma2(vocab_size: int, hidden_size: int = 32, num_layers: int = 2, seed: int = 0):
+    """A small ``Gemma2ForCausalLM`` with eager attention (Gemma-2 soft-caps its attention logits)."""
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Gemma2Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=hidden_size // 2,
+        max_position_embeddings=512,
+        sliding_window=128,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        attn_implementation="eager",
+    )
+    return Gemma2ForCausalLM(config)

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import datasets
 
+from .rewards import last_boxed
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -327,18 +329,6 @@ _ANSWER_COLUMNS = ("answer", "final_answer", "solution", "target", "output")
 _LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-def _last_boxed(text: str) -> str | None:
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed")
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1 : j].strip()
-    return None
-
-
 def extract_gold(text: Any, answer_format: AnswerFormat = "auto") -> str | None:
     """The gold answer in an answer column's ``text``: as is (``raw``), after the last ``####`` (``gsm8k``), the
     last ``\\boxed{}`` (``boxed``), or whichever of these the text calls for (``auto``). None if absent."""
@@ -350,7 +340,8 @@ def extract_gold(text: Any, answer_format: AnswerFormat = "auto") -> str | None:
             return None
         return text.rsplit("####", 1)[1].strip().replace(",", "") or None
     if answer_format == "boxed":
-        return _last_boxed(text)
+        boxed = last_boxed(text)
+        return boxed.strip() if boxed is not None else None
     return text or None
 
 

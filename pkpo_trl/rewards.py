@@ -130,7 +130,7 @@ _ANSWER_IS = re.compile(r"(?:final answer|answer)\s*(?:is|:)\s*([^\n]*)", re.IGN
 _MAX_NUMBER_CHARS = 200  # longer digit strings are compared as strings, never converted
 
 
-def _last_boxed(text: str) -> str | None:
+def last_boxed(text: str) -> str | None:
     """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced; None if absent."""
     start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
     if start < 0:
@@ -152,7 +152,7 @@ def extract_final_answer(text: str) -> str | None:
     """The final answer stated in ``text``, in order of precedence: the last ``\\boxed{...}``, the text
     after the last ``####`` (GSM8K), the text after the last ``Answer:`` / ``answer is``, else the last
     number. None if there is none of these."""
-    boxed = _last_boxed(text)
+    boxed = last_boxed(text)
     if boxed is not None:
         return boxed.strip()
     for pattern in (_HASHES, _ANSWER_IS):

@@ -1,0 +1,147 @@
+"""Gradient ascent on the 1D toy's ``theta`` with PKPO gradient estimates (paper Sec. 5 toy, k annealing).
+
+Each step draws ``groups_per_step`` groups of ``n`` samples from ``N(theta, sigma^2)``, transforms their
+rewards with :func:`pkpo_trl.estimators.transform_rewards` at the step's ``k`` and moves ``theta`` by
+plain SGD on the averaged estimate
+
+    theta <- theta + lr * mean_groups( sum_i A_i (x_i - theta) / sigma^2 ).
+
+``num_runs`` independent runs are vectorised (``theta`` is a ``[num_runs]`` tensor). The curves logged are
+*exact* objective values of the current ``theta`` (:func:`pkpo_trl.experiments.toy.exact_maxg_at_k`), so
+they carry no evaluation noise.
+
+A k schedule maps the optimizer step to ``k``: :func:`constant_k` or :func:`step_anneal` (large ``k``
+first to explore, then ``k = 1`` to exploit, as the paper's annealing experiments do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .toy import SIGMA, exact_maxg_at_k, gradient_estimates
+
+__all__ = ["KScheduleFn", "TrainingResult", "constant_k", "step_anneal", "train_theta", "train_schedules"]
+
+KScheduleFn = Callable[[int], int]
+"""A function ``step -> k`` (0-based optimizer step)."""
+
+
+def constant_k(k: int) -> KScheduleFn:
+    """Schedule that uses ``k`` at every step."""
+    return lambda step: k
+
+
+def step_anneal(k_start: int, k_end: int, switch_step: int) -> KScheduleFn:
+    """Schedule ``k_start`` for steps ``< switch_step`` and ``k_end`` afterwards (e.g. 8 then 1)."""
+    return lambda step: k_start if step < switch_step else k_end
+
+
+@dataclass
+class TrainingResult:
+    """Histories of one schedule: ``[steps + 1]`` lists of per-step values (index 0 is the start).
+
+    ``theta_mean``/``theta_std`` are over runs; ``maxg[k]``/``maxg_std[k]`` are the mean/std over runs of
+    the exact ``maxg@k(theta)`` for each evaluation ``k``; ``final_*`` are end-of-training means.
+    """
+
+    name: str
+    ks: list[int]
+    theta_mean: list[float]
+    theta_std: list[float]
+    maxg: dict[int, list[float]] = field(default_factory=dict)
+    maxg_std: dict[int, list[float]] = field(default_factory=dict)
+    final_theta: list[float] = field(default_factory=list)
+
+    def final(self, k: int) -> float:
+        """Mean over runs of ``maxg@k`` at the last step."""
+        return self.maxg[k][-1]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (integer keys become strings)."""
+        return {
+            "name": self.name,
+            "ks": self.ks,
+            "theta_mean": self.theta_mean,
+            "theta_std": self.theta_std,
+            "maxg": {str(k): v for k, v in self.maxg.items()},
+            "maxg_std": {str(k): v for k, v in self.maxg_std.items()},
+            "final_theta": self.final_theta,
+        }
+
+
+def train_theta(
+    schedule: KScheduleFn,
+    *,
+    steps: int = 300,
+    lr: float = 0.05,
+    n: int = 16,
+    groups_per_step: int = 4,
+    estimator: str = "sloo_minus_one",
+    theta0: float = 0.0,
+    num_runs: int = 32,
+    eval_ks: Sequence[int] = (1, 8),
+    seed: int = 0,
+    sigma: float = SIGMA,
+    name: str = "",
+    progress: Any = None,
+) -> TrainingResult:
+    """SGD on ``theta`` following ``schedule``; returns exact ``maxg@k`` curves for ``k in eval_ks``.
+
+    Args:
+        schedule: ``step -> k``; each ``k`` must satisfy ``k <= n`` (``k <= n-1`` for sloo/l2o).
+        steps: optimizer steps.
+        lr: SGD step size. The toy's ``maxg@1`` has curvature about -20 at its optimum (the reward drops
+            to 0 at ``x = 1``), so ``lr`` must stay below ~0.1 for ``k = 1`` to be stable.
+        n: group size; groups_per_step: groups averaged per step.
+        estimator: name in :data:`pkpo_trl.estimators.ESTIMATORS`.
+        theta0: starting mean of every run.
+        num_runs: independent runs, vectorised.
+        eval_ks: ``k`` values whose exact ``maxg@k`` is logged.
+        seed: seed of the torch generator.
+        progress: optional ``tqdm`` bar, updated once per step.
+
+    Returns:
+        A :class:`TrainingResult`.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    theta = torch.full((num_runs,), float(theta0), dtype=torch.float64)
+    ks: list[int] = []
+    thetas = [theta.clone()]
+    for step in range(steps):
+        k = int(schedule(step))
+        ks.append(k)
+        grad = gradient_estimates(theta, k, n, groups_per_step, estimator, sigma, gen).mean(-1)
+        theta = theta + lr * grad
+        thetas.append(theta.clone())
+        if progress is not None:
+            progress.update(1)
+    history = torch.stack(thetas)  # [steps + 1, runs]
+    result = TrainingResult(
+        name=name,
+        ks=ks,
+        theta_mean=history.mean(-1).tolist(),
+        theta_std=history.std(-1).tolist() if num_runs > 1 else [0.0] * (steps + 1),
+        final_theta=history[-1].tolist(),
+    )
+    for k in eval_ks:
+        values = exact_maxg_at_k(history, k, sigma)  # [steps + 1, runs]
+        result.maxg[k] = values.mean(-1).tolist()
+        result.maxg_std[k] = values.std(-1).tolist() if num_runs > 1 else [0.0] * (steps + 1)
+    return result
+
+
+def train_schedules(
+    schedules: dict[str, KScheduleFn], *, seed: int = 0, progress: Any = None, **kwargs: Any
+) -> dict[str, TrainingResult]:
+    """Run :func:`train_theta` for each named schedule with the same seed (common random numbers).
+
+    ``kwargs`` are passed to :func:`train_theta`.
+    """
+    return {
+        name: train_theta(schedule, seed=seed, name=name, progress=progress, **kwargs)
+        for name, schedule in schedules.items()
+    }

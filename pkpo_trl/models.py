@@ -85,6 +85,11 @@ def load_model_and_tokenizer(
     if torch_dtype is not None:
         model_kwargs["dtype"] = torch_dtype
     model = AutoModelForCausalLM.from_pretrained(path, **gguf_kwargs, **model_kwargs)
+    quantizer = getattr(model, "hf_quantizer", None)
+    if gguf_file and quantizer is not None:
+        # transformers de-quantizes GGUF tensors to plain float weights on load, but leaves GGUF's quantizer
+        # attached, and Trainer refuses to train a model whose quantization method is GGUF.
+        quantizer.remove_quantization_config(model)
     tokenizer = AutoTokenizer.from_pretrained(path, **gguf_kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -22,6 +22,16 @@ def _series(log_history: Sequence[dict], key: str) -> tuple[list[int], list[floa
     return steps, values
 
 
+_SMOOTH = 4
+
+
+def _running_mean(values: list[float]) -> list[float]:
+    return [
+        sum(values[max(0, i - _SMOOTH + 1) : i + 1]) / len(values[max(0, i - _SMOOTH + 1) : i + 1])
+        for i in range(len(values))
+    ]
+
+
 def plot_pass_at_k(log_history: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
     """Plot pass@1, pass@k (and max@k, k, fraction of prompts solved when logged) against the step.
 
@@ -44,7 +54,13 @@ def plot_pass_at_k(log_history: Sequence[dict], path: str | Path, title: str | N
         ("eval_pkpo/pass@k", "pass@k (eval)"),
     ]:
         steps, values = _series(log_history, key)
-        if steps:
+        if not steps:
+            continue
+        if len(steps) >= 2 * _SMOOTH and "solved" not in key:
+            # Per-batch estimates from a few prompts are noisy: show them faintly, with a running mean.
+            (line,) = ax.plot(steps, _running_mean(values), label=f"{label}, running mean of {_SMOOTH}")
+            ax.plot(steps, values, "o", markersize=2.5, alpha=0.35, color=line.get_color())
+        else:
             ax.plot(steps, values, marker="o", markersize=3, label=label)
     ax.set_ylabel("estimate")
     ax.set_ylim(-0.02, 1.02)

@@ -1,0 +1,952 @@
+"""Tests of :mod:`pkpo_trl.estimators` against the enumeration definitions of ``spec/pkpo-math.md``.
+
+Every expected value in this file comes from an *independent oracle* written below straight from the
+spec's definitions by enumeration over k-subsets (``itertools.combinations``, ``math.comb``, python
+floats summed with ``math.fsum``), from exact integer binomials, or from closed-form population
+quantities (Monte Carlo tests). No expectation is built by calling the code under test, except where a
+test states an *internal consistency* property (batched == per row, binary path == sorted path,
+NaN-dropped group == the group without the NaNs).
+
+Notation: ``n`` rewards per group, ``k`` attempts, ``rho(g, k)`` the unbiased max@k estimate of the
+spec, ``s_i`` the no-baseline PKPO weight, ``A_i`` the transformed reward ("advantage").
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from collections.abc import Callable, Sequence
+from itertools import combinations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pkpo_trl.estimators as estimators_module
+from pkpo_trl.estimators import ESTIMATORS, maxg_at_k, pass_at_k, transform_rewards
+
+ALL_ESTIMATORS = ("s", "sloo", "sloo_minus_one", "l2o")
+BASELINED = ("sloo", "sloo_minus_one", "l2o")
+MIN_OTHERS = {"s": 0, "sloo": 1, "sloo_minus_one": 0, "l2o": 1}  # largest valid k is n - MIN_OTHERS
+MAX_N = 10  # the enumeration oracle is exact for every n <= MAX_N
+
+HYP = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HYP_FEW = settings(HYP, max_examples=50)  # for properties that loop over every estimator and k per example
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Run this module on one intra-op thread: the tensors here are small, and on a shared 2-core CI box
+    (pytest -n 2) torch's thread pool oversubscribes and spin-waits, making the MC tests 10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# ==================================================================================================
+# The independent oracle: spec definitions by enumeration over subsets, python floats.
+
+
+def comb(a: int, b: int) -> int:
+    """C(a, b), 0 outside 0 <= b <= a (math.comb rejects a < 0)."""
+    return math.comb(a, b) if 0 <= b <= a else 0
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return math.fsum(xs) / len(xs)
+
+
+def oracle_rho(g: Sequence[float], k: int) -> float:
+    """rho_g(n, k) = 1/C(n,k) * sum over k-subsets S of max_{j in S} g_j."""
+    return _mean([max(g[j] for j in subset) for subset in combinations(range(len(g)), k)])
+
+
+def oracle_s(g: Sequence[float], k: int) -> list[float]:
+    """s_i = 1/C(n,k) * sum over k-subsets S containing i of max_{j in S} g_j."""
+    n = len(g)
+    per_sample: list[list[float]] = [[] for _ in range(n)]
+    for subset in combinations(range(n), k):
+        best = max(g[j] for j in subset)
+        for i in subset:
+            per_sample[i].append(best)
+    return [math.fsum(vals) / math.comb(n, k) for vals in per_sample]
+
+
+def _others(g: Sequence[float], *skip: int) -> list[float]:
+    return [v for j, v in enumerate(g) if j not in skip]
+
+
+def _rloo_over_n(g: Sequence[float]) -> list[float]:
+    """k = 1 for every baselined estimator: (g_i - mean of the others) / n; 0 when there are no others."""
+    n = len(g)
+    if n < 2:
+        return [0.0] * n
+    return [(g[i] - _mean(_others(g, i))) / n for i in range(n)]
+
+
+def oracle_sloo(g: Sequence[float], k: int) -> list[float]:
+    """s_i - k/n * rho_g(others of i, k)."""
+    n = len(g)
+    s = oracle_s(g, k)
+    return [s[i] - k / n * oracle_rho(_others(g, i), k) for i in range(n)]
+
+
+def oracle_sloo_minus_one(g: Sequence[float], k: int) -> list[float]:
+    """1/C(n,k) * sum_{S containing i} [max S - max S minus {i}]  (the marginal-contribution form).
+
+    At k = 1 the spec prescribes RLOO: s_i - 1/n * mean of the others.
+    """
+    n = len(g)
+    if k == 1:
+        return _rloo_over_n(g)
+    gains: list[list[float]] = [[] for _ in range(n)]
+    for subset in combinations(range(n), k):
+        best = max(g[j] for j in subset)
+        for i in subset:
+            gains[i].append(best - max(g[j] for j in subset if j != i))
+    return [math.fsum(vals) / math.comb(n, k) for vals in gains]
+
+
+def _expected_improvement(value: float, pool: Sequence[float], size: int) -> float:
+    """E_T[(value - max T)^+] over the uniform size-subsets T of pool."""
+    return _mean([max(value - max(t), 0.0) for t in combinations(pool, size)])
+
+
+def oracle_l2o(g: Sequence[float], k: int) -> list[float]:
+    """MaxPO leave-two-out, by its pairwise O(n^2) definition (RLOO/n at k = 1).
+
+    EI_i = E_T[(g_i - max T)^+], T a (k-1)-subset of the others of i;
+    EI_j^(-i) the same for j with T drawn from the n-2 samples other than i and j;
+    A_i = k/n * (EI_i - 1/(n-1) * sum_{j != i} EI_j^(-i)).
+    """
+    n = len(g)
+    if k == 1:
+        return _rloo_over_n(g)
+    out = []
+    for i in range(n):
+        ei_i = _expected_improvement(g[i], _others(g, i), k - 1)
+        baseline = math.fsum(_expected_improvement(g[j], _others(g, i, j), k - 1) for j in range(n) if j != i)
+        out.append(k / n * (ei_i - baseline / (n - 1)))
+    return out
+
+
+ORACLES: dict[str, Callable[[Sequence[float], int], list[float]]] = {
+    "s": oracle_s,
+    "sloo": oracle_sloo,
+    "sloo_minus_one": oracle_sloo_minus_one,
+    "l2o": oracle_l2o,
+}
+
+
+def oracle_transform_with_nans(g: Sequence[float], k: int, estimator: str) -> list[float]:
+    """The documented NaN rule: drop NaNs, use k' = min(k, n' - min_others), zeros where unusable."""
+    kept = [i for i, v in enumerate(g) if not math.isnan(v)]
+    sub = [g[i] for i in kept]
+    k_eff = min(k, len(sub) - MIN_OTHERS[estimator])
+    out = [0.0] * len(g)
+    if k_eff < 1 or (estimator != "s" and len(sub) < 2):
+        return out
+    for i, v in zip(kept, ORACLES[estimator](sub, k_eff)):
+        out[i] = v
+    return out
+
+
+def valid_ks(n: int, estimator: str | None) -> range:
+    """k = 1..n for maxg / s / sloo_minus_one, 1..n-1 for sloo and l2o."""
+    return range(1, n - (MIN_OTHERS[estimator] if estimator else 0) + 1)
+
+
+def assert_close(actual: torch.Tensor, expected: Sequence[float] | np.ndarray, scale: float, tol: float = 1e-9):
+    """|actual - expected| <= tol * max(1, scale) elementwise (scale = largest |reward|)."""
+    a = actual.detach().to(torch.float64).numpy()
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape
+    bound = tol * max(1.0, scale)
+    err = np.abs(a - e)
+    assert np.all(err <= bound), f"max error {err.max():.3e} > {bound:.1e}\nactual={a}\nexpected={e}"
+
+
+def t64(x: Sequence[float] | Sequence[Sequence[float]]) -> torch.Tensor:
+    return torch.tensor(x, dtype=torch.float64)
+
+
+def _scale(rows: Sequence[Sequence[float]]) -> float:
+    return max((abs(v) for row in rows for v in row if not math.isnan(v)), default=1.0)
+
+
+# ==================================================================================================
+# Reward generators: continuous, binary, ties, negatives, all-equal.
+
+
+def sweep_rows(n: int, seed: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Deterministic reward groups of size n: (binary rows, non-binary rows)."""
+    rng = random.Random(seed)
+    binary = [
+        [float(rng.random() < 0.5) for _ in range(n)],
+        [float(rng.random() < 0.2) for _ in range(n)],
+        [0.0] * n,
+        [1.0] * n,
+    ]
+    other = [
+        [rng.uniform(-3.0, 3.0) for _ in range(n)],  # continuous, mixed signs
+        [rng.choice([-1.0, 0.0, 0.5, 2.0]) for _ in range(n)],  # ties
+        [rng.choice([0.0, 1.0, 0.25]) for _ in range(n)],  # almost binary
+        [-rng.uniform(0.5, 9.0) for _ in range(n)],  # all negative
+        [0.7] * n,  # all equal
+        [rng.choice([-4.0, -4.0, 3.0]) for _ in range(n - 1)] + [-4.0],  # many ties at the bottom
+    ]
+    return binary, other
+
+
+@st.composite
+def reward_groups(draw: st.DrawFn, min_n: int = 1, max_n: int = MAX_N) -> list[float]:
+    """One group of n rewards, from a mix of continuous, binary, tied, negative and all-equal laws."""
+    n = draw(st.integers(min_n, max_n))
+    kind = draw(st.sampled_from(["continuous", "binary", "ties", "negative", "equal"]))
+    if kind == "equal":
+        return [draw(st.floats(-50, 50, allow_nan=False))] * n
+    elements = {
+        "continuous": st.floats(-100, 100, allow_nan=False, allow_infinity=False),
+        "binary": st.sampled_from([0.0, 1.0]),
+        "ties": st.sampled_from([-2.0, -0.5, 0.0, 0.5, 1.0, 3.0]),
+        "negative": st.floats(-100, -1e-3, allow_nan=False),
+    }[kind]
+    return draw(st.lists(elements, min_size=n, max_size=n))
+
+
+# ==================================================================================================
+# 1. Equality with the enumeration oracle, float64, tol 1e-9.
+
+
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+def test_transform_matches_enumeration_exhaustive(estimator: str) -> None:
+    """For every n <= 10 and every valid k, transform_rewards equals the enumeration definition on
+    binary, continuous, tied, negative and all-equal groups (binary and sorted paths both exercised)."""
+    for n in range(1, MAX_N + 1):
+        binary, other = sweep_rows(n, seed=n)
+        for k in valid_ks(n, estimator):
+            for rows in (binary, other):
+                got = transform_rewards(t64(rows), k, estimator)
+                expected = [ORACLES[estimator](row, k) for row in rows]
+                assert_close(got, expected, _scale(rows))
+
+
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+def test_torch_sort_path_matches_enumeration(estimator: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CPU the sort goes through numpy's argsort; the torch.sort path (what CUDA uses) must give the same
+    numbers: the exhaustive sweep again, with numpy sorting switched off, including NaN groups."""
+    monkeypatch.setattr(estimators_module, "_NUMPY_SORT_ON_CPU", False)
+    for n in range(1, MAX_N + 1):
+        _, other = sweep_rows(n, seed=200 + n)
+        with_nan = [row[:-1] + [math.nan] for row in other]
+        for k in valid_ks(n, estimator):
+            got = transform_rewards(t64(other), k, estimator)
+            assert_close(got, [ORACLES[estimator](row, k) for row in other], _scale(other))
+            got = transform_rewards(t64(with_nan), k, estimator)
+            assert_close(got, [oracle_transform_with_nans(row, k, estimator) for row in with_nan], _scale(other))
+        for k in valid_ks(n, None):
+            assert_close(maxg_at_k(t64(other), k), [oracle_rho(row, k) for row in other], _scale(other))
+
+
+def test_maxg_matches_enumeration_exhaustive() -> None:
+    """maxg_at_k equals 1/C(n,k) * sum_S max S for every n <= 10, every k, on every kind of group."""
+    for n in range(1, MAX_N + 1):
+        binary, other = sweep_rows(n, seed=100 + n)
+        for k in valid_ks(n, None):
+            for rows in (binary, other):
+                got = maxg_at_k(t64(rows), k)
+                assert_close(got, [oracle_rho(row, k) for row in rows], _scale(rows))
+
+
+@HYP
+@given(g=reward_groups(), data=st.data())
+def test_transform_matches_enumeration_property(g: list[float], data: st.DataObject) -> None:
+    """Random groups (hypothesis): every estimator at a random valid k equals the enumeration oracle."""
+    estimator = data.draw(st.sampled_from(ALL_ESTIMATORS))
+    ks = valid_ks(len(g), estimator)
+    if len(ks) == 0:
+        return
+    k = data.draw(st.sampled_from(ks))
+    assert_close(transform_rewards(t64(g), k, estimator), ORACLES[estimator](g, k), _scale([g]))
+
+
+@HYP
+@given(g=reward_groups(), data=st.data())
+def test_maxg_matches_enumeration_property(g: list[float], data: st.DataObject) -> None:
+    """Random groups (hypothesis): maxg_at_k equals the enumeration oracle."""
+    k = data.draw(st.integers(1, len(g)))
+    assert_close(maxg_at_k(t64(g), k), oracle_rho(g, k), _scale([g]))
+
+
+# ==================================================================================================
+# 2. l2o: zero-sum groups and RLOO at k = 1 (its enumeration equality is part of section 1).
+
+
+@HYP
+@given(g=reward_groups(min_n=2))
+def test_l2o_advantages_sum_to_zero(g: list[float]) -> None:
+    """Every l2o group sums to zero (|sum| <= 1e-12 * scale) at every valid k."""
+    for k in valid_ks(len(g), "l2o"):
+        total = transform_rewards(t64(g), k, "l2o").sum().item()
+        assert abs(total) <= 1e-12 * max(1.0, _scale([g]))
+
+
+def test_l2o_sums_to_zero_in_every_row_of_a_batch() -> None:
+    """Zero sum holds per group in a [G, n] batch, continuous and binary."""
+    gen = torch.Generator().manual_seed(0)
+    for g in (torch.randn(64, 12, generator=gen, dtype=torch.float64), (torch.rand(64, 12, generator=gen) < 0.3)):
+        for k in (1, 2, 5, 11):
+            sums = transform_rewards(g.to(torch.float64), k, "l2o").sum(-1)
+            assert sums.abs().max().item() <= 1e-12
+
+
+@HYP
+@given(g=reward_groups(min_n=2))
+def test_l2o_at_k1_is_rloo(g: list[float]) -> None:
+    """l2o at k = 1 is RLOO scaled by 1/n: A_i = (g_i - mean_{j != i} g_j) / n."""
+    n = len(g)
+    expected = [(g[i] - _mean(_others(g, i))) / n for i in range(n)]
+    assert_close(transform_rewards(t64(g), 1, "l2o"), expected, _scale([g]))
+
+
+# ==================================================================================================
+# 3. Shapes and dtypes.
+
+
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+@pytest.mark.parametrize("binary", [False, True])
+def test_batched_equals_per_group(estimator: str, binary: bool) -> None:
+    """A [G, n] call and a [2, 3, n] call equal the per-group 1-D calls, row by row."""
+    gen = torch.Generator().manual_seed(1)
+    n = 7
+    if binary:
+        g = (torch.rand(6, n, generator=gen) < 0.4).to(torch.float64)
+    else:
+        g = torch.randint(-2, 3, (6, n), generator=gen).to(torch.float64) * 0.5 + 0.25
+    for k in valid_ks(n, estimator):
+        batched = transform_rewards(g, k, estimator)
+        nested = transform_rewards(g.view(2, 3, n), k, estimator)
+        assert batched.shape == g.shape and nested.shape == (2, 3, n)
+        for row in range(6):
+            single = transform_rewards(g[row], k, estimator)
+            torch.testing.assert_close(batched[row], single, rtol=0, atol=1e-12)
+            torch.testing.assert_close(nested.view(6, n)[row], single, rtol=0, atol=1e-12)
+        values = maxg_at_k(g.view(2, 3, n), k)
+        assert values.shape == (2, 3)
+        torch.testing.assert_close(values.view(6), torch.stack([maxg_at_k(r, k) for r in g]), rtol=0, atol=1e-12)
+
+
+def test_non_contiguous_and_list_inputs() -> None:
+    """A transposed (non-contiguous) tensor and a python list give the same numbers as a contiguous tensor."""
+    gen = torch.Generator().manual_seed(2)
+    g = torch.randn(5, 8, generator=gen, dtype=torch.float64)
+    gt = g.t().contiguous().t()  # same values, column-major storage
+    assert not gt.is_contiguous()
+    for estimator in ALL_ESTIMATORS:
+        torch.testing.assert_close(transform_rewards(gt, 3, estimator), transform_rewards(g, 3, estimator))
+        from_list = transform_rewards(g.tolist(), 3, estimator)
+        torch.testing.assert_close(from_list, transform_rewards(g, 3, estimator).to(from_list.dtype))
+
+
+def test_empty_batch_and_repeated_calls() -> None:
+    """A batch of zero groups [0, n] gives [0, n] (and maxg [0]); calling again with other (n, k, estimator)
+    combinations in between gives identical numbers (no state leaks between calls)."""
+    for estimator in ALL_ESTIMATORS:
+        assert transform_rewards(torch.zeros(0, 5), 2, estimator).shape == (0, 5)
+        assert transform_rewards(torch.rand(0, 5), 2, estimator).shape == (0, 5)
+    assert maxg_at_k(torch.zeros(0, 5), 2).shape == (0,)
+    g = torch.tensor([[0.3, 1.2, -0.4, 0.3, 2.0, 0.0]], dtype=torch.float64)
+    b = torch.tensor([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    first = [transform_rewards(x, 3, e) for x in (g, b) for e in ALL_ESTIMATORS]
+    for n, k in ((6, 2), (6, 5), (9, 3)):
+        for e in ALL_ESTIMATORS:
+            transform_rewards(torch.randn(2, n, dtype=torch.float64), k, e)
+            transform_rewards((torch.rand(2, n) < 0.5).to(torch.float64), k, e)
+    again = [transform_rewards(x, 3, e) for x in (g, b) for e in ALL_ESTIMATORS]
+    for a, b_ in zip(first, again):
+        torch.testing.assert_close(a, b_, rtol=0, atol=0)
+
+
+def test_first_call_in_inference_mode_then_autograd() -> None:
+    """A first call inside torch.inference_mode() (as in an eval loop) does not poison later calls: rewards
+    that require grad still go through transform_rewards (continuous: and backward; binary outputs are
+    piecewise constant, so they carry no graph)."""
+    for rewards in (torch.tensor([0.1, 0.7, -0.2, 0.5, 0.9] * 7), torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0] * 7)):
+        with torch.inference_mode():
+            expected = transform_rewards(rewards, 5, "sloo")
+        leaf = rewards.clone().requires_grad_(True)
+        out = transform_rewards(leaf, 5, "sloo")
+        torch.testing.assert_close(out.detach(), expected)
+        if out.requires_grad:
+            out.pow(2).sum().backward()
+            assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+    assert transform_rewards(torch.tensor([0.1, 0.7, -0.2, 0.5, 0.9] * 7, requires_grad=True), 5, "sloo").requires_grad
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [
+        (torch.float64, torch.float64),
+        (torch.float32, torch.float32),
+        (torch.float16, torch.float16),
+        (torch.bfloat16, torch.bfloat16),
+        (torch.int64, None),  # None: torch's default float dtype
+        (torch.int32, None),
+        (torch.bool, None),
+    ],
+)
+def test_output_dtype_follows_input(dtype: torch.dtype, expected: torch.dtype | None) -> None:
+    """Floating input keeps its dtype; integer/bool input gives the default float dtype; values agree
+    with the float64 computation to the output dtype's precision."""
+    g = torch.tensor([[0, 1, 1, 0, 1], [1, 0, 0, 0, 0]]).to(dtype)
+    ref = torch.tensor([[0, 1, 1, 0, 1], [1, 0, 0, 0, 0]], dtype=torch.float64)
+    want = expected or torch.get_default_dtype()
+    for estimator in ALL_ESTIMATORS:
+        out = transform_rewards(g, 2, estimator)
+        assert out.dtype == want
+        torch.testing.assert_close(out.to(torch.float64), transform_rewards(ref, 2, estimator), rtol=1e-2, atol=1e-2)
+    assert maxg_at_k(g, 2).dtype == want
+
+
+def test_integer_input_follows_changed_default_dtype() -> None:
+    """With torch.set_default_dtype(float64), integer rewards come back as float64."""
+    old = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert transform_rewards(torch.tensor([3, 1, 2]), 2).dtype == torch.float64
+        assert maxg_at_k(torch.tensor([3, 1, 2]), 2).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(old)
+
+
+# ==================================================================================================
+# 4. Binary closed forms == sorted path.
+
+
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+def test_binary_path_equals_sorted_path(estimator: str) -> None:
+    """Binary detection is per call: the same 0/1 groups computed alone (closed forms) and next to a
+    dummy 0.5 group (forcing the sort path) give the same numbers, for every n <= 12 and valid k."""
+    gen = torch.Generator().manual_seed(3)
+    for n in range(1, 13):
+        g = (torch.rand(16, n, generator=gen) < 0.5).to(torch.float64)
+        g[0], g[1] = 0.0, 1.0  # all-incorrect and all-correct groups
+        with_dummy = torch.cat([g, torch.full((1, n), 0.5, dtype=torch.float64)])
+        for k in valid_ks(n, estimator):
+            closed = transform_rewards(g, k, estimator)
+            sorted_path = transform_rewards(with_dummy, k, estimator)[:-1]
+            torch.testing.assert_close(closed, sorted_path, rtol=0, atol=1e-12)
+        for k in valid_ks(n, None):
+            torch.testing.assert_close(maxg_at_k(g, k), maxg_at_k(with_dummy, k)[:-1], rtol=0, atol=1e-12)
+
+
+def test_binary_closed_forms_from_spec() -> None:
+    """Spec's binary forms: s gives k/n to correct and k/n*rho(n-1,c,k-1) to incorrect samples;
+    sloo_minus_one gives 0 to incorrect and k/n*C(n-c,k-1)/C(n-1,k-1) to correct (k >= 2)."""
+    for n in range(2, 11):
+        for c in range(n + 1):
+            g = [1.0] * c + [0.0] * (n - c)
+            for k in range(2, n + 1):
+                s = transform_rewards(t64(g), k, "s")
+                rho_inc = 1 - comb(n - 1 - c, k - 1) / comb(n - 1, k - 1)
+                assert_close(s, [k / n] * c + [k / n * rho_inc] * (n - c), 1.0)
+                lmo = transform_rewards(t64(g), k, "sloo_minus_one")
+                assert_close(lmo, [k / n * comb(n - c, k - 1) / comb(n - 1, k - 1)] * c + [0.0] * (n - c), 1)
+
+
+# ==================================================================================================
+# 5. Ties and the baseline's independence from the sample's own reward.
+
+
+@HYP
+@given(
+    g=st.lists(st.sampled_from([-1.5, 0.0, 0.25, 1.0, 4.0]), min_size=2, max_size=16),
+    data=st.data(),
+)
+def test_tied_rewards_get_equal_transformed_rewards(g: list[float], data: st.DataObject) -> None:
+    """Samples with equal rewards get equal A_i under every estimator and k (Pascal's rule in the sort)."""
+    estimator = data.draw(st.sampled_from(ALL_ESTIMATORS))
+    ks = valid_ks(len(g), estimator)
+    k = data.draw(st.sampled_from(ks))
+    out = transform_rewards(t64(g), k, estimator).tolist()
+    for value in set(g):
+        tied = [out[i] for i, v in enumerate(g) if v == value]
+        assert max(tied) - min(tied) <= 1e-12
+
+
+def _baselines(g: torch.Tensor, k: int, estimator: str) -> list[torch.Tensor]:
+    """The baselines of the estimator: s_i - A_i, and for l2o also MaxPO's split k/n*EI_i - A_i
+    (k/n*EI_i is the sloo_minus_one weight)."""
+    out = [transform_rewards(g, k, "s") - transform_rewards(g, k, estimator)]
+    if estimator == "l2o":
+        out.append(transform_rewards(g, k, "sloo_minus_one") - transform_rewards(g, k, estimator))
+    return out
+
+
+@HYP_FEW
+@given(g=reward_groups(min_n=2, max_n=12), data=st.data())
+def test_baseline_does_not_depend_on_own_reward(g: list[float], data: st.DataObject) -> None:
+    """Perturbing g_i (to a tie, across other samples, to/from 0/1) leaves sample i's baseline unchanged,
+    for every baselined estimator and valid k: the gradient estimate stays unbiased."""
+    n = len(g)
+    i = data.draw(st.integers(0, n - 1))
+    new = data.draw(st.one_of(st.sampled_from(g + [0.0, 1.0]), st.floats(-100, 100, allow_nan=False)))
+    h = list(g)
+    h[i] = new
+    scale = max(1.0, _scale([g, h]))
+    for estimator in BASELINED:
+        for k in valid_ks(n, estimator):
+            for before, after in zip(_baselines(t64(g), k, estimator), _baselines(t64(h), k, estimator)):
+                assert abs(before[i].item() - after[i].item()) <= 1e-11 * scale, (estimator, k)
+
+
+# ==================================================================================================
+# 6. Monte Carlo unbiasedness (seeded, 5 standard errors).
+
+MC_GROUPS = 40_000
+MC_N = 8
+
+
+def assert_mc_mean(per_group: torch.Tensor, exact: float, sigmas: float = 5.0, resolution: float = 1e-12) -> None:
+    """The mean of i.i.d. per-group values is within `sigmas` standard errors (+ `resolution`) of `exact`."""
+    per_group = per_group.to(torch.float64)
+    mean = per_group.mean().item()
+    se = per_group.std().item() / math.sqrt(per_group.numel())
+    assert abs(mean - exact) <= sigmas * se + resolution, f"mean {mean:.6f} vs exact {exact:.6f} (se {se:.2e})"
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.85])
+def test_mc_pass_at_k_value_unbiased_bernoulli(p: float) -> None:
+    """Bernoulli(p) rewards: E[maxg_at_k] = 1 - (1-p)^k for every k <= n. (A rare outcome, e.g. a group of
+    8 failures at p = 0.85, may never be drawn: the tolerance adds the resolution 1/G of a mean of G values
+    in [0, 1].)"""
+    gen = torch.Generator().manual_seed(10)
+    x = (torch.rand(MC_GROUPS, MC_N, generator=gen) < p).to(torch.float64)
+    for k in range(1, MC_N + 1):
+        assert_mc_mean(maxg_at_k(x, k), 1 - (1 - p) ** k, resolution=1 / MC_GROUPS)
+
+
+@pytest.mark.parametrize("p", [0.15, 0.6])
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+def test_mc_gradient_unbiased_bernoulli(estimator: str, p: float) -> None:
+    """Bernoulli(p): E[sum_i A_i * d/dp log p(x_i)] = d/dp (1-(1-p)^k) = k(1-p)^(k-1), every estimator."""
+    gen = torch.Generator().manual_seed(11)
+    x = (torch.rand(MC_GROUPS, MC_N, generator=gen) < p).to(torch.float64)
+    score = x / p - (1 - x) / (1 - p)
+    for k in (1, 2, 4, MC_N - 1, MC_N):
+        if k in valid_ks(MC_N, estimator):
+            a = transform_rewards(x, k, estimator)
+            assert_mc_mean((a * score).sum(-1), k * (1 - p) ** (k - 1))
+
+
+def _discrete_expected_max(values: Sequence[float], probs: Sequence[float], k: int) -> float:
+    """E[max of k i.i.d. draws] = sum_v v * (F(v)^k - F(v-)^k), values ascending."""
+    total, below = 0.0, 0.0
+    for v, p in zip(values, probs):
+        total += v * ((below + p) ** k - below**k)
+        below += p
+    return total
+
+
+def _sample_discrete(values: Sequence[float], probs: Sequence[float], shape: tuple[int, ...], seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.multinomial(torch.tensor(probs, dtype=torch.float64), math.prod(shape), True, generator=gen)
+    return torch.tensor(values, dtype=torch.float64)[idx].view(shape), idx.view(shape)
+
+
+@pytest.mark.parametrize(
+    ("values", "probs"),
+    [
+        ([0.0, 1.0, 2.0, 3.0, 4.0], [0.2] * 5),  # uniform on {0, ..., 4}
+        ([-2.0, -0.5, 0.0, 1.0, 3.0], [0.1, 0.3, 0.2, 0.25, 0.15]),
+    ],
+)
+def test_mc_maxg_value_unbiased_discrete_law(values: list[float], probs: list[float]) -> None:
+    """Discrete law (many ties, sorted path): E[maxg_at_k] = exact E[max of k] from the CDF."""
+    x, _ = _sample_discrete(values, probs, (MC_GROUPS, MC_N), seed=12)
+    for k in range(1, MC_N + 1):
+        assert_mc_mean(maxg_at_k(x, k), _discrete_expected_max(values, probs, k))
+
+
+def _normal_expected_max(k: int) -> float:
+    """E[max of k N(0,1)] = int x * k phi(x) Phi(x)^(k-1) dx (trapezoid on [-12, 12], error << 1e-10)."""
+    xs = np.linspace(-12.0, 12.0, 240_001)
+    phi = np.exp(-0.5 * xs**2) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(xs / math.sqrt(2)))
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 only has trapz
+    return float(trapezoid(xs * k * phi * cdf ** (k - 1), xs))
+
+
+def test_normal_expected_max_quadrature() -> None:
+    """The quadrature reproduces the known E[max of 2] = 1/sqrt(pi) and E[max of 3] = 3/(2 sqrt(pi))."""
+    assert abs(_normal_expected_max(2) - 1 / math.sqrt(math.pi)) < 1e-10
+    assert abs(_normal_expected_max(3) - 1.5 / math.sqrt(math.pi)) < 1e-10
+
+
+def test_mc_maxg_value_unbiased_normal() -> None:
+    """N(0,1) rewards: E[maxg_at_k] = E[max of k], for k in 1, 2, 4, 8."""
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(MC_GROUPS, MC_N, generator=gen, dtype=torch.float64)
+    for k in (1, 2, 4, MC_N):
+        assert_mc_mean(maxg_at_k(x, k), _normal_expected_max(k))
+
+
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+def test_mc_gradient_unbiased_gaussian_shift(estimator: str) -> None:
+    """x ~ N(theta, 1), g = x: E[max of k] = theta + const, so E[sum_i A_i (x_i - theta)] = 1 for every k
+    (continuous rewards, sorted path)."""
+    gen = torch.Generator().manual_seed(14)
+    theta = 0.3
+    x = theta + torch.randn(MC_GROUPS, MC_N, generator=gen, dtype=torch.float64)
+    for k in (1, 2, 5, MC_N - 1, MC_N):
+        if k in valid_ks(MC_N, estimator):
+            assert_mc_mean((transform_rewards(x, k, estimator) * (x - theta)).sum(-1), 1.0)
+
+
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+def test_mc_gradient_unbiased_categorical(estimator: str) -> None:
+    """Softmax-categorical policy over tied reward levels: E[sum_i A_i * grad_theta log pi(x_i)] equals the
+    exact gradient of E[max of k] (central differences of the CDF formula), every logit component."""
+    values = [-1.0, 0.0, 0.5, 2.0]
+    logits = np.array([0.3, 0.1, -0.2, -0.9])
+
+    def expected_max(theta: np.ndarray, k: int) -> float:
+        probs = np.exp(theta) / np.exp(theta).sum()
+        return _discrete_expected_max(values, probs.tolist(), k)
+
+    probs = np.exp(logits) / np.exp(logits).sum()
+    x, idx = _sample_discrete(values, probs.tolist(), (MC_GROUPS, MC_N), seed=15)
+    onehot = torch.nn.functional.one_hot(idx, len(values)).to(torch.float64)
+    score = onehot - torch.tensor(probs)  # d/dtheta log softmax(theta)[x]
+    for k in (1, 3, MC_N - 1):
+        if k not in valid_ks(MC_N, estimator):
+            continue
+        a = transform_rewards(x, k, estimator)
+        for comp in range(len(values)):
+            e = np.zeros(len(values))
+            e[comp] = 1e-5
+            exact = (expected_max(logits + e, k) - expected_max(logits - e, k)) / 2e-5
+            assert_mc_mean((a * score[..., comp]).sum(-1), exact)
+
+
+# ==================================================================================================
+# 7. k = 1 is the ordinary objective.
+
+
+@HYP
+@given(g=reward_groups())
+def test_k1_is_the_ordinary_objective(g: list[float]) -> None:
+    """maxg_at_k(g, 1) is the mean; s at k=1 is g_i/n; every baselined estimator at k=1 is RLOO/n:
+    A_i = g_i/n - mean_{j!=i} g_j / n = (g_i - mean(g)) / (n-1), since g_i - mean_others = n/(n-1)(g_i - mean)."""
+    n = len(g)
+    scale = _scale([g])
+    assert_close(maxg_at_k(t64(g), 1), _mean(g), scale)
+    assert_close(transform_rewards(t64(g), 1, "s"), [v / n for v in g], scale)
+    if n < 2:
+        assert_close(transform_rewards(t64(g), 1, "sloo_minus_one"), [0.0], scale)  # no others: no signal
+        return
+    mean = _mean(g)
+    for estimator in BASELINED:
+        a = transform_rewards(t64(g), 1, estimator)
+        assert_close(a, [g[i] / n - _mean(_others(g, i)) / n for i in range(n)], scale)
+        assert_close(a, [(v - mean) / (n - 1) for v in g], scale)
+
+
+# ==================================================================================================
+# 8. Stability at n = 4096 against exact integer binomial weights.
+
+BIG_N = 4096
+
+
+def _exact_ratio(a: int, b: int, c: int, d: int) -> float:
+    """C(a, b) / C(c, d) from exact integers (python int division is correctly rounded; 0 if C(a,b) = 0)."""
+    return comb(a, b) / _cached_comb(c, d)
+
+
+@functools.cache
+def _cached_comb(a: int, b: int) -> int:
+    return math.comb(a, b)
+
+
+@functools.cache
+def _ratio_column(b: int, length: int, c: int, d: int) -> tuple[float, ...]:
+    """(C(a, b) / C(c, d) for a = 0..length-1), exact integers via C(a+1, b) = C(a, b) (a+1) / (a+1-b)."""
+    den = math.comb(c, d)
+    out, current = [], comb(b, b)  # C(b, b) = 1 (0 if b < 0)
+    for a in range(length):
+        if a < b or b < 0:
+            out.append(0.0)
+            continue
+        if a > b:
+            current = current * a // (a - b)
+        out.append(current / den)
+    return tuple(out)
+
+
+def _reference_at(g_sorted: list[float], k: int, estimator: str, ranks: list[int]) -> dict[int, float]:
+    """A at the given 1-based ranks of an ascending, tie-free group, from the spec's sorted forms with
+    exact weights: s_(r) = [C(r-1,k-1) g_(r) + sum_{j>r} C(j-2,k-2) g_(j)] / C(n,k) and, on the others
+    of r, rho(-r, m) = sum_t C(t-1,m-1)/C(n-1,m) * (t-th smallest other)."""
+    n = len(g_sorted)
+    own = _ratio_column(k - 1, n, n, k)  # own[r-1] = C(r-1, k-1) / C(n, k)
+    up = (0.0,) + _ratio_column(k - 2, n - 1, n, k)  # up[j-1] = C(j-2, k-2) / C(n, k)
+    m = {"s": None, "sloo": k, "l2o": k, "sloo_minus_one": max(k - 1, 1)}[estimator]
+    rho_w = _ratio_column(m - 1, n - 1, n - 1, m) if m else ()  # rho_w[t-1] = C(t-1, m-1) / C(n-1, m)
+    out = {}
+    for r in ranks:
+        s = math.fsum([own[r - 1] * g_sorted[r - 1]] + [up[j - 1] * g_sorted[j - 1] for j in range(r + 1, n + 1)])
+        if m is None:
+            out[r] = s
+            continue
+        others = g_sorted[: r - 1] + g_sorted[r:]
+        out[r] = s - k / n * math.fsum(w * v for w, v in zip(rho_w, others))
+    return out
+
+
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
+@pytest.mark.parametrize("k", [1, 64, 2048, BIG_N])
+def test_stability_n4096(estimator: str, k: int) -> None:
+    """n = 4096 (binomials overflow float64 at n ~ 1030): finite values that match exact-integer-weight
+    references at 40 ranks to 1e-9 relative (k = n is replaced by n-1 for sloo/l2o). For l2o the reference
+    is sloo's, using the identity l2o == sloo (proved by enumeration for n <= 10 above; at large n we also
+    check l2o's zero sum)."""
+    k = min(k, BIG_N - MIN_OTHERS[estimator])
+    gen = torch.Generator().manual_seed(16)
+    g = torch.randn(BIG_N, generator=gen, dtype=torch.float64) + 0.5
+    out = transform_rewards(g, k, estimator)
+    assert torch.isfinite(out).all()
+    g_sorted, order = g.sort()
+    picks = sorted({1, 2, k - 1, k, k + 1, BIG_N - 1, BIG_N} | set(range(1, BIG_N + 1, 113)))
+    picks = [r for r in picks if 1 <= r <= BIG_N]
+    ref = _reference_at(g_sorted.tolist(), k, estimator, picks)
+    scale = k / BIG_N * g.abs().max().item()  # size of s_i for the top sample
+    for r in picks:
+        got = out[order[r - 1]].item()
+        assert abs(got - ref[r]) <= 1e-9 * (abs(ref[r]) + scale), (r, got, ref[r])
+    if estimator in ("sloo", "l2o"):
+        assert abs(out.sum().item()) <= 1e-10 * scale * BIG_N
+    value = maxg_at_k(g, k).item()
+    exact = math.fsum(_exact_ratio(r - 1, k - 1, BIG_N, k) * v for r, v in enumerate(g_sorted.tolist(), 1))
+    assert math.isfinite(value) and abs(value - exact) <= 1e-9 * max(1.0, abs(exact))
+
+
+@pytest.mark.parametrize("k", [1, 64, 2048, BIG_N - 1])
+def test_stability_n4096_binary(k: int) -> None:
+    """Binary n = 4096 groups (closed forms): finite, and the s / sloo_minus_one closed forms and pass@k
+    match exact integer binomial ratios."""
+    n, c = BIG_N, 1500
+    g = torch.zeros(n, dtype=torch.float64)
+    g[torch.randperm(n, generator=torch.Generator().manual_seed(17))[:c]] = 1.0
+    for estimator in ALL_ESTIMATORS:
+        assert torch.isfinite(transform_rewards(g, k, estimator)).all()
+    s = transform_rewards(g, k, "s")
+    inc = k / n * (1 - _exact_ratio(n - 1 - c, k - 1, n - 1, k - 1))
+    torch.testing.assert_close(s, torch.where(g == 1, k / n, inc).to(torch.float64), rtol=1e-9, atol=1e-15)
+    if k >= 2:
+        lmo = transform_rewards(g, k, "sloo_minus_one")
+        cor = k / n * _exact_ratio(n - c, k - 1, n - 1, k - 1)
+        torch.testing.assert_close(lmo, torch.where(g == 1, cor, 0.0).to(torch.float64), rtol=1e-9, atol=1e-15)
+    exact = 1 - _exact_ratio(n - c, k, n, k)
+    assert abs(maxg_at_k(g, k).item() - exact) <= 1e-10
+    assert abs(pass_at_k(n, c, k).item() - exact) <= 1e-10
+
+
+# ==================================================================================================
+# 9. Errors.
+
+G4 = torch.tensor([[0.1, 0.5, 0.2, 0.9]], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: transform_rewards(G4, 0), r"k must be >= 1"),
+        (lambda: transform_rewards(G4, -3), r"k must be >= 1"),
+        (lambda: transform_rewards(G4, 5), r"k=5 is too large .* n=4"),
+        (lambda: transform_rewards(G4, 5, "s"), r"k=5 is too large .* n=4"),
+        (lambda: transform_rewards(G4, 4, "sloo"), r"k=4 is too large for estimator 'sloo' .*k <= n-1"),
+        (lambda: transform_rewards(G4, 4, "l2o"), r"k=4 is too large for estimator 'l2o' .*k <= n-1"),
+        (lambda: transform_rewards(G4, 2.5), r"k must be an integer"),
+        (lambda: transform_rewards(G4, 2.0), r"k must be an integer"),
+        (lambda: transform_rewards(G4, np.float64(2.0)), r"k must be an integer"),
+        (lambda: transform_rewards(G4, torch.tensor(2.0)), r"k must be an integer"),
+        (lambda: transform_rewards(G4, True), r"k must be an integer"),
+        (lambda: transform_rewards(torch.empty(3, 0), 1), r"empty group"),
+        (lambda: transform_rewards([], 1), r"empty group"),
+        (lambda: transform_rewards(torch.tensor(1.0), 1), r"shape \[..., n\]"),
+        (lambda: transform_rewards(torch.tensor([0.0, math.inf]), 1), r"inf"),
+        (lambda: transform_rewards(torch.tensor([-math.inf, 0.0, math.nan]), 1), r"inf"),
+        (lambda: transform_rewards(G4, 2, "grpo"), r"unknown estimator 'grpo'"),
+        (lambda: maxg_at_k(G4, 0), r"k must be >= 1"),
+        (lambda: maxg_at_k(G4, 5), r"k=5 > n=4"),
+        (lambda: maxg_at_k(G4, 1.0), r"k must be an integer"),
+        (lambda: maxg_at_k(torch.empty(0), 1), r"empty group"),
+        (lambda: maxg_at_k(torch.tensor([math.inf, 1.0]), 1), r"inf"),
+        (lambda: pass_at_k(10, 3, 0), r"k must be >= 1"),
+        (lambda: pass_at_k(10, 3, 11), r"k=11 exceeds num_samples"),
+        (lambda: pass_at_k(torch.tensor([10, 3]), torch.tensor([1, 1]), 4), r"exceeds num_samples=3"),
+        (lambda: pass_at_k(10, 11, 2), r"num_correct must lie in \[0, num_samples\]"),
+        (lambda: pass_at_k(10, -1, 2), r"num_correct must lie"),
+        (lambda: pass_at_k(10.5, 3, 2), r"must be integers"),
+        (lambda: pass_at_k(10, 2.5, 2), r"must be integers"),
+        (lambda: pass_at_k(10, 3, 2.0), r"k must be an integer"),
+    ],
+)
+def test_errors_name_the_problem(call: Callable[[], object], match: str) -> None:
+    """Invalid k, group, rewards, estimator name or pass@k counts raise ValueError naming the problem."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_integer_like_k_types_accepted() -> None:
+    """numpy and 0-d torch integers are valid k and give the same numbers as a python int."""
+    ref = transform_rewards(G4, 2)
+    for k in (np.int64(2), np.int32(2), torch.tensor(2)):
+        torch.testing.assert_close(transform_rewards(G4, k), ref)
+        torch.testing.assert_close(maxg_at_k(G4, k), maxg_at_k(G4, 2))
+
+
+# ==================================================================================================
+# 10. NaN rewards (unscorable completions).
+
+
+@HYP
+@given(g=reward_groups(), data=st.data())
+def test_nan_rewards_are_dropped(g: list[float], data: st.DataObject) -> None:
+    """NaN entries are left out: the result equals the enumeration oracle on the scored rewards with
+    k' = min(k, n' - min_others) (zeros when unusable), NaN slots get 0, no NaN anywhere; it also equals
+    the code's own transform of the group without them."""
+    n = len(g)
+    mask = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    h = [math.nan if m else v for v, m in zip(g, mask)]
+    estimator = data.draw(st.sampled_from(ALL_ESTIMATORS))
+    ks = valid_ks(n, estimator)
+    if len(ks) == 0:
+        return
+    k = data.draw(st.sampled_from(ks))
+    out = transform_rewards(t64(h), k, estimator)
+    assert not torch.isnan(out).any()
+    assert_close(out, oracle_transform_with_nans(h, k, estimator), _scale([g]))
+    kept = [i for i, m in enumerate(mask) if not m]
+    k_eff = min(k, len(kept) - MIN_OTHERS[estimator])
+    if k_eff >= 1 and (estimator == "s" or len(kept) >= 2):
+        alone = transform_rewards(t64([g[i] for i in kept]), k_eff, estimator)
+        torch.testing.assert_close(out[kept], alone, rtol=0, atol=1e-12 * max(1.0, _scale([g])))
+    value = maxg_at_k(t64(h), k).item()
+    if kept:
+        assert abs(value - oracle_rho([g[i] for i in kept], min(k, len(kept)))) <= 1e-9 * max(1.0, _scale([g]))
+    else:
+        assert math.isnan(value)  # documented: no scored completion, no estimate
+
+
+def test_nan_in_batch_only_affects_its_group() -> None:
+    """A NaN in one row changes only that row; an all-NaN row gives zeros (binary and continuous)."""
+    for g in (t64([[0.0, 1.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0, 0.0]]), t64([[0.3, -1.0, 2.0, 0.3, 5.0]] * 2)):
+        clean = {e: transform_rewards(g, 3, e) for e in ALL_ESTIMATORS}
+        for row_nans in ([1], [0, 1, 2, 3, 4], [0, 2, 4]):
+            h = g.clone()
+            h[1, row_nans] = math.nan
+            for estimator in ALL_ESTIMATORS:
+                out = transform_rewards(h, 3, estimator)
+                assert torch.isfinite(out).all()
+                torch.testing.assert_close(out[0], clean[estimator][0], rtol=0, atol=1e-12)
+                assert (out[1, row_nans] == 0).all()
+                if len(row_nans) == 5:
+                    assert (out[1] == 0).all()
+
+
+def test_nan_fallback_fewer_scored_than_k() -> None:
+    """Fewer than k scored samples: s and sloo_minus_one use k' = n', sloo and l2o k' = n'-1 (documented);
+    e.g. n=6, k=5, three scored rewards (1, 4, 2): s = oracle s with k'=3, sloo = oracle sloo with k'=2."""
+    h = [math.nan, 1.0, math.nan, 4.0, 2.0, math.nan]
+    for estimator, k_eff in (("s", 3), ("sloo_minus_one", 3), ("sloo", 2), ("l2o", 2)):
+        expected = [0.0] * 6
+        for slot, v in zip((1, 3, 4), ORACLES[estimator]([1.0, 4.0, 2.0], k_eff)):
+            expected[slot] = v
+        assert_close(transform_rewards(t64(h), 5, estimator), expected, 4.0)
+    one_left = t64([math.nan, 3.0, math.nan])
+    assert_close(transform_rewards(one_left, 2, "s"), [0.0, 3.0, 0.0], 3.0)  # k' = 1: s_i = g_i
+    for estimator in BASELINED:  # no other sample: no baseline, no signal
+        assert_close(transform_rewards(one_left, 2, estimator), [0.0, 0.0, 0.0], 3.0)
+
+
+# ==================================================================================================
+# 11. pass_at_k closed form.
+
+
+def test_pass_at_k_matches_math_comb_formula() -> None:
+    """pass_at_k(n, c, k) = 1 - C(n-c,k)/C(n,k) (exact integers) for every n <= 30, c, k."""
+    for n in range(1, 31):
+        cs = torch.arange(n + 1)
+        for k in range(1, n + 1):
+            got = pass_at_k(n, cs, k)
+            assert got.dtype == torch.float64
+            expected = [1 - math.comb(n - c, k) / math.comb(n, k) for c in range(n + 1)]
+            assert_close(got, expected, 1.0, tol=1e-13)
+
+
+def test_pass_at_k_large_and_broadcast() -> None:
+    """Large n stays accurate (n = 5000 vs exact big integers, 1e-10: log-space binomials lose ~1e-12);
+    tensor n and c broadcast elementwise."""
+    for n, c, k in ((5000, 17, 300), (5000, 4000, 2500), (4096, 1, 4096), (4096, 0, 100)):
+        exact = 1 - math.comb(n - c, k) / math.comb(n, k)
+        assert abs(pass_at_k(n, c, k).item() - exact) <= 1e-10
+    got = pass_at_k(torch.tensor([[10], [20]]), torch.tensor([0, 3, 10]), 4)
+    assert got.shape == (2, 3)
+    expected = [[1 - math.comb(n - c, 4) / math.comb(n, 4) for c in (0, 3, 10)] for n in (10, 20)]
+    assert_close(got, expected, 1.0, tol=1e-13)
+
+
+@HYP
+@given(bits=st.lists(st.booleans(), min_size=1, max_size=14), data=st.data())
+def test_pass_at_k_agrees_with_maxg_on_binary_groups(bits: list[bool], data: st.DataObject) -> None:
+    """On a 0/1 group, pass_at_k(n, #correct, k) equals maxg_at_k and the enumeration oracle."""
+    n, c = len(bits), sum(bits)
+    k = data.draw(st.integers(1, n))
+    g = [float(b) for b in bits]
+    value = pass_at_k(n, c, k).item()
+    assert abs(value - maxg_at_k(t64(g), k).item()) <= 1e-12
+    assert abs(value - oracle_rho(g, k)) <= 1e-12
+
+
+# ==================================================================================================
+# 12. Registry and the paper's variance ordering.
+
+
+def test_registry_lists_the_estimators() -> None:
+    """ESTIMATORS holds exactly the four documented estimators, the default is sloo_minus_one."""
+    assert set(ESTIMATORS) == set(ALL_ESTIMATORS)
+    g = torch.tensor([0.2, 0.9, 0.4], dtype=torch.float64)
+    torch.testing.assert_close(transform_rewards(g, 2), transform_rewards(g, 2, "sloo_minus_one"))
+
+
+def _toy_gradient_variances(theta: float, k: int, groups: int = 10_000, n: int = 16) -> dict[str, float]:
+    """Variance of sum_i A_i * d/dtheta log N(x_i; theta, 0.1) on the paper's 1D toy (g = x^2 on [0, 1])."""
+    gen = torch.Generator().manual_seed(18)
+    sigma = 0.1
+    x = theta + sigma * torch.randn(groups, n, generator=gen, dtype=torch.float64)
+    g = torch.where((x >= 0) & (x <= 1), x**2, torch.zeros_like(x))
+    score = (x - theta) / sigma**2
+    return {e: (transform_rewards(g, k, e) * score).sum(-1).var().item() for e in ("s", "sloo", "sloo_minus_one")}
+
+
+@pytest.mark.parametrize("theta", [0.3, 0.5, 1.0])
+def test_baselines_reduce_variance_on_paper_toy(theta: float) -> None:
+    """Paper's 1D toy (x ~ N(theta, 0.1), n = 16): both leave-one-out baselines cut the gradient variance of
+    the plain s estimator at least in half, for k in 2, 4, 8, 15 (seeded)."""
+    for k in (2, 4, 8, 15):
+        var = _toy_gradient_variances(theta, k)
+        assert max(var["sloo"], var["sloo_minus_one"]) < 0.5 * var["s"], (k, var)
+
+
+def test_variance_ordering_on_paper_toy_near_the_edge() -> None:
+    """At theta = 1 (mass on both sides of the reward's cliff at x = 1) the spec's ordering
+    sloo_minus_one < sloo < s holds with a wide margin for k in 2, 4, 8, 15. It is not universal: at
+    theta = 0.5, k = 2 sloo has the smaller variance (0.25 vs 0.35), so only this regime is asserted."""
+    for k in (2, 4, 8, 15):
+        var = _toy_gradient_variances(1.0, k)
+        assert var["sloo_minus_one"] < 0.8 * var["sloo"] < 0.8 * 0.5 * var["s"], (k, var)

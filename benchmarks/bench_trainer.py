@@ -19,6 +19,7 @@ import time
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
+from transformers import PrinterCallback
 from transformers.utils import logging as hf_logging
 from trl import GRPOConfig, GRPOTrainer
 
@@ -52,6 +53,7 @@ def step_times(method: str, steps: int, out_dir: str) -> list[float]:
         train_dataset=data,
         processing_class=tokenizer,
     )
+    trainer.remove_callback(PrinterCallback)  # with disable_tqdm it would print every log line
     trainer.train()
     times = [entry["step_time"] for entry in trainer.state.log_history if "step_time" in entry]
     return times[1:]  # the first step pays one-off costs

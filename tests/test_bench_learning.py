@@ -1,0 +1,88 @@
+"""benchmarks/bench_learning.py: the quick mode's smallest configuration end to end (one seed, two RL steps,
+a tiny warm-up) writes a JSON with the expected structure and finite numbers, and the GPU setting only
+writes configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """The benchmark script, imported as a module."""
+    path = ROOT / "benchmarks" / "bench_learning.py"
+    spec = importlib.util.spec_from_file_location("bench_learning", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_learning"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def test_pass_at_ks_and_summary_statistics(bench):
+    scores = bench.pass_at_ks([0, 16, 8], 16, (1, 16))
+    assert scores["pass@1"] == pytest.approx((0 + 1 + 0.5) / 3)
+    assert scores["pass@16"] == pytest.approx(2 / 3)
+    stat = bench.mean_std_se([1.0, 2.0, 3.0])
+    assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0) and stat["se"] == pytest.approx(1 / math.sqrt(3))
+
+
+@pytest.mark.slow
+def test_quick_smallest_configuration_writes_complete_json(bench, tmp_path):
+    methods = ["grpo", "pkpo_anneal"]
+    argv = [
+        "--setting", "tiny", "--quick", "--seeds", "0", "--methods", ",".join(methods),
+        "--rl-steps", "2", "--warmup-steps", "5", "--train-prompts", "16", "--eval-prompts", "4",
+        "--out", str(tmp_path), "--cache-dir", "none", "--no-progress",
+    ]  # fmt: skip
+    bench.main(argv)
+
+    data = json.loads((tmp_path / "learning_tiny_quick.json").read_text())
+    assert (tmp_path / "learning_tiny_quick.png").stat().st_size > 0
+    assert data["seeds"] == [0]
+    assert set(data["methods"]) == set(methods) and set(data["summary"]) == set(methods)
+    assert len(data["runs"]) == len(methods)
+    batch = data["shared_rl_config"]["per_device_train_batch_size"]
+    for key in ("pass@1", "pass@16"):
+        assert 0.0 <= data["before_rl"]["hard_eval"][key] <= 1.0
+
+    for run in data["runs"]:
+        curve = run["curve"]
+        assert curve["completions"] == [i * batch for i in range(3)], "one point per generation batch"
+        assert curve["solved"] == sorted(curve["solved"]) and len(curve["frac_solved"]) == 3
+        assert run["completions_sampled"] == 2 * batch
+        assert _finite(run["seconds_per_step_median"]) and run["seconds_per_step_median"] > 0
+        assert all(_finite(v) and 0.0 <= v <= 1.0 for v in run["eval"].values())
+    assert "pkpo/k" in data["runs"][1]["pkpo_logged"], "PKPOTrainer's own metrics are kept"
+
+    for name in methods:
+        summary = data["summary"][name]
+        for stat in (summary["num_prompts_solved"], summary["frac_prompts_solved"], summary["seconds_per_step"]):
+            assert set(stat) == {"mean", "std", "se", "n"} and all(_finite(v) for v in stat.values())
+        assert set(summary["eval"]) == {"pass@1", "pass@4", "pass@8", "pass@16"}
+        assert all(_finite(v) for stat in summary["eval"].values() for v in stat.values())
+        assert len(summary["curve"]["completions"]) == len(summary["curve"]["frac_solved_mean"]) == 3
+    assert {"solved_ratio_anneal_vs_grpo", "solved_ratio_met", "pass@1_met"} <= set(data["targets"])
+    assert data["table_markdown"].count("\n") == 1 + len(methods)
+
+
+def test_gpu_setting_only_writes_configs(bench, tmp_path, capsys):
+    assert bench.main(["--setting", "gemma2-gpu", "--out", str(tmp_path)]) is None
+    data = json.loads((tmp_path / "learning_gemma2-gpu_configs.json").read_text())
+    assert set(data["methods"]) == set(bench.DEFAULT_METHODS)
+    for entry in data["methods"].values():
+        config = entry["config"]
+        assert config["use_vllm"] is True and config["num_generations"] == 16
+        assert config["learning_rate"] == (0.0 if entry["label"].startswith("no update") else 1e-5)
+    assert "--execute" in capsys.readouterr().out

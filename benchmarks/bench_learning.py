@@ -84,7 +84,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
 from pkpo_trl.data import generate_arithmetic  # noqa: E402
 from pkpo_trl.estimators import pass_at_k  # noqa: E402
 from pkpo_trl.rewards import REWARDS  # noqa: E402
-from pkpo_trl.tiny import build_char_tokenizer  # noqa: E402
+from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2  # noqa: E402
 
 __all__ = [
     "METHODS",
@@ -92,7 +92,7 @@ __all__ = [
     "MethodSpec",
     "Setting",
     "build_char_tokenizer",
-    "build_tiny_gemma2",
+    "build_bench_model",
     "evaluate_pass_at_k",
     "main",
     "run_benchmark",
@@ -327,30 +327,12 @@ def quick_setting(setting: Setting) -> Setting:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def build_tiny_gemma2(vocab_size: int, seed: int = 0, hidden_size: int = 64, num_layers: int = 2):
-    """A small ``Gemma2ForCausalLM`` (4 heads, eager attention as transformers requires for Gemma-2, no logit
-    soft-capping)."""
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    torch.manual_seed(seed)
-    config = Gemma2Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=4 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        head_dim=hidden_size // 4,
-        max_position_embeddings=128,
-        sliding_window=128,
-        final_logit_softcapping=None,
-        attn_logit_softcapping=None,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-        attn_implementation="eager",
-    )
-    return Gemma2ForCausalLM(config)
+def build_bench_model(vocab_size: int):
+    """The benchmark's policy: :func:`pkpo_trl.tiny.build_tiny_gemma2`, 4 heads, no logit soft-capping."""
+    return build_tiny_gemma2(
+        vocab_size, hidden_size=64, num_heads=4, num_kv_heads=4, mlp_ratio=4, max_position_embeddings=128,
+        final_logit_softcapping=None, attn_logit_softcapping=None,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -422,7 +404,7 @@ def load_base_model(setting: Setting):
     """``(model, tokenizer)`` before any training: the freshly initialised tiny model, or a pretrained one."""
     if setting.model == "tiny":
         tokenizer = build_char_tokenizer()
-        return build_tiny_gemma2(len(tokenizer)), tokenizer
+        return build_bench_model(len(tokenizer)), tokenizer
     from pkpo_trl.models import load_model_and_tokenizer
 
     return load_model_and_tokenizer(setting.model, **setting.model_kwargs)

@@ -43,20 +43,32 @@ def build_char_tokenizer():
     return tokenizer
 
 
-def build_tiny_gemma2(vocab_size: int, hidden_size: int = 32, num_layers: int = 2, seed: int = 0):
-    """A small ``Gemma2ForCausalLM`` with eager attention (Gemma-2 soft-caps its attention logits)."""
+def build_tiny_gemma2(
+    vocab_size: int,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    seed: int = 0,
+    num_heads: int = 2,
+    num_kv_heads: int = 1,
+    mlp_ratio: int = 2,
+    **config_overrides,
+):
+    """A small ``Gemma2ForCausalLM`` with eager attention (Gemma-2 soft-caps its attention logits).
+
+    ``config_overrides`` go to ``Gemma2Config`` (e.g. ``attn_logit_softcapping=None``).
+    """
     import torch
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
     torch.manual_seed(seed)
-    config = Gemma2Config(
+    config = dict(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=mlp_ratio * hidden_size,
         num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=hidden_size // 2,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        head_dim=hidden_size // num_heads,
         max_position_embeddings=512,
         sliding_window=128,
         pad_token_id=0,
@@ -64,4 +76,5 @@ def build_tiny_gemma2(vocab_size: int, hidden_size: int = 32, num_layers: int = 
         bos_token_id=2,
         attn_implementation="eager",
     )
-    return Gemma2ForCausalLM(config)
+    config.update(config_overrides)
+    return Gemma2ForCausalLM(Gemma2Config(**config))

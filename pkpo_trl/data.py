@@ -291,7 +291,9 @@ def generate_arithmetic(
     prompts: list[Any] = []
     for text, operands in problems:
         if prompt_format == "plain":
-            drawn = [(t, ops) for t, ops in shot_rng.sample(shots, few_shot + 1) if t != text][:few_shot]
+            # One extra draw so that the question itself can be dropped from its own examples.
+            drawn = shot_rng.sample(shots, few_shot + 1) if few_shot else []
+            drawn = [(t, ops) for t, ops in drawn if t != text][:few_shot]
             lines = [f"{t}={evaluate(ops)}" for t, ops in drawn]
             body = "\n".join([*lines, f"{text}="])
             prompts.append(f"{system_prompt}\n\n{body}" if system_prompt else body)

@@ -221,3 +221,12 @@ def test_data_arguments_drive_load_datasets():
     assert load_datasets(DataArguments(num_train_examples=5, dataset_test_split="none"))[1] is None
     with pytest.raises(ValueError, match="prompt_format"):
         DataArguments(prompt_format="markdown")
+
+
+def test_plain_prompts_without_few_shot_examples():
+    from pkpo_trl.data import load_task
+
+    data = load_task("addition", "train", num_examples=5, digits=2, few_shot=0, prompt_format="plain")
+    assert len(data) == 5
+    for row in data:
+        assert "\n" not in row["prompt"] and row["prompt"].endswith("=")

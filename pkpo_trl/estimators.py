@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - torch works without numpy; then torch.
 __all__ = [
     "ESTIMATORS",
     "Estimator",
+    "is_binary",
     "maxg_at_k",
     "pass_at_k",
     "transform_rewards",
@@ -160,7 +161,8 @@ def _check_rewards(rewards: torch.Tensor) -> tuple[int, bool]:
     return n, all_finite
 
 
-def _is_binary(rewards: torch.Tensor, may_have_nan: bool = True) -> bool:
+def is_binary(rewards: torch.Tensor, may_have_nan: bool = True) -> bool:
+    """Whether every scored (non-NaN) reward is 0 or 1: pass@k rewards rather than max@k ones."""
     # Elementwise (no boolean-mask gather): NaN slots do not count against binary.
     binary = (rewards == 0) | (rewards == 1)
     if may_have_nan:
@@ -208,7 +210,7 @@ def maxg_at_k(rewards, k: int) -> torch.Tensor:
     valid = ~torch.isnan(g)
     n_valid = _scored_counts(valid)
     kk = torch.clamp(torch.full_like(n_valid, float(k)), max=n_valid)
-    if _is_binary(g):
+    if is_binary(g):
         c = torch.where(valid, g, torch.zeros_like(g)).sum(-1, keepdim=True)
         out = 1.0 - _binom_ratio(n_valid - c, kk, n_valid, kk)
     else:
@@ -398,7 +400,7 @@ def transform_rewards(rewards, k: int, estimator: str = "sloo_minus_one") -> tor
         need = "n-1" if spec.min_others else "n"
         raise ValueError(f"k={k} is too large for estimator {estimator!r} with n={n}: it needs k <= {need}")
 
-    binary = _is_binary(g, may_have_nan=not all_finite)
+    binary = is_binary(g, may_have_nan=not all_finite)
     if all_finite:
         # Common case: every group has n scored samples and shares one cached weight table.
         tables, usable = _shared_tables(n, k, spec, g.device, binary)

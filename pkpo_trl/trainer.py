@@ -26,7 +26,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from .annealing import KAnnealingCallback, KSchedule
 from .config import PKPOConfig
-from .estimators import ESTIMATORS, maxg_at_k, transform_rewards
+from .estimators import ESTIMATORS, is_binary, maxg_at_k, transform_rewards
 
 __all__ = ["PKPOTrainer"]
 
@@ -157,8 +157,7 @@ class PKPOTrainer(GRPOTrainer):
         metrics["pkpo/k"].append(float(k))
         metrics["pkpo/pass@1"].append(success.nanmean().item())  # maxg@1 is the plain mean
         metrics["pkpo/pass@k"].append(maxg_at_k(success, k).nanmean().item())
-        scored = groups[~groups.isnan()]
-        if not bool(((scored == 0) | (scored == 1)).all()):
+        if not is_binary(groups):
             metrics["pkpo/max@k"].append(maxg_at_k(groups, k).nanmean().item())
         solved = (success == 1).any(dim=1)
         metrics["pkpo/frac_groups_no_success"].append((~solved).float().mean().item())

@@ -631,6 +631,11 @@ def rl_config(setting: Setting) -> dict[str, Any]:
     return {**COMMON_RL, **setting.rl}
 
 
+def completions_per_step(config: dict[str, Any]) -> int:
+    """Completions sampled per optimizer step by a trainer config."""
+    return config["per_device_train_batch_size"] * config.get("gradient_accumulation_steps", 1)
+
+
 def method_config_kwargs(setting: Setting, method: MethodSpec, seed: int, output_dir: str) -> dict[str, Any]:
     """The full ``GRPOConfig`` / ``PKPOConfig`` kwargs of one run."""
     kwargs = {**rl_config(setting), **method.overrides, "seed": seed, "data_seed": seed, "output_dir": output_dir}
@@ -916,7 +921,19 @@ def run_benchmark(
     workers: int = 1,
 ) -> dict[str, Any]:
     """Warm up once, measure the initial policy, run every (seed, method) (``workers`` runs at a time, each in
-    its own process with ``setting.threads`` threads), write JSON + PNG; return the results."""
+    its own process with ``setting.threads`` threads), write JSON + PNG; return the results.
+
+    Raises:
+        ValueError: the training pool holds fewer prompts than one step samples (the trainer would drop
+            its only, partial batch and train for zero steps).
+    """
+    config = rl_config(setting)
+    prompts_per_step = completions_per_step(config) // config["num_generations"]
+    if setting.num_train_prompts < prompts_per_step:
+        raise ValueError(
+            f"setting {setting.name!r} needs at least {prompts_per_step} training prompts (one step's worth), "
+            f"got {setting.num_train_prompts}"
+        )
     torch.set_num_threads(setting.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -950,9 +967,7 @@ def run_benchmark(
     runs = run_jobs(jobs, shared, workers, progress, log, kmax)
 
     summary = summarize(runs, methods)
-    config = rl_config(setting)
-    per_step = config["per_device_train_batch_size"] * config.get("gradient_accumulation_steps", 1)
-    completions = config["max_steps"] * per_step
+    completions = config["max_steps"] * completions_per_step(config)
     ks = [f"pass@{k}" for k in setting.eval_ks if k <= setting.eval_samples]
     table = markdown_table(summary, setting.num_train_prompts, completions, ks)
     results = {
@@ -1244,11 +1259,10 @@ def report(json_path: Path) -> dict[str, Any]:
         run["curve"] = {name: [p[i] for p in points] for i, name in enumerate(names)}
     summary = summarize(results["runs"], methods)
     config = results["shared_rl_config"]
-    per_step = config["per_device_train_batch_size"] * config.get("gradient_accumulation_steps", 1)
     ks = [f"pass@{k}" for k in setting["eval_ks"] if k <= setting["eval_samples"]]
     results["summary"] = summary
     results["targets"] = check_targets(summary)
-    completions = config["max_steps"] * per_step
+    completions = config["max_steps"] * completions_per_step(config)
     results["table_markdown"] = markdown_table(summary, setting["num_train_prompts"], completions, ks)
     json_path = Path(json_path)
     png_path = json_path.with_suffix(".png")

@@ -43,7 +43,7 @@ def test_quick_smallest_configuration_writes_complete_json(bench, tmp_path):
     methods = ["grpo", "pkpo_anneal"]
     argv = [
         "--setting", "tiny", "--quick", "--seeds", "0", "--methods", ",".join(methods),
-        "--rl-steps", "2", "--warmup-steps", "5", "--train-prompts", "16", "--eval-prompts", "4",
+        "--rl-steps", "2", "--warmup-steps", "5", "--train-prompts", "32", "--eval-prompts", "4",
         "--out", str(tmp_path), "--cache-dir", "none", "--no-progress", "--workers", "1",
     ]  # fmt: skip
     bench.main(argv)
@@ -85,19 +85,26 @@ def test_parallel_runs_reproduce_serial_runs(bench, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the worker processes import the script by name
     common = [
         "--setting", "tiny", "--quick", "--seeds", "0", "1", "--methods", "pkpo_k8",
-        "--rl-steps", "2", "--warmup-steps", "5", "--train-prompts", "16", "--eval-prompts", "4",
+        "--rl-steps", "2", "--warmup-steps", "5", "--train-prompts", "32", "--eval-prompts", "4",
         "--cache-dir", "none", "--no-progress",
     ]  # fmt: skip
     serial = bench.main([*common, "--out", str(tmp_path / "serial")])
     parallel = bench.main([*common, "--out", str(tmp_path / "parallel"), "--workers", "2"])
     assert parallel["machine"]["parallel_runs"] == 2
     for one, two in zip(serial["runs"], parallel["runs"], strict=True):
+        assert one["completions_sampled"] == 2 * 512, "both RL steps ran"
         assert (one["method"], one["seed"]) == (two["method"], two["seed"])
         assert one["curve"] == two["curve"]
         assert one["eval"] == two["eval"]
         assert one["train_reward_per_step"] == two["train_reward_per_step"]
     with pytest.raises(SystemExit, match="--workers"):
         bench.main([*common, "--out", str(tmp_path), "--workers", "0"])
+
+
+def test_training_pool_smaller_than_one_step_is_refused(bench, tmp_path):
+    """32 prompts per step (512 completions / n = 16) from a pool of 16 would train for zero steps."""
+    with pytest.raises(ValueError, match="at least 32 training prompts"):
+        bench.main(["--setting", "tiny", "--quick", "--train-prompts", "16", "--out", str(tmp_path)])
 
 
 def test_gpu_setting_only_writes_configs(bench, tmp_path, capsys):

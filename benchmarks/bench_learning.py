@@ -266,7 +266,7 @@ SETTINGS: dict[str, Setting] = {
         warmup=dict(digits=2, num_examples=3000, hard_examples=400, steps=1500, batch_size=64, learning_rate=3e-3),
         # 32 prompts x 16 completions per step: at 8 prompts per step (128 completions) RL did not improve on
         # sampling the initial policy at any lr in {1e-4, 2e-4, 5e-4, 1e-3}. lr: 1e-3 collapses GRPO, 3e-4
-        # does not (one seed); 800 steps: at 400 no method had separated from the others yet (README).
+        # does not (one seed); 800 steps: at 400 the methods had separated less (annealed 1.16x GRPO, 2 seeds; README).
         rl=dict(max_steps=800, per_device_train_batch_size=512, learning_rate=3e-4),
         eval_samples=32,  # 1000 x 32: pass@16 of one model varied 9.5-16% between eval seeds at 200 x 16
         threads=1,

@@ -3,7 +3,7 @@ launches, with the recipe's real `use_vllm` / `bf16` values; the single-GPU conf
 command is the one TRL 1.16 builds.
 
 How the batch rules are checked without 7 or 8 GPUs: they live in `GRPOConfig.__post_init__` (trl 1.16,
-`trl/trainer/grpo_config.py:1094-1130`), which reads the process count from `TrainingArguments.world_size`, i.e.
+`trl/trainer/grpo_config.py:1096-1135`), which reads the process count from `TrainingArguments.world_size`, i.e.
 from accelerate's `PartialState`. A `PartialState` built while a torch.distributed process group of world size n
 exists reports n processes. So the test opens torch's own single-process "fake" process group (no peers, no
 communication; `torch.testing._internal.distributed.fake_pg`) with world size n and parses the launch line's

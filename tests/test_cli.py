@@ -23,7 +23,8 @@ TINY_RECIPE = Path(__file__).parent / "data" / "tiny_recipe.yaml"
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_parses_into_valid_configs(recipe):
     raw = yaml.safe_load(recipe.read_text())
-    # This machine has no GPU and no vLLM: parse with those two switched off, check their values apart.
+    # This machine has no GPU and no vLLM: parse with those two switched off, check their values apart (and the
+    # batch rules with the real values: tests/test_recipes.py).
     overrides = ["--use_vllm", "false", "--bf16", "false"]
     script, data, config, model = make_parser().parse_args_and_config(args=["--config", str(recipe), *overrides])
     assert model.model_name_or_path, f"{recipe.name} names no model"
@@ -31,7 +32,13 @@ def test_every_recipe_parses_into_valid_configs(recipe):
     if raw.get("use_vllm"):
         assert raw["vllm_mode"] in ("colocate", "server")
     if "gemma-2" in model.model_name_or_path:
-        assert model.attn_implementation == "eager", "Gemma-2 needs eager attention (soft-capping)"
+        # Unset (pkpo_trl.models picks flash_attention_2 or eager) or one that applies the soft-cap: never sdpa.
+        assert model.attn_implementation in (None, "eager", "flash_attention_2"), "sdpa drops Gemma-2's soft-cap"
+        assert raw.get("lora_dropout", 0.0) == 0.0, "dropout is on in TRL's log-probs and off in vLLM's"
+        if raw.get("log_completions"):
+            assert raw.get("num_completions_to_print"), "unset, TRL prints the whole generation batch"
+        if raw.get("eval_strategy", "no") != "no":
+            assert raw.get("eval_on_start") is True
         assert raw.get("bf16") is True and model.dtype == "bfloat16"
     assert script.trainer in ("pkpo", "grpo")
     assert recipe.read_text().lstrip().startswith("#"), "each recipe starts with a comment saying what it is for"

@@ -342,14 +342,15 @@ def _group_parameters(n_valid: torch.Tensor, k: int, spec: Estimator) -> tuple[t
 
 
 @functools.lru_cache(maxsize=256)
-def _shared_weights(name: str, n: int, k: int, device: torch.device) -> tuple[Weights, bool]:
-    """The weights of a batch without NaNs: every group has the same n, so they are computed once per
-    ``(estimator, n, k, device)`` (the log-space binomials would otherwise dominate small batches)."""
+def _shared_weights(name: str, n: int, k: int, device: torch.device) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """What a batch without NaNs needs, computed once per ``(estimator, n, k, device)`` (the log-space
+    binomials would otherwise dominate small batches): every group has the same n, so the weights are shared
+    (binary-only estimators: their values for every correct count c = 0..n). Also: whether groups are usable."""
     with torch.inference_mode(False), torch.no_grad():  # plain tensors, whatever mode the first caller was in
         spec = ESTIMATORS[name]
         kk, usable, n_safe = _group_parameters(torch.full((1,), float(n), dtype=torch.float64, device=device), k, spec)
-        ranks = torch.arange(1, n + 1, dtype=torch.float64, device=device)
-        return spec.fn(ranks, n_safe, kk), bool(usable.all())
+        grid = torch.arange(int(not spec.binary_only), n + 1, dtype=torch.float64, device=device)  # ranks or c
+        return spec.fn(grid, n_safe, kk), bool(usable.all())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -446,10 +447,14 @@ def transform_rewards(rewards, k: int, estimator: str = "sloo_minus_one") -> tor
         )
 
     if spec.binary_only:  # a closed form in the correct count: no sort
-        valid = ~torch.isnan(g)
         correct = g == 1
+        c = correct.sum(-1, keepdim=True)
+        if not has_nan:  # one table over c = 0..n for the whole batch
+            (a_correct, a_incorrect), _ = _shared_weights(estimator, n, k, g.device)
+            return torch.where(correct, a_correct[c], a_incorrect[c]).to(out_dtype)
+        valid = ~torch.isnan(g)
         kk, usable, n_safe = _group_parameters(valid.sum(-1, keepdim=True).to(torch.float64), k, spec)
-        a_correct, a_incorrect = spec.fn(correct.sum(-1, keepdim=True).to(torch.float64), n_safe, kk)
+        a_correct, a_incorrect = spec.fn(c.to(torch.float64), n_safe, kk)
         out = torch.where(correct, a_correct, a_incorrect)
         return torch.where(valid & usable, out, 0.0).to(out_dtype)
 

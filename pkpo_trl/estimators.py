@@ -26,9 +26,10 @@ estimator                ``A_i``
 =======================  ==========================================================================
 
 The max@k estimators are linear in the sorted rewards: each returns the weights of
-``A_(i) = own_(i) g_(i) + sum_{j>i} up_(j) g_(j) - sum_{j<i} down_(j) g_(j)``, applied with two cumulative
-sums after one sort: ``O(n log n)`` per group, one vectorised call for the whole batch. Ratios of binomial
-coefficients are evaluated in log space (``lgamma``) so that groups of thousands of samples stay finite.
+``A_(i) = own_(i) g_(i) + sum_{j>i} up_(j) g_(j) - sum_{j<i} down_(j) g_(j)``, applied with one cumulative
+sum after one sort: ``O(n log n)`` per group, one vectorised call for the whole batch; tied rewards are read
+at their tie block's first rank (exactly equal values). Ratios of binomial coefficients are evaluated in log
+space (``lgamma``) so that groups of thousands of samples stay finite.
 """
 
 from __future__ import annotations

@@ -222,11 +222,13 @@ def gradient_estimates(
     """One PKPO policy-gradient estimate of ``d/dtheta maxg@k`` per group of ``n`` samples.
 
     ``grad_hat = sum_i A_i (x_i - theta) / sigma^2`` with ``A = transform_rewards(g(x), k, estimator)``
-    (paper Eq. 21/30/33, MaxPO's L2O), vectorised over ``theta.shape + (num_groups, n)``.
+    (paper Eq. 21/29/33, the zero-sum l2o, the successors' estimators), vectorised over
+    ``theta.shape + (num_groups, n)``.
 
     Args:
         theta: policy mean(s); a tensor of shape ``[R]`` runs ``R`` independent policies at once.
-        k, n: the objective's ``k`` and the group size (``k <= n``, ``k <= n-1`` for sloo/l2o).
+        k, n: the objective's ``k`` and the group size (``k <= n``, ``k <= n-1`` for sloo/l2o, ``k = n`` for
+            grpo_passk).
         num_groups: independent groups per ``theta``.
         estimator: a name in :data:`pkpo_trl.estimators.ESTIMATORS`.
         generator: torch random generator (ignored when ``x`` is given).

@@ -28,13 +28,19 @@ class PKPOConfig(GRPOConfig):
 
         pkpo_k (`int`, *optional*, defaults to `4`):
             The k of pass@k / max@k that training optimises, `1 <= pkpo_k <= num_generations`
-            (`<= num_generations - 1` for the `sloo` and `l2o` estimators). `1` is ordinary
-            mean-baselined RL (RLOO). The default, half of TRL's default `num_generations=8`,
-            rewards diversity while keeping the estimator's variance, which grows with k/n, moderate.
+            (`<= num_generations - 1` for the `sloo` and `l2o` estimators, `= num_generations` for
+            `grpo_passk`). `1` is ordinary mean-baselined RL (RLOO) with `sloo_minus_one` and `l2o`.
+            The default, half of TRL's default `num_generations=8`, rewards diversity while keeping the
+            estimator's variance, which grows with k/n, moderate.
         pkpo_estimator (`str`, *optional*, defaults to `"sloo_minus_one"`):
-            How each sample's weight is baselined: `"sloo_minus_one"` (the paper's lowest-variance
-            choice), `"sloo"` (leave-one-out), `"l2o"` (MaxPO's leave-two-out; advantages sum to
-            zero per group) or `"s"` (no baseline). See `pkpo_trl.estimators`.
+            A name in `pkpo_trl.estimators.ESTIMATORS`: `"sloo_minus_one"` (each sample's marginal
+            contribution to the max, paper Eq. 33; the lowest-variance choice near the optimum),
+            `"sloo"` (the paper's leave-one-out baseline, Eq. 29, `k/(n-1)`), `"l2o"` (the zero-sum
+            leave-one-out estimator, `k/n`, MaxPO's L2O), `"s"` (no baseline); and, for comparison,
+            `"grpo_passk"` (verl: the best sample gets max minus second max; only `pkpo_k =
+            num_generations`, where it equals `sloo_minus_one`) and `"pass_at_k_training"` (Chen et
+            al.'s analytic advantage; 0/1 rewards only, other rewards raise an error when scored; not an
+            unbiased pass@k gradient). See `pkpo_trl.estimators`.
         pkpo_k_schedule (`str` or `None`, *optional*, defaults to `None`):
             Anneal k during training, e.g. `"linear:8->1"`, `"cosine:8->1"`,
             `"piecewise:0=8,0.5=4,0.75=1"` (fractions of training) or `"steps:0=8,100=1"`. Overrides
@@ -54,14 +60,15 @@ class PKPOConfig(GRPOConfig):
         default=4,
         metadata={
             "help": "The k of pass@k / max@k to optimise, 1 <= k <= num_generations (<= num_generations - 1 for "
-            "'sloo' and 'l2o'). 1 is ordinary mean-baselined RL."
+            "'sloo' and 'l2o', = num_generations for 'grpo_passk'). 1 is ordinary mean-baselined RL."
         },
     )
     pkpo_estimator: str = field(
         default="sloo_minus_one",
         metadata={
-            "help": "Reward transformation: 'sloo_minus_one' (lowest variance, default), 'sloo', 'l2o' (advantages "
-            "sum to zero per group) or 's' (no baseline).",
+            "help": "Reward transformation: 'sloo_minus_one' (marginal contribution, paper Eq. 33, default), 'sloo' "
+            "(paper Eq. 29, baseline k/(n-1)), 'l2o' (zero-sum, baseline k/n), 's' (no baseline), 'grpo_passk' "
+            "(verl; k = num_generations only) or 'pass_at_k_training' (Chen et al.; 0/1 rewards only, biased).",
             "choices": sorted(ESTIMATORS),
         },
     )

@@ -19,7 +19,9 @@ ESTIMATOR_STYLE: dict[str, dict] = {
     "s": {"color": "tab:red", "marker": "o", "label": "s (no baseline)"},
     "sloo": {"color": "tab:blue", "marker": "s", "label": "sloo (leave-one-out)"},
     "sloo_minus_one": {"color": "tab:green", "marker": "^", "label": "sloo_minus_one"},
-    "l2o": {"color": "black", "marker": "x", "linestyle": ":", "label": "l2o (MaxPO)"},
+    "l2o": {"color": "black", "marker": "x", "linestyle": ":", "label": "l2o (zero-sum k/n)"},
+    "grpo_passk": {"color": "tab:purple", "marker": "D", "markersize": 7, "label": "grpo_passk (k = n)"},
+    "pass_at_k_training": {"color": "tab:orange", "marker": "v", "label": "pass_at_k_training (biased)"},
 }
 
 
@@ -61,18 +63,25 @@ def plot_maxg_vs_theta(
 
 
 def plot_variance(results: Sequence[VarianceResult]) -> Figure:
-    """Paper Figure 4: variance of the per-group gradient estimate vs ``k`` (log y), one panel per ``theta``."""
-    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 4), squeeze=False)
+    """Paper Figure 4: variance of the per-group gradient estimate vs ``k`` (log y), one panel per ``theta``
+    (continuous rewards, then the binary variant)."""
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4), squeeze=False)
     for ax, res in zip(axes[0], results):
         for e, var in res.variance.items():
-            style = dict(ESTIMATOR_STYLE.get(e, {"label": e}))
-            ax.plot(res.ks, var, markersize=4, **style)
+            if all(v != v for v in var):  # undefined here (binary-only estimator on continuous rewards)
+                continue
+            style = {"markersize": 4, **ESTIMATOR_STYLE.get(e, {"label": e})}
+            ax.plot(res.ks, var, **style)
         ax.set_yscale("log")
         ax.set_xlabel("k")
-        ax.set_title(rf"$\theta = {res.theta:g}$, n = {res.n}")
+        kind = "0/1 reward, pass@k" if res.binary else "reward x², maxg@k"
+        ax.set_title(rf"$\theta = {res.theta:g}$, n = {res.n} ({kind})", fontsize=9)
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("Var of gradient estimate per group")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    binary = [ax for ax, res in zip(axes[0], results) if res.binary]
+    if binary:
+        binary[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import datasets
 
-from .rewards import last_boxed
+from .rewards.matchers import AnswerFormat, extract_gold
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 PromptFormat = Literal["chat", "plain"]
-AnswerFormat = Literal["auto", "raw", "gsm8k", "boxed"]
 
 DEFAULT_CHAT_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 DEFAULT_PLAIN_TEMPLATE = "Question: {question}\nAnswer:"
@@ -329,22 +328,6 @@ HUB_PRESETS: dict[str, DatasetPreset] = {
 _PROMPT_COLUMNS = ("prompt", "question", "problem", "input", "query")
 _ANSWER_COLUMNS = ("answer", "final_answer", "solution", "target", "output")
 _LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-def extract_gold(text: Any, answer_format: AnswerFormat = "auto") -> str | None:
-    """The gold answer in an answer column's ``text``: as is (``raw``), after the last ``####`` (``gsm8k``), the
-    last ``\\boxed{}`` (``boxed``), or whichever of these the text calls for (``auto``). None if absent."""
-    text = str(text).strip()
-    if answer_format == "auto":
-        answer_format = "gsm8k" if "####" in text else "boxed" if "\\boxed{" in text else "raw"
-    if answer_format == "gsm8k":
-        if "####" not in text:
-            return None
-        return text.rsplit("####", 1)[1].strip().replace(",", "") or None
-    if answer_format == "boxed":
-        boxed = last_boxed(text)
-        return boxed.strip() if boxed is not None else None
-    return text or None
 
 
 def _describe(name: str, config: str | None, split: str) -> str:

@@ -230,6 +230,19 @@ def test_custom_reward_by_import_path(tmp_path, monkeypatch):
     assert funcs[2](prompts=["p", "q"], completions=["1", "2"], answer=["1", "3"]) == [1.0, 0.0]
 
 
+def test_custom_reward_by_dotted_path_as_trl_takes_it(tmp_path, monkeypatch):
+    (tmp_path / "my_dotted_pkg").mkdir()
+    (tmp_path / "my_dotted_pkg" / "__init__.py").write_text("")
+    (tmp_path / "my_dotted_pkg" / "rewards.py").write_text(
+        "def length_reward(completions, **kwargs):\n    return [float(len(c)) for c in completions]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    funcs = get_reward_funcs(["my_dotted_pkg.rewards.length_reward", f"{__name__}.column_reward"])
+    assert [f.__name__ for f in funcs] == ["length_reward", "column_reward"]
+    assert funcs[0](prompts=["p"], completions=["abc"]) == [3.0]
+    assert funcs[1](prompts=["p", "q"], completions=["1", "2"], answer=["1", "3"]) == [1.0, 0.0]
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
@@ -238,6 +251,9 @@ def test_custom_reward_by_import_path(tmp_path, monkeypatch):
         (f"{__name__}:missing", "has no attribute 'missing'"),
         ("sys:maxsize", "not callable"),
         (":f", "'module:function'"),
+        ("no_such_module_xyz.f", "Cannot import module 'no_such_module_xyz'"),
+        (f"{__name__}.missing", "has no attribute 'missing'"),
+        ("sys.maxsize", "not callable"),
     ],
 )
 def test_unknown_rewards_raise_clear_errors(name, message):

@@ -27,9 +27,10 @@ name              reward
                   ``#### x`` or ``Answer: x``)
 ================  ==================================================================================
 
-Any other function is selected by import path, ``"my_module:my_reward"``, and wrapped by
-:func:`safe_reward_func`: a function that raises for one completion gives NaN for that completion (and a
-logged warning), not a crashed run. The built-in rewards do the same, per completion.
+Any other function is selected by import path, ``"my_module:my_reward"`` or (as TRL's own ``grpo.py``
+takes it) ``"my_module.my_reward"``, and wrapped by :func:`safe_reward_func`: a function that raises for
+one completion gives NaN for that completion (and a logged warning), not a crashed run. The built-in
+rewards do the same, per completion.
 
 Adding a reward is one function and one decorator::
 

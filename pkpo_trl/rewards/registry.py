@@ -188,10 +188,14 @@ def safe_reward_func(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _import_reward(path: str) -> Callable[..., Any]:
-    """The callable at ``"package.module:attribute"`` (the attribute may be dotted)."""
-    module_name, _, attribute = path.partition(":")
+    """The callable at ``"package.module:attribute"`` (the attribute may be dotted) or, as TRL's ``grpo.py``
+    accepts, ``"package.module.function"``."""
+    if ":" in path:
+        module_name, _, attribute = path.partition(":")
+    else:
+        module_name, _, attribute = path.rpartition(".")
     if not module_name or not attribute:
-        raise ValueError(f"A custom reward must be given as 'module:function', got {path!r}.")
+        raise ValueError(f"A custom reward must be given as 'module:function' or 'module.function', got {path!r}.")
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -209,7 +213,7 @@ def get_reward_funcs(
     names: str | Sequence[str], answer_column: str = DEFAULT_ANSWER_COLUMN
 ) -> list[Callable[..., Any]]:
     """TRL reward functions for ``names``: registered names (see ``REWARDS``) or import paths of custom TRL
-    reward functions, ``"module:function"``.
+    reward functions, ``"module:function"`` or (as TRL's own script takes them) ``"module.function"``.
 
     The built-in rewards read the gold answer from the dataset column ``answer_column`` and give NaN for a
     completion their scorer raises on; custom functions are wrapped by :func:`safe_reward_func`. Each keeps its
@@ -225,11 +229,11 @@ def get_reward_funcs(
     for name in names:
         if name in REWARDS:
             funcs.append(make_reward_func(name, REWARDS[name], answer_column))
-        elif ":" in name:
+        elif ":" in name or "." in name:
             funcs.append(safe_reward_func(_import_reward(name)))
         else:
             raise ValueError(
                 f"Unknown reward function {name!r}. Registered rewards: {', '.join(sorted(REWARDS))}; "
-                "a custom reward is given by import path, 'my_module:my_reward'."
+                "a custom reward is given by import path, 'my_module:my_reward' or 'my_module.my_reward'."
             )
     return funcs

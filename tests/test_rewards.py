@@ -112,6 +112,12 @@ def test_math_verify_equivalences():
     assert math_verify_equivalent("7", "\\boxed{8}") == 0.0
 
 
+def test_math_verify_reads_answers_as_trl_accuracy_reward_does():
+    """\\boxed{} first; a number without an anchor (\\boxed{}, 'Answer:', 'answer is') is not an answer."""
+    completions = ["It is 72", "The answer is $71$, so \\boxed{72}", "I think 72. \\boxed{71}", "The answer is 72"]
+    assert reward("math_verify", completions, ["72"] * 4) == [0.0, 1.0, 0.0, 1.0]
+
+
 def test_answer_column_is_configurable():
     (func,) = get_reward_funcs(["numeric_match"], answer_column="target")
     assert func(prompts=["q"], completions=["#### 5"], target=["5"]) == [1.0]

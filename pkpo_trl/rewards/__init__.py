@@ -15,8 +15,11 @@ Built-in rewards (``REWARDS``; each compares a completion with the gold answer i
 name              reward
 ================  ==================================================================================
 ``math_verify``   1.0 if the completion's answer is mathematically equivalent to the gold answer, as
-                  judged by the ``math-verify`` package; the check runs in a worker process with a hard
-                  per-completion timeout, so one pathological answer cannot hang a training step
+                  judged by the ``math-verify`` package with TRL's ``accuracy_reward`` settings
+                  (``\\boxed{}`` first; an answer must be anchored by ``\\boxed{}``, ``Answer: x`` or
+                  ``answer is x``: a bare ``72`` or ``#### 72`` scores 0); the check runs in a worker
+                  process with a hard per-completion timeout, so one pathological answer cannot hang a
+                  training step
 ``exact_match``   1.0 if the final answer (``\\boxed{}``, ``#### x``, ``Answer: x``, else the last
                   number) equals the gold answer as a string, after light normalisation
 ``numeric_match`` 1.0 if the final answer has the same numeric value as the gold answer

@@ -7,11 +7,16 @@ for the answer and kills the worker otherwise (a new one starts on the next requ
 plain subprocess running this file as a script, so it never re-imports the user's ``__main__`` (as
 multiprocessing's spawn/forkserver would) and never forks a multi-threaded process. As a script this file
 imports nothing from the package: the parent reduces the gold answer before sending it.
+
+A completion's answer is read as TRL's ``accuracy_reward`` reads it: ``\\boxed{}`` first, and nothing
+without an anchor (``\\boxed{}``, ``answer is`` / ``Answer:``), so a stray number in the reasoning is never
+taken for the answer.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import math
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 __all__ = ["MATH_VERIFY_TIMEOUT", "math_verify_equivalent", "math_verify_reward"]
 
@@ -30,6 +36,23 @@ MATH_VERIFY_TIMEOUT = 5.0  # seconds per completion, parsing and comparison toge
 
 _WORKER_FLAG = "--math-verify-worker"
 _WORKER_START_TIMEOUT = 120.0  # importing sympy on a busy machine can be slow
+
+
+@functools.cache
+def _prediction_extraction() -> dict[str, Any]:
+    """How math-verify reads a completion's answer: TRL's ``accuracy_reward`` settings (LaTeX, ``\\boxed{}``
+    first, no unanchored extraction), plus anchored plain expressions for ``Answer: 1,000``, which the LaTeX
+    extractor does not read."""
+    from latex2sympy2_extended import NormalizationConfig
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    latex = LatexExtractionConfig(
+        normalization_config=NormalizationConfig(units=True), boxed_match_priority=0, try_extract_without_anchor=False
+    )
+    return {
+        "extraction_config": [latex, ExprExtractionConfig(try_extract_without_anchor=False)],
+        "extraction_mode": "first_match",
+    }
 
 
 def _math_verify_in_process(gold: str, prediction: str, timeout: int | None) -> bool | None:
@@ -45,7 +68,7 @@ def _math_verify_in_process(gold: str, prediction: str, timeout: int | None) -> 
         gold_parsed = parse(gold, parsing_timeout=timeout)
     if not gold_parsed:
         return None
-    prediction_parsed = parse(prediction, parsing_timeout=timeout)
+    prediction_parsed = parse(prediction, parsing_timeout=timeout, **_prediction_extraction())
     return bool(verify(gold_parsed, prediction_parsed, timeout_seconds=timeout))
 
 

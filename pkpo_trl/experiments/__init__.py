@@ -21,7 +21,7 @@ from .toy import (
     sample_policy,
     score,
 )
-from .training import TrainingResult, constant_k, step_anneal, train_schedules, train_theta
+from .training import TrainingResult, train_schedules, train_theta
 from .variance import DEFAULT_ESTIMATORS, VarianceResult, gradient_variance
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "SIGMA",
     "TrainingResult",
     "VarianceResult",
-    "constant_k",
     "exact_grad_maxg_at_k",
     "exact_maxg_at_k",
     "gradient_estimates",
@@ -40,7 +39,6 @@ __all__ = [
     "reward_cdf",
     "sample_policy",
     "score",
-    "step_anneal",
     "train_schedules",
     "train_theta",
 ]

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from .toy import SIGMA, exact_maxg_at_k, mc_maxg_at_k, optimal_theta
-from .training import KScheduleFn, TrainingResult, constant_k, step_anneal, train_schedules
+from .training import TrainingResult, train_schedules
 from .variance import DEFAULT_ESTIMATORS, VarianceResult, gradient_variance
 
 __all__ = [
@@ -113,11 +113,12 @@ class TrainingConfig:
         """Full or quick preset."""
         return cls(steps=60, num_runs=4, seed=seed) if quick else cls(seed=seed)
 
-    def schedules(self) -> dict[str, KScheduleFn]:
-        """Name -> schedule: each fixed ``k``, then ``k_start -> k_end`` switching half-way."""
-        out = {f"k={k}": constant_k(k) for k in self.ks}
+    def schedules(self) -> dict[str, str]:
+        """Name -> k schedule spec (:class:`pkpo_trl.annealing.KSchedule`): each fixed ``k``, then
+        ``k_start -> k_end`` switching half-way."""
+        out = {f"k={k}": f"constant:{k}" for k in self.ks}
         a, b = self.anneal
-        out[f"anneal {a}->{b}"] = step_anneal(a, b, self.steps // 2)
+        out[f"anneal {a}->{b}"] = f"steps:0={a},{self.steps // 2}={b}"
         return out
 
 

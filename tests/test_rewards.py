@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
+import re
 import threading
 import time
 
@@ -12,6 +14,7 @@ import pytest
 
 from pkpo_trl.rewards import (
     REWARDS,
+    TRL_CONTEXT_KWARGS,
     RewardConfigError,
     completion_text,
     extract_final_answer,
@@ -265,3 +268,11 @@ def test_custom_reward_by_dotted_path_as_trl_takes_it(tmp_path, monkeypatch):
 def test_unknown_rewards_raise_clear_errors(name, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         get_reward_funcs([name])
+
+
+def test_trl_context_kwargs_are_what_grpo_trainer_passes():
+    """The one list of TRL's non-column reward kwargs matches what GRPOTrainer._calculate_rewards sets."""
+    from trl import GRPOTrainer
+
+    source = inspect.getsource(GRPOTrainer._calculate_rewards)
+    assert set(re.findall(r'reward_kwargs\["(\w+)"\]\s*=\s*self\.', source)) == set(TRL_CONTEXT_KWARGS)

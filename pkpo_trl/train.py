@@ -2,7 +2,7 @@
 
     accelerate launch -m pkpo_trl.train --config recipes/quickstart.yaml
     accelerate launch --config_file recipes/accelerate/zero2.yaml -m pkpo_trl.train \
-        --config recipes/gemma2_2b_gsm8k_lora_vllm.yaml --learning_rate 5e-6
+        --config recipes/gemma2_9b_it_gsm8k_lora_vllm.yaml --learning_rate 5e-6
 
 Every field of :class:`TrainScriptArguments`, :class:`~pkpo_trl.data.DataArguments`,
 :class:`~pkpo_trl.PKPOConfig` and TRL's ``ModelConfig`` can be set in the recipe and overridden on

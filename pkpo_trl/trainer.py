@@ -1,8 +1,14 @@
 """PKPOTrainer: TRL's GRPOTrainer with PKPO-transformed rewards as advantages.
 
-The only place in the package that knows TRL internals. GRPOTrainer computes advantages inline in
-``_generate_and_score_completions``; there is no smaller hook. We therefore wrap two methods and
-leave everything else (generation with transformers or vLLM, PEFT, loss, logging) to TRL:
+The only module that overrides TRL internals (private GRPOTrainer methods and metric stores). Two
+other pieces of TRL knowledge live elsewhere, each in one place: the keyword arguments GRPOTrainer
+passes to reward functions besides dataset columns (``pkpo_trl.rewards.registry.TRL_CONTEXT_KWARGS``,
+checked against TRL's source by ``tests/test_rewards.py``) and ``trl.import_utils.is_vllm_available``
+(``config.py``, to validate ``use_vllm``).
+
+GRPOTrainer computes advantages inline in ``_generate_and_score_completions``; there is no smaller
+hook. We therefore wrap two methods and leave everything else (generation with transformers or
+vLLM, PEFT, loss, logging) to TRL:
 
 1. ``_calculate_rewards`` (unchanged behaviour): we keep its return value, the ``[B_global, F]``
    rewards of every reward function for the completions of *all* processes.

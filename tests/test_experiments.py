@@ -13,7 +13,6 @@ from scipy import integrate, optimize, stats
 
 from pkpo_trl.experiments import (
     SIGMA,
-    constant_k,
     exact_grad_maxg_at_k,
     exact_maxg_at_k,
     gradient_estimates,
@@ -21,7 +20,6 @@ from pkpo_trl.experiments import (
     mc_maxg_at_k,
     optimal_theta,
     reward_cdf,
-    step_anneal,
     train_schedules,
 )
 
@@ -152,15 +150,16 @@ def test_successors_in_the_variance_experiment():
 # Training with fixed k and with k annealing.
 
 
-def test_step_anneal_schedule():
-    sched = step_anneal(8, 1, 3)
-    assert [sched(s) for s in range(5)] == [8, 8, 8, 1, 1]
-    assert constant_k(4)(123) == 4
+def test_training_follows_its_k_schedule():
+    """The toy's k per step comes from pkpo_trl.annealing's schedules (spec, KSchedule or int)."""
+    r = train_schedules({"anneal": "steps:0=8,3=1"}, steps=5, num_runs=1)
+    assert r["anneal"].ks == [8, 8, 8, 1, 1]
+    assert train_schedules({"k=4": 4}, steps=124, num_runs=1)["k=4"].ks[123] == 4
 
 
 def _train(theta0: float):
     steps = 300
-    schedules = {"k=1": constant_k(1), "k=8": constant_k(8), "anneal": step_anneal(8, 1, steps // 2)}
+    schedules = {"k=1": 1, "k=8": 8, "anneal": f"steps:0=8,{steps // 2}=1"}
     return train_schedules(schedules, steps=steps, theta0=theta0, num_runs=8, seed=0)
 
 

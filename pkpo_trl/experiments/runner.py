@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .toy import SIGMA, exact_maxg_at_k, mc_maxg_at_k, optimal_theta
-from .training import KScheduleFn, TrainingResult, constant_k, step_anneal, train_schedules
+from .training import TrainingResult, train_schedules
 from .variance import DEFAULT_ESTIMATORS, VarianceResult, gradient_variance
 
 __all__ = [
@@ -117,11 +117,12 @@ class TrainingConfig:
         """Full or quick preset."""
         return cls(steps=60, num_runs=4, seed=seed) if quick else cls(seed=seed)
 
-    def schedules(self) -> dict[str, KScheduleFn]:
-        """Name -> schedule: each fixed ``k``, then ``k_start -> k_end`` switching half-way."""
-        out = {f"k={k}": constant_k(k) for k in self.ks}
+    def schedules(self) -> dict[str, str]:
+        """Name -> k schedule spec (:class:`pkpo_trl.annealing.KSchedule`): each fixed ``k``, then
+        ``k_start -> k_end`` switching half-way."""
+        out = {f"k={k}": f"constant:{k}" for k in self.ks}
         a, b = self.anneal
-        out[f"anneal {a}->{b}"] = step_anneal(a, b, self.steps // 2)
+        out[f"anneal {a}->{b}"] = f"steps:0={a},{self.steps // 2}={b}"
         return out
 
 
@@ -194,7 +195,7 @@ def run_toy(cfg: ToyConfig, out: Path | None = None, progress: Any = None) -> di
         "seconds": time.perf_counter() - t0,
     }
     if out is not None:
-        from .plots import plot_maxg_vs_theta
+        from ..plotting import plot_maxg_vs_theta
 
         _save(plot_maxg_vs_theta(thetas.tolist(), curves, optima, mc, cfg.sigma), out / FIGURES["toy"])
         (out / "toy.json").write_text(json.dumps(record, indent=1))
@@ -269,7 +270,7 @@ def run_variance(
         "seconds": time.perf_counter() - t0,
     }
     if out is not None:
-        from .plots import plot_variance
+        from ..plotting import plot_variance
 
         _save(plot_variance(results), out / FIGURES["variance"])
         (out / "variance.json").write_text(json.dumps(record, indent=1))
@@ -325,7 +326,7 @@ def run_training(
         "seconds": time.perf_counter() - t0,
     }
     if out is not None:
-        from .plots import plot_training
+        from ..plotting import plot_training
 
         _save(plot_training(results, cfg.eval_ks, references), out / FIGURES["training"])
         (out / "training.json").write_text(json.dumps(record, indent=1))

@@ -14,15 +14,18 @@ leave everything else (generation with transformers or vLLM, PEFT, loss, logging
 rely on, so an incompatible TRL fails a test rather than a run.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: PKPOTrainer.__init__'s annotations are evaluated, as GRPOTrainer's
+# are, so that the two signatures compare equal (tests/test_trl_compat.py).
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from accelerate.utils import gather_object
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
 
 from .annealing import KAnnealingCallback, KSchedule
 from .config import PKPOConfig
@@ -57,7 +60,30 @@ class PKPOTrainer(GRPOTrainer):
     _tag_names = ["trl", "grpo", "pkpo"]
     _name = "PKPO"
 
-    def __init__(self, model, reward_funcs=None, args: PKPOConfig | None = None, *pos, callbacks=None, **kwargs):
+    def __init__(
+        self,
+        model: "str | PreTrainedModel | PeftModel",  # noqa: F821 - a string, exactly as in GRPOTrainer
+        reward_funcs: RewardFunc | list[RewardFunc] | None = None,
+        args: GRPOConfig | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset
+        | IterableDataset
+        | DatasetDict
+        | IterableDatasetDict
+        | dict[str, Dataset | IterableDataset]
+        | None = None,
+        processing_class: PreTrainedTokenizerBase | ProcessorMixin | None = None,
+        reward_processing_classes: PreTrainedTokenizerBase | list[PreTrainedTokenizerBase] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        quantization_config: "BitsAndBytesConfig | None" = None,  # noqa: F821
+        peft_config: "PeftConfig | None" = None,  # noqa: F821
+        tools: list[Callable] | None = None,
+        rollout_func: RolloutFunc | None = None,
+        environment_factory: EnvironmentFactory | dict[str, EnvironmentFactory] | None = None,
+    ):
+        # The signature is GRPOTrainer's, parameter for parameter, so that any GRPO call (positional or not) works;
+        # `args` is annotated GRPOConfig as there, but must be a PKPOConfig.
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = PKPOConfig(f"{str(name).split('/')[-1]}-PKPO")
@@ -70,7 +96,22 @@ class PKPOTrainer(GRPOTrainer):
         callbacks = list(callbacks or [])
         if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
             callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
-        super().__init__(model, reward_funcs, args, *pos, callbacks=callbacks, **kwargs)
+        super().__init__(
+            model,
+            reward_funcs,
+            args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            reward_processing_classes=reward_processing_classes,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+            tools=tools,
+            rollout_func=rollout_func,
+            environment_factory=environment_factory,
+        )
         self._pkpo_gathered_rewards: torch.Tensor | None = None
         self._pkpo_solved_prompts: set[str] = set()
 

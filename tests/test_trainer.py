@@ -188,3 +188,19 @@ def test_plain_grpo_config_is_rejected_with_a_clear_message(tmp_path):
     args = GRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, num_generations=4)
     with pytest.raises(TypeError, match="needs a PKPOConfig"):
         PKPOTrainer(build_tiny_gemma2(len(tokenizer)), binary_reward, args=args, processing_class=tokenizer)
+
+
+def test_arguments_can_be_passed_positionally_as_to_grpo_trainer(tmp_path):
+    from transformers import TrainerCallback
+
+    class Marker(TrainerCallback):
+        pass
+
+    tokenizer = build_char_tokenizer()
+    args = PKPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, num_generations=N_GEN, pkpo_k=2)
+    marker = Marker()
+    # model, reward_funcs, args, train_dataset, eval_dataset, processing_class, reward_processing_classes, callbacks
+    trainer = PKPOTrainer(
+        build_tiny_gemma2(len(tokenizer)), binary_reward, args, prompt_dataset(), None, tokenizer, None, [marker]
+    )
+    assert marker in trainer.callback_handler.callbacks

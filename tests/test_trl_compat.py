@@ -37,3 +37,8 @@ def test_grpo_computes_advantages_from_gathered_rewards_and_returns_them():
 def test_pkpo_trainer_overrides_only_the_documented_points():
     own = {name for name, value in vars(PKPOTrainer).items() if callable(value) and hasattr(GRPOTrainer, name)}
     assert own == {"__init__", "_calculate_rewards", "_generate_and_score_completions"}
+
+
+def test_pkpo_trainer_signature_is_grpo_trainers():
+    # Parameter names, order, kinds, defaults and annotations: a GRPO script's call works unchanged.
+    assert inspect.signature(PKPOTrainer.__init__) == inspect.signature(GRPOTrainer.__init__)

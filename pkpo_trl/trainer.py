@@ -113,6 +113,7 @@ class PKPOTrainer(GRPOTrainer):
             environment_factory=environment_factory,
         )
         self._pkpo_gathered_rewards: torch.Tensor | None = None
+        self._pkpo_reward_calls = 0
         self._pkpo_solved_prompts: set[str] = set()
 
     # ------------------------------------------------------------------------------------------
@@ -135,17 +136,21 @@ class PKPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._pkpo_gathered_rewards = rewards_per_func
+        # A copy: TRL (or a subclass) may change its tensor in place before the batch is returned to us.
+        self._pkpo_gathered_rewards = rewards_per_func.detach().clone()
+        self._pkpo_reward_calls += 1
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
-        self._pkpo_gathered_rewards = None
+        self._pkpo_gathered_rewards, self._pkpo_reward_calls = None, 0
         output = super()._generate_and_score_completions(inputs)
         rewards_per_func = self._pkpo_gathered_rewards
-        if rewards_per_func is None or "advantages" not in output:
+        if self._pkpo_reward_calls != 1 or "advantages" not in output:
             raise RuntimeError(
-                "pkpo_trl: GRPOTrainer._generate_and_score_completions no longer calls _calculate_rewards or no "
-                "longer returns 'advantages'; this TRL version is not supported (see pyproject.toml)."
+                f"pkpo_trl: during one GRPOTrainer._generate_and_score_completions, _calculate_rewards ran "
+                f"{self._pkpo_reward_calls} times (PKPO needs exactly once) and 'advantages' was "
+                f"{'' if 'advantages' in output else 'not '}returned; this TRL version is not supported "
+                "(see pyproject.toml)."
             )
         mode = "train" if self.model.training else "eval"
         n = self.num_generations if mode == "train" else self.num_generations_eval

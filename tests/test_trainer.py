@@ -204,3 +204,36 @@ def test_arguments_can_be_passed_positionally_as_to_grpo_trainer(tmp_path):
         build_tiny_gemma2(len(tokenizer)), binary_reward, args, prompt_dataset(), None, tokenizer, None, [marker]
     )
     assert marker in trainer.callback_handler.callbacks
+
+
+def test_captured_rewards_are_a_copy_of_trls_tensor(tmp_path):
+    # A subclass (or a later TRL) that changes the returned reward tensor in place after PKPO has seen it must
+    # not change the advantages PKPO computed from it.
+    class ZeroesRewardsAfterwards(RecordingPKPOTrainer):
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            rewards.zero_()
+            return rewards
+
+    trainer = train(tmp_path, trainer_cls=ZeroesRewardsAfterwards, pkpo_k=2, scale_rewards="none")
+    for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
+        expected = transform_rewards(torch.tensor(rewards).view(-1, N_GEN), 2).view(-1)
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
+
+
+def test_scoring_rewards_twice_per_batch_is_an_error(tmp_path):
+    # Stands for a TRL version whose _generate_and_score_completions calls _calculate_rewards a second time:
+    # PKPO could not tell which call's rewards the returned batch was built from.
+    class ScoresTwice(GRPOTrainer):
+        def _generate_and_score_completions(self, inputs):
+            output = super()._generate_and_score_completions(inputs)
+            prompts = [x["prompt"] for x in inputs]
+            self._calculate_rewards(inputs, prompts, ["x"] * len(inputs), [[5]] * len(inputs))
+            return output
+
+    class Trainer(RecordingPKPOTrainer, ScoresTwice):
+        pass
+
+    with pytest.raises(RuntimeError, match="_calculate_rewards ran 2 times"):
+        train(tmp_path, trainer_cls=Trainer, pkpo_k=2, max_steps=1)

@@ -26,6 +26,7 @@ from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
+from trl.trainer.utils import nanstd
 
 from .annealing import KAnnealingCallback, KSchedule
 from .config import PKPOConfig
@@ -162,7 +163,7 @@ class PKPOTrainer(GRPOTrainer):
             advantages = transform_rewards(groups, k, self.args.pkpo_estimator).view(-1)
         else:  # a group too small for any baseline (e.g. num_generations_eval=1) carries no signal
             advantages = torch.zeros_like(rewards)
-        advantages = self._scale(advantages, n)
+        advantages = self._scale(advantages, ~rewards.isnan(), n)
 
         local = output["advantages"]
         start = self.accelerator.process_index * local.shape[0]
@@ -180,15 +181,22 @@ class PKPOTrainer(GRPOTrainer):
         rewards = (rewards_per_func * weights).nansum(dim=1)
         return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=1), torch.nan)
 
-    def _scale(self, advantages: torch.Tensor, n: int) -> torch.Tensor:
+    def _scale(self, advantages: torch.Tensor, scored: torch.Tensor, n: int) -> torch.Tensor:
+        """Divide by the std of the scored completions' advantages (batch or per group), as TRL does with nanstd.
+
+        Unscored completions (advantage forced to 0) are left out of the std: counting their zeros would shrink
+        it and so scale every other advantage up by how many completions no reward function could score.
+        """
         mode = self.args.scale_rewards
-        if mode == "none" or advantages.numel() < 2 or (mode == "group" and n < 2):
+        if mode == "none" or (mode == "group" and n < 2):
             return advantages
+        masked = advantages.masked_fill(~scored, torch.nan)
         if mode == "batch":
-            std = advantages.std()
+            std = nanstd(masked)
         else:  # "group"
-            std = advantages.view(-1, n).std(dim=1, keepdim=True).expand(-1, n).reshape(-1)
-        return advantages / (std + 1e-4)
+            std = nanstd(masked.view(-1, n), dim=1, keepdim=True).expand(-1, n).reshape(-1)
+        # Fewer than two scored values give a NaN std; like TRL, such advantages become 0.
+        return torch.nan_to_num(advantages / (std + 1e-4), nan=0.0)
 
     def _replace_logged_advantages(self, advantages: torch.Tensor) -> None:
         # TRL appended its own (GRPO) advantages for the completions table; show ours instead.

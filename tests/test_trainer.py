@@ -237,3 +237,21 @@ def test_scoring_rewards_twice_per_batch_is_an_error(tmp_path):
 
     with pytest.raises(RuntimeError, match="_calculate_rewards ran 2 times"):
         train(tmp_path, trainer_cls=Trainer, pkpo_k=2, max_steps=1)
+
+
+@pytest.mark.parametrize("scale_rewards", ["batch", "group"])
+def test_scaling_uses_the_std_of_scored_completions_only(tmp_path, scale_rewards):
+    # As TRL's own scaling (nanstd): the zeros forced onto unscorable completions do not shrink the std.
+    from trl.trainer.utils import nanstd
+
+    def continuous_sometimes_unscorable(completion_ids, **kwargs):
+        return [None if i % 3 == 0 else v for i, v in enumerate(continuous_reward(completion_ids))]
+
+    trainer = train(tmp_path, pkpo_k=2, scale_rewards=scale_rewards, reward_fn=continuous_sometimes_unscorable)
+    for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
+        groups = torch.tensor([math.nan if r is None else r for r in rewards]).view(-1, N_GEN)
+        raw = transform_rewards(groups, 2)
+        scored = raw.masked_fill(groups.isnan(), math.nan)
+        std = nanstd(scored) if scale_rewards == "batch" else nanstd(scored, dim=1, keepdim=True)
+        expected = (raw / (std + 1e-4)).view(-1)
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-4, atol=1e-5)

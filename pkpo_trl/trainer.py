@@ -16,8 +16,10 @@ rely on, so an incompatible TRL fails a test rather than a run.
 
 # No `from __future__ import annotations`: PKPOTrainer.__init__'s annotations are evaluated, as GRPOTrainer's
 # are, so that the two signatures compare equal (tests/test_trl_compat.py).
+import functools
 import hashlib
 import json
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -26,7 +28,7 @@ from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
-from trl.trainer.utils import nanstd
+from trl.trainer.utils import is_async_callable, nanstd
 
 from .annealing import KAnnealingCallback, KSchedule
 from .config import PKPOConfig
@@ -113,6 +115,12 @@ class PKPOTrainer(GRPOTrainer):
             rollout_func=rollout_func,
             environment_factory=environment_factory,
         )
+        # TRL turns the values into a tensor with torch.tensor, whose error for a string ("too many dimensions
+        # 'str'") names neither the function nor the value: check them on the way out of each function.
+        self.reward_funcs = [
+            func if isinstance(func, torch.nn.Module) else _checked_reward_func(func, name)
+            for func, name in zip(self.reward_funcs, self.reward_func_names, strict=True)
+        ]
         self._pkpo_gathered_rewards: torch.Tensor | None = None
         self._pkpo_reward_calls = 0
         self._pkpo_solved_prompts: set[str] = set()
@@ -227,6 +235,35 @@ class PKPOTrainer(GRPOTrainer):
         prompts = gather_object([_prompt_key(example["prompt"]) for example in inputs])
         n = len(prompts) // solved.numel()
         self._pkpo_solved_prompts.update(prompts[group * n] for group in solved.nonzero().flatten().tolist())
+
+
+def _check_reward_values(name: str, values):
+    """``values`` if every entry is a real number or None, else a TypeError naming the function and the value."""
+    for index, value in enumerate(values):
+        is_number = isinstance(value, numbers.Real) or (isinstance(value, torch.Tensor) and value.numel() == 1)
+        if value is not None and not is_number:
+            raise TypeError(
+                f"reward function {name!r} returned {value!r} ({type(value).__name__}) for completion {index}; a "
+                "reward must be a number (int or float), or None for a completion it cannot score."
+            )
+    return values
+
+
+def _checked_reward_func(func: Callable, name: str) -> Callable:
+    """``func`` with its output checked by :func:`_check_reward_values`; async functions stay async."""
+    if is_async_callable(func):
+
+        @functools.wraps(func)
+        async def checked_async(*args, **kwargs):
+            return _check_reward_values(name, await func(*args, **kwargs))
+
+        return checked_async
+
+    @functools.wraps(func)
+    def checked(*args, **kwargs):
+        return _check_reward_values(name, func(*args, **kwargs))
+
+    return checked
 
 
 def _prompt_key(prompt) -> str:

@@ -255,3 +255,11 @@ def test_scaling_uses_the_std_of_scored_completions_only(tmp_path, scale_rewards
         std = nanstd(scored) if scale_rewards == "batch" else nanstd(scored, dim=1, keepdim=True)
         expected = (raw / (std + 1e-4)).view(-1)
         torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-4, atol=1e-5)
+
+
+def test_reward_values_that_are_not_numbers_name_the_function_and_value(tmp_path):
+    def string_reward(completion_ids, **kwargs):
+        return ["1.0"] * len(completion_ids)
+
+    with pytest.raises(TypeError, match=r"reward function 'string_reward' returned '1\.0' \(str\)"):
+        train(tmp_path, reward_fn=string_reward, pkpo_k=2, max_steps=1)

@@ -20,10 +20,9 @@ import functools
 import hashlib
 import json
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
-from accelerate.utils import gather_object
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
@@ -177,7 +176,7 @@ class PKPOTrainer(GRPOTrainer):
         start = self.accelerator.process_index * local.shape[0]
         output["advantages"] = advantages[start : start + local.shape[0]].to(local.dtype)
         self._replace_logged_advantages(advantages)
-        self._log_pkpo_metrics(mode, groups, advantages, max(k, 1), inputs)
+        self._log_pkpo_metrics(mode, groups, advantages, max(k, 1))
         return output
 
     # ------------------------------------------------------------------------------------------
@@ -213,7 +212,7 @@ class PKPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(advantages.tolist())
 
-    def _log_pkpo_metrics(self, mode: str, groups: torch.Tensor, advantages, k: int, inputs: Sequence) -> None:
+    def _log_pkpo_metrics(self, mode: str, groups: torch.Tensor, advantages, k: int) -> None:
         metrics = self._metrics[mode]
         success = (groups >= self.args.pkpo_success_threshold).to(groups.dtype).masked_fill(groups.isnan(), torch.nan)
         metrics["pkpo/k"].append(float(k))
@@ -225,16 +224,28 @@ class PKPOTrainer(GRPOTrainer):
         metrics["pkpo/frac_groups_no_success"].append((~solved).float().mean().item())
         metrics["pkpo/frac_zero_advantage"].append((advantages == 0).float().mean().item())
         if mode == "train":
-            self._update_solved_prompts(inputs, solved)
+            self._update_solved_prompts(solved)
             metrics["pkpo/num_prompts_solved"].append(float(len(self._pkpo_solved_prompts)))
             if hasattr(self.train_dataset, "__len__") and len(self.train_dataset) > 0:
                 metrics["pkpo/frac_prompts_solved"].append(len(self._pkpo_solved_prompts) / len(self.train_dataset))
 
-    def _update_solved_prompts(self, inputs: Sequence, solved: torch.Tensor) -> None:
-        # Gathered prompts line up with the gathered rewards: group g holds prompts [g*n, (g+1)*n).
-        prompts = gather_object([_prompt_key(example["prompt"]) for example in inputs])
-        n = len(prompts) // solved.numel()
-        self._pkpo_solved_prompts.update(prompts[group * n] for group in solved.nonzero().flatten().tolist())
+    def _update_solved_prompts(self, solved: torch.Tensor) -> None:
+        # TRL has just appended the prompts of all processes, in the order of the gathered rewards, to its
+        # completions-table log (a deque of one generation batch): group g holds prompts [g*n, (g+1)*n). These are
+        # the prompts the model saw, so they also exist when an environment's reset() supplied them (no `prompt`
+        # column), and reading them costs no second gather_object.
+        logged = self._logs["prompt"]
+        total = len(logged)
+        n = self.num_generations
+        if total < solved.numel() * n:
+            raise RuntimeError(
+                "pkpo_trl: GRPOTrainer logged fewer prompts than it scored completions; this TRL version is not "
+                "supported (see pyproject.toml)."
+            )
+        start = total - solved.numel() * n
+        self._pkpo_solved_prompts.update(
+            _prompt_key(logged[start + group * n]) for group in solved.nonzero().flatten().tolist()
+        )
 
 
 def _check_reward_values(name: str, values):

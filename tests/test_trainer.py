@@ -263,3 +263,45 @@ def test_reward_values_that_are_not_numbers_name_the_function_and_value(tmp_path
 
     with pytest.raises(TypeError, match=r"reward function 'string_reward' returned '1\.0' \(str\)"):
         train(tmp_path, reward_fn=string_reward, pkpo_k=2, max_steps=1)
+
+
+# Renders tool calls and tool results, which TRL requires of a template used with `environment_factory`.
+TOOL_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' }}{% if message['content'] is string %}{{ message['content'] }}{% endif %}"
+    "{% for call in message.get('tool_calls') or [] %}"
+    "{{ call['function']['name'] }}({{ call['function']['arguments'] | tojson }}){% endfor %}"
+    "{{ '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+def test_prompts_supplied_by_an_environment_are_counted_as_solved(tmp_path, monkeypatch):
+    # TRL allows a data set without a `prompt` column when an environment's reset() supplies the prompt.
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+
+    class AdditionEnvironment:
+        def reset(self, a: int, **kwargs) -> str:
+            return f"{a}+{a % 3}="
+
+    tokenizer = build_char_tokenizer()
+    tokenizer.chat_template = TOOL_CHAT_TEMPLATE
+    args = PKPOConfig(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, num_generations=N_GEN, pkpo_k=2, max_steps=2,
+        per_device_train_batch_size=8, max_completion_length=4, logging_steps=1, save_strategy="no",
+        gradient_checkpointing=False, seed=0,
+    )  # fmt: skip
+    trainer = PKPOTrainer(
+        build_tiny_gemma2(len(tokenizer)),
+        lambda completion_ids, **kwargs: [1.0] * len(completion_ids),  # every prompt solved
+        args=args,
+        train_dataset=Dataset.from_dict({"a": list(range(16))}),
+        processing_class=tokenizer,
+        environment_factory=AdditionEnvironment,
+    )
+    trainer.train()
+    # 2 steps x 2 prompts, all distinct, all solved.
+    solved = [
+        entry["pkpo/num_prompts_solved"] for entry in trainer.state.log_history if "pkpo/num_prompts_solved" in entry
+    ]
+    assert solved == [2.0, 4.0]

@@ -62,7 +62,11 @@ class KSchedule:
                 points = ((0.0, _as_k(start)), (1.0, _as_k(end)))
             elif kind in ("piecewise", "steps"):
                 pairs = [item.split("=") for item in body.split(",") if item]
-                points = tuple(sorted((float(pos), _as_k(k)) for pos, k in pairs))
+                unsorted = [(float(pos), _as_k(k)) for pos, k in pairs]
+                # Before sorting: NaN compares false with everything, so it would land anywhere in the order.
+                if not all(math.isfinite(pos) for pos, _ in unsorted):
+                    raise ValueError("breakpoints must be finite numbers")
+                points = tuple(sorted(unsorted))
                 if not points or points[0][0] != 0:
                     raise ValueError("the first breakpoint must be at 0")
                 if len({pos for pos, _ in points}) != len(points):

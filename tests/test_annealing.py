@@ -37,6 +37,15 @@ def test_malformed_schedules_raise(spec):
         KSchedule.parse(spec)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    ["steps:0=8,nan=2", "steps:nan=2,0=8", "steps:0=8,inf=2", "steps:0=8,-inf=2", "piecewise:0=8,nan=2"],
+)
+def test_breakpoints_that_are_not_finite_numbers_raise_in_any_order(spec):
+    with pytest.raises(ValueError, match="breakpoints must be finite"):
+        KSchedule.parse(spec)
+
+
 def record_k_at_scoring(trainer_cls):
     """A subclass that notes (optimizer step, k) each time a generation batch is scored."""
 

@@ -43,6 +43,14 @@ def test_invalid_settings_raise(tmp_path, kwargs, message):
         make(tmp_path, **kwargs)
 
 
+def test_a_schedule_overrides_pkpo_k_without_it_being_validated(tmp_path):
+    # pkpo_k keeps its default 4, which num_generations=2 could not support; the schedule is what is used.
+    config = make(tmp_path, num_generations=2, per_device_train_batch_size=2, pkpo_k_schedule="linear:2->1")
+    assert config.pkpo_k_schedule == "linear:2->1"
+    with pytest.raises(ValueError, match="pkpo_k_schedule='linear:3->1' gives k=3"):
+        make(tmp_path, num_generations=2, per_device_train_batch_size=2, pkpo_k_schedule="linear:3->1")
+
+
 def test_group_scaling_warns(tmp_path):
     with pytest.warns(UserWarning, match="undoes PKPO's relative weighting"):
         make(tmp_path, scale_rewards="group")

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-__all__ = ["KAnnealingCallback", "KSchedule"]
+from .estimators import ESTIMATORS
+
+__all__ = ["KAnnealingCallback", "KSchedule", "check_k_values"]
 
 _KINDS = ("constant", "linear", "cosine", "piecewise", "steps")
 
@@ -101,6 +103,22 @@ class KSchedule:
         return math.floor(value + 0.5)  # round half up, not to even
 
 
+def check_k_values(values, where: str, num_generations: int, estimator: str) -> None:
+    """Raise a ValueError naming ``where`` unless every k in ``values`` fits groups of ``num_generations``.
+
+    The range is ``[1, num_generations - m]``, ``m`` being the estimator's ``min_others`` (1 for ``sloo`` and
+    ``l2o``, whose baselines need k samples besides the one they score).
+    """
+    k_max = num_generations - ESTIMATORS[estimator].min_others
+    for k in values:
+        if not 1 <= k <= k_max:
+            raise ValueError(
+                f"{where} gives k={k} outside [1, {k_max}]: estimator {estimator!r} with "
+                f"num_generations={num_generations} needs 1 <= k <= {k_max} (an unbiased pass@k estimate "
+                "needs at least k samples per prompt)"
+            )
+
+
 def _as_k(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -131,12 +149,17 @@ class KAnnealingCallback(TrainerCallback):
 
     def __init__(self, schedule: KSchedule | str):
         self.schedule = schedule if isinstance(schedule, KSchedule) else KSchedule.parse(schedule)
+        self._label = f"KAnnealingCallback({schedule!r})"
         self.k = self.schedule(0, None)
 
     def _update(self, state: TrainerState) -> None:
         self.k = self.schedule(state.global_step, state.max_steps)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        # A callback passed by the user bypasses PKPOConfig's validation: check it here, against the run's
+        # num_generations and estimator, before a step could train with a k the groups cannot support.
+        estimator = getattr(args, "pkpo_estimator", "sloo_minus_one")
+        check_k_values(self.schedule.values, self._label, args.num_generations, estimator)
         self._update(state)
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):

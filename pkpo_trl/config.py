@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
 
-from .annealing import KSchedule
+from .annealing import KSchedule, check_k_values
 from .estimators import ESTIMATORS
 
 __all__ = ["PKPOConfig"]
@@ -105,14 +105,7 @@ class PKPOConfig(GRPOConfig):
             if isinstance(self.pkpo_k, bool) or not isinstance(self.pkpo_k, int):
                 raise ValueError(f"pkpo_k must be an integer, got {self.pkpo_k!r}")
             where, values = f"pkpo_k={self.pkpo_k}", (self.pkpo_k,)
-        k_max = self.num_generations - ESTIMATORS[self.pkpo_estimator].min_others
-        for k in values:
-            if not 1 <= k <= k_max:
-                raise ValueError(
-                    f"{where} gives k={k} outside [1, {k_max}]: estimator {self.pkpo_estimator!r} with "
-                    f"num_generations={self.num_generations} needs 1 <= k <= {k_max} (an unbiased pass@k estimate "
-                    "needs at least k samples per prompt)"
-                )
+        check_k_values(values, where, self.num_generations, self.pkpo_estimator)
 
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(

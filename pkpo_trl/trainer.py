@@ -19,6 +19,7 @@ rely on, so an incompatible TRL fails a test rather than a run.
 import functools
 import hashlib
 import json
+import logging
 import numbers
 from collections.abc import Callable
 
@@ -34,6 +35,8 @@ from .config import PKPOConfig
 from .estimators import ESTIMATORS, is_binary, maxg_at_k, transform_rewards
 
 __all__ = ["PKPOTrainer"]
+
+logger = logging.getLogger(__name__)
 
 
 class PKPOTrainer(GRPOTrainer):
@@ -122,6 +125,7 @@ class PKPOTrainer(GRPOTrainer):
         ]
         self._pkpo_gathered_rewards: torch.Tensor | None = None
         self._pkpo_reward_calls = 0
+        self._pkpo_warned_eval_clamp = False
         self._pkpo_solved_prompts: set[str] = set()
 
     # ------------------------------------------------------------------------------------------
@@ -135,9 +139,20 @@ class PKPOTrainer(GRPOTrainer):
                 return callback.k
         return self.args.pkpo_k
 
-    def _k_for_group_size(self, n: int) -> int:
-        # Eval groups (num_generations_eval) may be smaller than k: use the largest k they support.
-        return min(self.pkpo_k, n - ESTIMATORS[self.args.pkpo_estimator].min_others)
+    def _k_for_group_size(self, n: int, mode: str) -> int:
+        """The k for groups of ``n``: :attr:`pkpo_k` in training (validated against ``num_generations``), and
+        in evaluation, whose groups (``num_generations_eval``) may be smaller, the largest k they support."""
+        if mode == "train":
+            return self.pkpo_k
+        k = min(self.pkpo_k, n - ESTIMATORS[self.args.pkpo_estimator].min_others)
+        if k != self.pkpo_k and not self._pkpo_warned_eval_clamp:
+            logger.warning(
+                "pkpo_trl: evaluation groups of num_generations_eval=%d support k <= %d; scoring them with k=%d "
+                "instead of the training k=%d (logged as eval_pkpo/k).",
+                n, n - ESTIMATORS[self.args.pkpo_estimator].min_others, max(k, 1), self.pkpo_k,
+            )  # fmt: skip
+            self._pkpo_warned_eval_clamp = True
+        return k
 
     # ------------------------------------------------------------------------------------------
     # The override points.
@@ -165,7 +180,7 @@ class PKPOTrainer(GRPOTrainer):
 
         rewards = self._combine_rewards(rewards_per_func)
         groups = rewards.view(-1, n)
-        k = self._k_for_group_size(n)
+        k = self._k_for_group_size(n, mode)
         if k >= 1:
             advantages = transform_rewards(groups, k, self.args.pkpo_estimator).view(-1)
         else:  # a group too small for any baseline (e.g. num_generations_eval=1) carries no signal

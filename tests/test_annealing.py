@@ -110,3 +110,14 @@ def test_schedule_survives_save_and_resume(tmp_path):
         **common,
     )
     assert resumed.k_at_scoring == [(2, 3), (3, 2)]
+
+
+def test_a_users_callback_is_validated_against_num_generations_at_train_start(tmp_path):
+    # Without this check, the eval-group clamp would train with k = num_generations = 4 instead of 9.
+    with pytest.raises(ValueError, match=r"KAnnealingCallback.*gives k=9 outside \[1, 4\].*num_generations=4"):
+        train(tmp_path, max_steps=1, callbacks=[KAnnealingCallback("constant:9")])
+
+
+def test_a_users_callback_is_validated_against_the_estimator(tmp_path):
+    with pytest.raises(ValueError, match=r"gives k=4 outside \[1, 3\]: estimator 'sloo'"):
+        train(tmp_path, max_steps=1, pkpo_k=2, pkpo_estimator="sloo", callbacks=[KAnnealingCallback("linear:4->1")])

@@ -16,8 +16,8 @@ spec                               k at optimizer step ``t`` of ``T`` (``f = t /
 ``"steps:0=8,100=4,200=1"``        the same with breakpoints in optimizer steps
 =================================  ===============================================================
 
-k is a pure function of the optimizer step (and the total), so a run resumed from a checkpoint
-continues the schedule exactly where it stopped.
+k is a pure function of the optimizer step that starts the generation batch (and the total), so a
+run resumed from a checkpoint continues the schedule exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from .estimators import ESTIMATORS
 
-__all__ = ["KAnnealingCallback", "KSchedule", "check_k_values"]
+__all__ = ["KAnnealingCallback", "KSchedule", "check_k_values", "generation_start_step"]
 
 _KINDS = ("constant", "linear", "cosine", "piecewise", "steps")
 
@@ -138,10 +138,13 @@ class KAnnealingCallback(TrainerCallback):
     """Sets PKPO's k from a schedule at the start of every optimizer step.
 
     :class:`~pkpo_trl.PKPOTrainer` reads :attr:`k` when it scores a generation batch, which is where
-    k enters the transformed rewards (with ``steps_per_generation > 1`` one batch of completions is
-    scored once and reused for several optimizer steps; it uses the k of the step that generated
-    it). The trainer adds this callback itself when ``PKPOConfig.pkpo_k_schedule`` is set; pass
-    one explicitly to override the config's schedule.
+    k enters the transformed rewards. With ``steps_per_generation > 1`` (or ``num_iterations > 1``) one
+    batch of completions is scored once and reused for several optimizer steps; k is then the
+    schedule's value at the step that starts that batch, :func:`generation_start_step`. That makes k a
+    pure function of the step in a resumed run too, even one resumed from a checkpoint in the middle of
+    a generation batch. The trainer adds this callback itself when ``PKPOConfig.pkpo_k_schedule`` is
+    set; pass one explicitly to override the config's schedule. It is validated against
+    ``num_generations`` and the estimator when training starts.
 
     Args:
         schedule: a :class:`KSchedule` or a spec string such as ``"linear:8->1"``.
@@ -152,15 +155,27 @@ class KAnnealingCallback(TrainerCallback):
         self._label = f"KAnnealingCallback({schedule!r})"
         self.k = self.schedule(0, None)
 
-    def _update(self, state: TrainerState) -> None:
-        self.k = self.schedule(state.global_step, state.max_steps)
+    def _update(self, args: TrainingArguments, state: TrainerState) -> None:
+        self.k = self.schedule(generation_start_step(args, state.global_step), state.max_steps)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         # A callback passed by the user bypasses PKPOConfig's validation: check it here, against the run's
         # num_generations and estimator, before a step could train with a k the groups cannot support.
         estimator = getattr(args, "pkpo_estimator", "sloo_minus_one")
         check_k_values(self.schedule.values, self._label, args.num_generations, estimator)
-        self._update(state)
+        self._update(args, state)
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self._update(state)
+        self._update(args, state)
+
+
+def generation_start_step(args: TrainingArguments, step: int) -> int:
+    """The optimizer step that starts the generation batch which optimizer step ``step`` trains on.
+
+    GRPOTrainer generates once every ``steps_per_generation * num_iterations`` micro-batches, and an
+    optimizer step is ``gradient_accumulation_steps`` micro-batches; without those fields (not a GRPO
+    config) every step starts its own batch.
+    """
+    accumulation = getattr(args, "gradient_accumulation_steps", 1) or 1
+    every = (getattr(args, "steps_per_generation", 1) or 1) * (getattr(args, "num_iterations", 1) or 1)
+    return (step * accumulation // every) * every // accumulation

@@ -8,7 +8,8 @@ leave everything else (generation with transformers or vLLM, PEFT, loss, logging
    rewards of every reward function for the completions of *all* processes.
 2. ``_generate_and_score_completions``: after TRL has built the batch, we replace its
    ``"advantages"`` entry (this process's slice) with the PKPO transform of the gathered rewards,
-   group by group, and log PKPO metrics.
+   group by group, and log PKPO metrics. On the first generation of a (resumed) run it also aligns TRL's
+   micro-batch counter ``_step`` with the resumed step, so generation batches start where they would have.
 
 ``tests/test_trl_compat.py`` checks that both methods exist with the signatures and output keys we
 rely on, so an incompatible TRL fails a test rather than a run.
@@ -165,6 +166,12 @@ class PKPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
+        if self.model.training and self._buffered_inputs is None:
+            # First generation of a train() call. TRL counts micro-batches in `_step` from 0 on every call, so a
+            # run resumed in the middle of a generation batch would start its batches at other steps than the
+            # uninterrupted run (and so score them with other k's). Count from the resumed step instead: the
+            # batches then start where they would have, and this one serves the rest of the interrupted batch.
+            self._step = self.state.global_step * self.args.gradient_accumulation_steps
         self._pkpo_gathered_rewards, self._pkpo_reward_calls = None, 0
         output = super()._generate_and_score_completions(inputs)
         rewards_per_func = self._pkpo_gathered_rewards

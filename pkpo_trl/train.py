@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,11 @@ class TrainScriptArguments:
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start a new run in an output directory that holds a run with a different config."},
+        metadata={
+            "help": "Start a new run in an output directory that holds another run (checkpoints, or a different "
+            "config); its old checkpoint-* folders are deleted. Without it, such a directory is refused unless "
+            "resuming."
+        },
     )
     plot: bool = field(
         default=True,
@@ -88,17 +93,51 @@ def _run_config(script_args, data_args, training_args, model_args) -> dict:
     }
 
 
+def _checkpoints(output_dir: Path) -> list[Path]:
+    return sorted(p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit())
+
+
 def check_output_dir(output_dir: str | Path, run_config: dict, resuming: bool, overwrite: bool) -> None:
-    """Refuse to mix two different runs in one output directory.
+    """Refuse to start a run over another one in ``output_dir``, as ``transformers``' ``overwrite_output_dir`` did.
+
+    Allowed: a new or empty directory; resuming (``resuming``) the run whose config is saved there; anything with
+    ``overwrite``. Refused: checkpoints when not resuming (a fresh start would overwrite ``checkpoint-1``, ... and
+    leave the old run's later checkpoints for a resume to pick up), a saved model or adapter that ``pkpo-train``
+    did not write (no run config), and a run whose saved config differs.
 
     Raises:
-        ValueError: ``output_dir`` holds a run whose config differs, and we are neither resuming it nor
-            told to overwrite it.
+        ValueError: the directory holds a run to keep; the message names it and the ways out. Also for a saved
+            run config that is not valid JSON (the message names the file).
     """
-    saved = Path(output_dir) / RUN_CONFIG_FILE
-    if not saved.exists() or overwrite:
+    output_dir = Path(output_dir)
+    if overwrite or not output_dir.is_dir():
         return
-    previous = json.loads(saved.read_text())
+    ways_out = (
+        "Resume it with --resume_from_checkpoint true (or a checkpoint's path), pass --overwrite_output_dir to start "
+        "over (its checkpoints are deleted), or use another --output_dir."
+    )
+    saved = output_dir / RUN_CONFIG_FILE
+    checkpoints = _checkpoints(output_dir)
+    if checkpoints and not resuming:
+        names = ", ".join(p.name for p in checkpoints[:4]) + (", ..." if len(checkpoints) > 4 else "")
+        owner = "" if saved.exists() else f" of a run that pkpo-train did not write (no {RUN_CONFIG_FILE})"
+        raise ValueError(f"{output_dir} holds checkpoints{owner} ({names}). {ways_out}")
+    if not saved.exists():
+        model_files = ("adapter_config.json", "adapter_model.safetensors", "model.safetensors", "pytorch_model.bin")
+        found = [name for name in model_files if (output_dir / name).exists()]
+        if found and not resuming:
+            raise ValueError(
+                f"{output_dir} holds a saved model ({', '.join(found)}) that pkpo-train did not write (no "
+                f"{RUN_CONFIG_FILE}). Pass --overwrite_output_dir to write over it, or use another --output_dir."
+            )
+        return
+    try:
+        previous = json.loads(saved.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{saved} is not valid JSON ({err}); it records the config of the run in {output_dir}. Fix or delete "
+            "it, or pass --overwrite_output_dir to start a new run there."
+        ) from None
     if previous == run_config:
         return
     diff = sorted(
@@ -112,6 +151,16 @@ def check_output_dir(output_dir: str | Path, run_config: dict, resuming: bool, o
         f"{output_dir} holds a run with a different config ({'; '.join(diff[:8])}). Use another --output_dir, "
         f"pass --overwrite_output_dir to start over, or {what} the original config."
     )
+
+
+def remove_checkpoints(output_dir: str | Path) -> list[str]:
+    """Delete the ``checkpoint-<step>`` folders in ``output_dir`` (a run started over with --overwrite_output_dir),
+    so that a later ``--resume_from_checkpoint true`` cannot pick up the previous run's. Returns their names."""
+    removed = []
+    for checkpoint in _checkpoints(Path(output_dir)):
+        shutil.rmtree(checkpoint)
+        removed.append(checkpoint.name)
+    return removed
 
 
 def _resume_checkpoint(training_args: PKPOConfig) -> str | None:
@@ -160,6 +209,12 @@ def run(script_args, data_args, training_args: PKPOConfig, model_args: ModelConf
         peft_config=get_peft_config(model_args),
     )
     if trainer.accelerator.is_main_process:
+        if script_args.overwrite_output_dir and resume is None:
+            removed = remove_checkpoints(training_args.output_dir)
+            if removed:
+                logger.warning(
+                    "--overwrite_output_dir: removed %s from %s", ", ".join(removed), training_args.output_dir
+                )
         Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(training_args.output_dir) / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
     trainer.train(resume_from_checkpoint=resume)

@@ -4,6 +4,7 @@ Gemma-2 under `accelerate launch` with 1 and 2 processes leave a loadable LoRA a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pkpo_trl.train import RUN_CONFIG_FILE, check_output_dir, make_parser
+from pkpo_trl.train import RUN_CONFIG_FILE, check_output_dir, main, make_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -77,6 +78,45 @@ def test_output_dir_with_a_different_run_is_refused(tmp_path):
         check_output_dir(tmp_path, {"training": {"learning_rate": 0.2}}, resuming=False, overwrite=False)
     check_output_dir(tmp_path, {"training": {"learning_rate": 0.2}}, resuming=False, overwrite=True)
     check_output_dir(tmp_path, {"training": {"learning_rate": 0.1}}, resuming=True, overwrite=False)
+
+
+def test_output_dir_holding_another_tools_run_is_refused(tmp_path):
+    # Checkpoints and an adapter, but no pkpo_run_config.json: not ours, and not to be overwritten silently.
+    (tmp_path / "checkpoint-10").mkdir()
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(str(tmp_path))} holds checkpoints.*--resume_from_checkpoint.*--overwrite_output",
+    ):
+        check_output_dir(tmp_path, {"training": {}}, resuming=False, overwrite=False)
+    check_output_dir(tmp_path, {"training": {}}, resuming=False, overwrite=True)
+
+
+def test_a_corrupt_run_config_is_an_error_that_names_the_file(tmp_path):
+    (tmp_path / RUN_CONFIG_FILE).write_text('{"training": ')
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / RUN_CONFIG_FILE))}.*not valid JSON"):
+        check_output_dir(tmp_path, {"training": {}}, resuming=True, overwrite=False)
+
+
+def test_rerunning_into_a_directory_with_checkpoints_refuses_until_told_to_overwrite(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    command += ["--save_strategy", "steps", "--save_steps", "1", "--plot", "false"]
+    main(command)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    stamp = (out / "checkpoint-2" / "trainer_state.json").read_text()
+
+    # The same command, or one differing only in a resumable key, would restart at step 0 over these checkpoints.
+    for extra in ([], ["--max_steps", "1"]):
+        with pytest.raises(
+            ValueError, match=rf"{re.escape(str(out))} holds checkpoints.*--resume_from_checkpoint.*--overwrite_output"
+        ):
+            main(command + extra)
+    assert (out / "checkpoint-2" / "trainer_state.json").read_text() == stamp
+
+    # Starting over removes the old run's checkpoints, so that a later resume cannot pick one of them up.
+    main(command + ["--max_steps", "1", "--overwrite_output_dir"])
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
 
 
 def _accelerate_launch(num_processes: int, args: list[str], port: int) -> subprocess.CompletedProcess:

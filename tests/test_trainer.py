@@ -66,6 +66,7 @@ def train(
     callbacks=None,
     peft_config=None,
     resume: str | None = None,
+    eval_dataset: Dataset | None = None,
     **config,
 ):
     tokenizer = build_char_tokenizer()
@@ -92,6 +93,7 @@ def train(
         recording(reward_fn, rewards),
         args=args,
         train_dataset=prompt_dataset(),
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         callbacks=callbacks,
         peft_config=peft_config,

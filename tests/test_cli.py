@@ -141,6 +141,7 @@ def _accelerate_launch(num_processes: int, args: list[str], port: int) -> subpro
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_processes", [1, 2])
 def test_pkpo_train_end_to_end_leaves_a_loadable_adapter(tmp_path, tiny_model_dir, num_processes):
     from peft import PeftModel

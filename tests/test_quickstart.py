@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_quickstart_recipe_runs_on_the_real_gguf_model(tmp_path):
     out = tmp_path / "quickstart"
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"

@@ -19,6 +19,7 @@ import logging
 import shutil
 import sys
 import typing
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantiz
 
 from .config import PKPOConfig
 from .data import DataArguments, load_datasets
+from .model_card import write_model_card
 from .models import load_model_and_tokenizer
 from .rewards import get_reward_funcs
 
@@ -337,9 +339,15 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
         Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(training_args.output_dir) / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
     trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(training_args.output_dir)
+    with warnings.catch_warnings():
+        # PEFT looks for the base's config.json to see whether the vocabulary was resized; a GGUF base has none,
+        # and PEFT warns that it "will assume that the vocabulary was not modified", which is true here (the
+        # embeddings are not trained). The model card says how to load such an adapter.
+        warnings.filterwarnings("ignore", message="Could not find a config file in")
+        trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
+        write_model_card(script_args, data_args, training_args, model_args, trainer.state.log_history)
         if script_args.plot:
             from .plotting import plot_pass_at_k
 

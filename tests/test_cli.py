@@ -193,3 +193,17 @@ def test_grpo_baseline_trains_with_trls_defaults_and_trls_advantages(tmp_path, t
     expected = (rewards - rewards.mean(dim=1, keepdim=True)) / (nanstd(rewards, dim=1, keepdim=True) + 1e-4)
     assert expected.abs().sum() > 0
     torch.testing.assert_close(torch.tensor(list(trainer._logs["advantages"])), expected.view(-1))
+
+
+def test_the_saved_adapter_has_a_model_card_saying_what_was_trained(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    trainer = run(*parse_args([*command, "--plot", "false"]))
+    card = (out / "README.md").read_text()
+    assert "More Information Needed" not in card  # PEFT's empty template is replaced
+    assert "library_name: peft" in card and f"| base model | `{tiny_model_dir}` |" in card
+    assert "built-in `addition` task: 1-digit, 2 operands, 2-shot plain prompts" in card
+    assert "k = `linear:4->1`, estimator `sloo_minus_one`" in card and "LoRA r=4, alpha=8 on q_proj, v_proj" in card
+    last_pass_at_1 = [e["pkpo/pass@1"] for e in trainer.state.log_history if "pkpo/pass@1" in e][-1]
+    assert "| `pkpo/pass@1` |" in card and f"{last_pass_at_1:.4g} (step 2)" in card
+    assert f"AutoPeftModelForCausalLM.from_pretrained({str(out)!r})" in card

@@ -44,9 +44,9 @@ class PKPOConfig(GRPOConfig):
             pass@1 / pass@k metrics and the "prompts solved" count. It does not affect training.
         scale_rewards (`str`, *optional*, defaults to `"batch"`):
             Scaling of the transformed rewards: `"batch"` divides all of them by one number, their
-            standard deviation over the whole generation batch (all processes), which keeps PKPO's
-            weighting between groups and makes the step size insensitive to k; `"none"` uses them as
-            they are; `"group"` divides each group by its own standard deviation, which undoes PKPO's
+            standard deviation over the whole generation batch (all processes; scored completions only),
+            which keeps PKPO's weighting between groups and makes the step size insensitive to k; `"none"`
+            uses them as they are; `"group"` divides each group by its own standard deviation, which undoes PKPO's
             relative weighting between groups (allowed, with a warning).
     """
 

@@ -1,6 +1,7 @@
 """`pkpo-train`: fine-tune a causal LM for pass@k with PKPOTrainer, from a YAML recipe.
 
-    accelerate launch -m pkpo_trl.train --config recipes/quickstart.yaml
+    accelerate launch --config_file recipes/accelerate/cpu.yaml --num_cpu_threads_per_process 2 \
+        -m pkpo_trl.train --config recipes/quickstart.yaml
     accelerate launch --config_file recipes/accelerate/zero2.yaml -m pkpo_trl.train \
         --config recipes/gemma2_2b_gsm8k_lora_vllm.yaml --learning_rate 5e-6
 

@@ -47,12 +47,14 @@ class PKPOTrainer(GRPOTrainer):
     :class:`~pkpo_trl.PKPOConfig`. For each prompt's group of ``n = num_generations`` completions
     the combined reward ``g_i = sum_f w_f r_{f,i}`` is transformed by
     :func:`pkpo_trl.estimators.transform_rewards` (paper Eq. 21-33) and scaled per
-    ``args.scale_rewards``; those values are the advantages of TRL's loss. Completions that no reward
+    ``args.scale_rewards`` (a standard deviation over the scored completions, as TRL's ``nanstd``); those values
+    are the advantages of TRL's loss. Completions that no reward
     function could score (NaN) get advantage 0 and are left out of their group's estimate.
 
     Metrics added to the trainer's logs (train and eval, per logging step):
 
-    - ``pkpo/k``: the k used for the batch (annealed when a schedule is set).
+    - ``pkpo/k``: the k used for the batch (annealed when a schedule is set; in evaluation, groups of
+      ``num_generations_eval`` too small for k use the largest k they support).
     - ``pkpo/pass@1``, ``pkpo/pass@k``: unbiased estimates (Eq. 8) from the batch's groups, a
       completion counting as a success when its reward is ``>= args.pkpo_success_threshold``.
     - ``pkpo/max@k``: the unbiased max@k estimate (Eq. 19) of the raw reward (continuous rewards only).
@@ -60,7 +62,8 @@ class PKPOTrainer(GRPOTrainer):
     - ``pkpo/frac_zero_advantage``: completions whose advantage is exactly 0.
     - ``pkpo/frac_prompts_solved``, ``pkpo/num_prompts_solved`` (train): distinct training prompts
       solved at least once so far, the paper's "unblocking" signal; the fraction is over
-      ``len(train_dataset)``. The count restarts when a run is resumed.
+      ``len(train_dataset)``. Prompts are told apart by the prompt TRL generated from (environment-supplied
+      prompts included). The count restarts when a run is resumed.
     """
 
     _tag_names = ["trl", "grpo", "pkpo"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
 
-from .annealing import KSchedule
+from .annealing import KSchedule, check_k_values
 from .estimators import ESTIMATORS
 
 __all__ = ["PKPOConfig"]
@@ -44,15 +44,15 @@ class PKPOConfig(GRPOConfig):
         pkpo_k_schedule (`str` or `None`, *optional*, defaults to `None`):
             Anneal k during training, e.g. `"linear:8->1"`, `"cosine:8->1"`,
             `"piecewise:0=8,0.5=4,0.75=1"` (fractions of training) or `"steps:0=8,100=1"`. Overrides
-            `pkpo_k` while set. See `pkpo_trl.annealing`.
+            `pkpo_k` while set (`pkpo_k` is then neither used nor validated). See `pkpo_trl.annealing`.
         pkpo_success_threshold (`float`, *optional*, defaults to `1.0`):
             A completion whose combined reward is at least this counts as a success in the logged
             pass@1 / pass@k metrics and the "prompts solved" count. It does not affect training.
         scale_rewards (`str`, *optional*, defaults to `"batch"`):
             Scaling of the transformed rewards: `"batch"` divides all of them by one number, their
-            standard deviation over the whole generation batch (all processes), which keeps PKPO's
-            weighting between groups and makes the step size insensitive to k; `"none"` uses them as
-            they are; `"group"` divides each group by its own standard deviation, which undoes PKPO's
+            standard deviation over the whole generation batch (all processes; scored completions only),
+            which keeps PKPO's weighting between groups and makes the step size insensitive to k; `"none"`
+            uses them as they are; `"group"` divides each group by its own standard deviation, which undoes PKPO's
             relative weighting between groups (allowed, with a warning).
     """
 
@@ -76,7 +76,8 @@ class PKPOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Optional k annealing schedule, e.g. 'linear:8->1', 'cosine:8->1', "
-            "'piecewise:0=8,0.5=4,0.75=1' (fractions of training) or 'steps:0=8,100=1'. Overrides pkpo_k."
+            "'piecewise:0=8,0.5=4,0.75=1' (fractions of training) or 'steps:0=8,100=1'. Overrides pkpo_k (which "
+            "is then neither used nor validated)."
         },
     )
     pkpo_success_threshold: float = field(
@@ -103,21 +104,15 @@ class PKPOConfig(GRPOConfig):
 
         if self.pkpo_estimator not in ESTIMATORS:
             raise ValueError(f"pkpo_estimator={self.pkpo_estimator!r} is unknown; choose one of {sorted(ESTIMATORS)}")
-        if isinstance(self.pkpo_k, bool) or not isinstance(self.pkpo_k, int):
-            raise ValueError(f"pkpo_k must be an integer, got {self.pkpo_k!r}")
+        # A schedule overrides pkpo_k, so then only the schedule's values are checked: pkpo_k's default must not
+        # block a schedule that fits num_generations.
         if self.pkpo_k_schedule is not None:
-            schedule_values = KSchedule.parse(self.pkpo_k_schedule).values
+            where, values = f"pkpo_k_schedule={self.pkpo_k_schedule!r}", KSchedule.parse(self.pkpo_k_schedule).values
         else:
-            schedule_values = (self.pkpo_k,)
-        k_max = self.num_generations - ESTIMATORS[self.pkpo_estimator].min_others
-        for k in (self.pkpo_k, *schedule_values):
-            if not 1 <= k <= k_max:
-                where = f"pkpo_k_schedule={self.pkpo_k_schedule!r}" if k != self.pkpo_k else f"pkpo_k={k}"
-                raise ValueError(
-                    f"{where} gives k={k} outside [1, {k_max}]: estimator {self.pkpo_estimator!r} with "
-                    f"num_generations={self.num_generations} needs 1 <= k <= {k_max} (an unbiased pass@k estimate "
-                    "needs at least k samples per prompt)"
-                )
+            if isinstance(self.pkpo_k, bool) or not isinstance(self.pkpo_k, int):
+                raise ValueError(f"pkpo_k must be an integer, got {self.pkpo_k!r}")
+            where, values = f"pkpo_k={self.pkpo_k}", (self.pkpo_k,)
+        check_k_values(values, where, self.num_generations, self.pkpo_estimator)
 
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(

@@ -16,7 +16,8 @@ import torch
 import yaml
 from trl import GRPOConfig, GRPOTrainer
 
-from pkpo_trl.train import RUN_CONFIG_FILE, check_output_dir, main, make_parser, parse_args, run
+from pkpo_trl import PKPOConfig
+from pkpo_trl.train import RUN_CONFIG_FILE, check_output_dir, main, parse_args, run
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -30,9 +31,12 @@ def test_every_recipe_parses_into_valid_configs(recipe):
     # This machine has no GPU and no vLLM: parse with those two switched off, check their values apart (and the
     # batch rules with the real values: tests/test_recipes.py).
     overrides = ["--use_vllm", "false", "--bf16", "false"]
-    script, data, config, model = make_parser().parse_args_and_config(args=["--config", str(recipe), *overrides])
+    script, data, config, model = parse_args(["--config", str(recipe), *overrides])
     assert model.model_name_or_path, f"{recipe.name} names no model"
-    assert config.pkpo_k <= config.num_generations
+    if script.trainer == "grpo":  # the baseline is TRL's GRPO, with TRL's defaults
+        assert type(config) is GRPOConfig and config.scale_rewards == "group"
+    else:
+        assert isinstance(config, PKPOConfig) and config.pkpo_k <= config.num_generations
     if raw.get("use_vllm"):
         assert raw["vllm_mode"] in ("colocate", "server")
     if "gemma-2" in model.model_name_or_path:

@@ -37,11 +37,18 @@ assert all(a < b for a, b in zip(best, best[1:])) and best[-1] < 1.0, best
 assert record["final"], "the training run recorded no final results"
 """,
     "03_variance_analysis": """
-# Every estimator's Monte Carlo gradient mean agrees with the exact gradient (unbiasedness).
+# Every unbiased estimator's Monte Carlo gradient mean agrees with the exact gradient; pass_at_k_training is
+# documented as biased (its group mean includes g_i, 1/sigma reweights prompts) and must be seen to differ.
 for res in results:
     for e in res.mean:
+        if e == "pass_at_k_training":
+            continue
         for m, g_exact, se in zip(res.mean[e], res.exact_gradient, res.standard_error(e)):
             assert m != m or se == 0 or abs(m - g_exact) / se < 5, (res.theta, e, m, g_exact, se)
+e = "pass_at_k_training"
+biased = [abs(m - g) / se for res in results if e in res.mean
+          for m, g, se in zip(res.mean[e], res.exact_gradient, res.standard_error(e)) if m == m and se > 0]
+assert biased and max(biased) > 5, biased
 """,
     "04_finetune_pkpo_lora": """
 assert trainer.state.global_step == args.max_steps

@@ -44,6 +44,7 @@ __all__ = [
     "extract_gold",
     "generate_arithmetic",
     "load_datasets",
+    "load_split",
     "load_task",
     "standardize_columns",
     "supports_system_role",
@@ -501,31 +502,42 @@ def load_task(
     )
 
 
+def load_split(
+    args: DataArguments,
+    split: str,
+    num_examples: int | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    model_type: str | None = None,
+) -> datasets.Dataset:
+    """One split of the task that ``args`` describe (``num_examples`` problems; see :func:`load_task`)."""
+    return load_task(
+        args.dataset_name,
+        split,
+        config=args.dataset_config,
+        num_examples=num_examples,
+        seed=args.task_seed,
+        digits=args.task_digits,
+        num_operands=args.task_operands,
+        few_shot=args.task_few_shot,
+        prompt_format=args.prompt_format,  # type: ignore[arg-type]
+        system_prompt=args.system_prompt,
+        prompt_template=args.prompt_template,
+        prompt_column=args.prompt_column,
+        answer_column=args.answer_column,
+        answer_format=args.answer_format,  # type: ignore[arg-type]
+        tokenizer=tokenizer,
+        model_type=model_type,
+    )
+
+
 def load_datasets(
     args: DataArguments, tokenizer: PreTrainedTokenizerBase | None = None, model_type: str | None = None
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """The train and (if ``args.dataset_test_split``) evaluation sets that ``args`` describe."""
-
-    def load(split: str, num_examples: int | None) -> datasets.Dataset:
-        return load_task(
-            args.dataset_name,
-            split,
-            config=args.dataset_config,
-            num_examples=num_examples,
-            seed=args.task_seed,
-            digits=args.task_digits,
-            num_operands=args.task_operands,
-            few_shot=args.task_few_shot,
-            prompt_format=args.prompt_format,  # type: ignore[arg-type]
-            system_prompt=args.system_prompt,
-            prompt_template=args.prompt_template,
-            prompt_column=args.prompt_column,
-            answer_column=args.answer_column,
-            answer_format=args.answer_format,  # type: ignore[arg-type]
-            tokenizer=tokenizer,
-            model_type=model_type,
-        )
-
-    train = load(args.dataset_train_split, args.num_train_examples)
-    test = load(args.dataset_test_split, args.num_eval_examples) if args.dataset_test_split else None
+    train = load_split(args, args.dataset_train_split, args.num_train_examples, tokenizer, model_type)
+    test = (
+        load_split(args, args.dataset_test_split, args.num_eval_examples, tokenizer, model_type)
+        if args.dataset_test_split
+        else None
+    )
     return train, test

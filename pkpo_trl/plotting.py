@@ -1,4 +1,4 @@
-"""Plots of a training run's logged PKPO metrics."""
+"""Every plot of the package: a training run's logged PKPO metrics, and pass@k-vs-k curves of `pkpo-eval`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_pass_at_k"]
+__all__ = ["plot_pass_at_k", "plot_pass_at_k_curves"]
 
 
 def _series(log_history: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
@@ -72,6 +72,46 @@ def plot_pass_at_k(log_history: Sequence[dict], path: str | Path, title: str | N
     ax_k.set_ylabel("k")
     ax_k.set_xlabel("optimizer step")
     ax_k.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_pass_at_k_curves(results: dict, path: str | Path, title: str | None = None) -> Path:
+    """Plot pass@k against k (log-2 axis), one line per model, with ±1 standard error bands.
+
+    Args:
+        results: the output of :func:`pkpo_trl.evaluate.run` (``results.json``): ``settings.ks`` and, per
+            model, ``pass@k[k] = {"mean", "se"}``.
+        path: the PNG to write.
+        title: figure title (default: prompts × samples).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    ks = results["settings"]["ks"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, model in results["models"].items():
+        means = [model["pass@k"][str(k)]["mean"] for k in ks]
+        ses = [model["pass@k"][str(k)]["se"] for k in ks]
+        (line,) = ax.plot(ks, means, marker="o", label=label)
+        if all(se == se for se in ses):  # NaN (one prompt) has no band
+            lower = [m - s for m, s in zip(means, ses, strict=True)]
+            upper = [m + s for m, s in zip(means, ses, strict=True)]
+            ax.fill_between(ks, lower, upper, color=line.get_color(), alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(k) for k in ks])
+    ax.set_xlabel("k")
+    ax.set_ylabel("pass@k (unbiased, ±1 s.e. over prompts)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    sampling = results["settings"]["sampling"]
+    ax.set_title(title or f"{results['settings']['num_prompts']} prompts × {sampling['num_samples']} samples")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

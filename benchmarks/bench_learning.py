@@ -728,7 +728,7 @@ def run_method(
     history = trainer.state.log_history
     pkpo_logged = {  # PKPOTrainer's own per-step metrics (thinned), a cross-check of the tracker's count
         key: _thin([entry[key] for entry in history if key in entry])
-        for key in ("pkpo/k", "pkpo/num_prompts_solved", "pkpo/pass@1", "pkpo/pass@k")
+        for key in ("pkpo/k", "pkpo/num_prompts_solved", "pkpo/pass@1", "pkpo/pass@k_at_current_k")
         if any(key in entry for entry in history)
     }
     curve = _thin(tracker.curve)

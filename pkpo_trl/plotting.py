@@ -32,8 +32,19 @@ def _running_mean(values: list[float]) -> list[float]:
     ]
 
 
+def _fixed_k_keys(log_history: Sequence[dict]) -> list[tuple[str, str]]:
+    # PassAtKCallback's fixed-k metrics, `pass@k/<k>` (train) and `eval_pass@k/<k>`, in order of k.
+    keys = {key for entry in log_history for key in entry if key.split("/")[0] in ("pass@k", "eval_pass@k")}
+    ordered = sorted(keys, key=lambda key: (key.startswith("eval_"), int(key.split("/")[1])))
+    return [
+        (key, f"pass@{key.split('/')[1]}{' (eval)' if key.startswith('eval_') else ' (train groups)'}")
+        for key in ordered
+    ]
+
+
 def plot_pass_at_k(log_history: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
-    """Plot pass@1, pass@k (and max@k, k, fraction of prompts solved when logged) against the step.
+    """Plot pass@1, pass@k at the current k, fixed-k ``pass@k/<k>`` (and max@k, k, fraction of prompts solved
+    when logged) against the step.
 
     Args:
         log_history: ``trainer.state.log_history`` of a :class:`~pkpo_trl.PKPOTrainer` run.
@@ -47,11 +58,12 @@ def plot_pass_at_k(log_history: Sequence[dict], path: str | Path, title: str | N
     fig, (ax, ax_k) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[3, 1])
     for key, label in [
         ("pkpo/pass@1", "pass@1 (train groups)"),
-        ("pkpo/pass@k", "pass@k (train groups)"),
+        ("pkpo/pass@k_at_current_k", "pass@k at the current k (train groups)"),
         ("pkpo/max@k", "max@k (train groups)"),
         ("pkpo/frac_prompts_solved", "prompts solved so far"),
         ("eval_pkpo/pass@1", "pass@1 (eval)"),
-        ("eval_pkpo/pass@k", "pass@k (eval)"),
+        ("eval_pkpo/pass@k_at_current_k", "pass@k at the current k (eval)"),
+        *_fixed_k_keys(log_history),
     ]:
         steps, values = _series(log_history, key)
         if not steps:

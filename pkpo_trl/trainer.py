@@ -25,6 +25,7 @@ from accelerate.utils import gather_object
 from trl import GRPOConfig, GRPOTrainer
 
 from .annealing import KAnnealingCallback, KSchedule
+from .callbacks import PassAtKCallback
 from .config import PKPOConfig
 from .estimators import ESTIMATORS, is_binary, maxg_at_k, transform_rewards
 
@@ -44,8 +45,11 @@ class PKPOTrainer(GRPOTrainer):
     Metrics added to the trainer's logs (train and eval, per logging step):
 
     - ``pkpo/k``: the k used for the batch (annealed when a schedule is set).
-    - ``pkpo/pass@1``, ``pkpo/pass@k``: unbiased estimates (Eq. 8) from the batch's groups, a
-      completion counting as a success when its reward is ``>= args.pkpo_success_threshold``.
+    - ``pkpo/pass@1``, ``pkpo/pass@k_at_current_k``: unbiased estimates (Eq. 8) from the batch's groups,
+      a completion counting as a success when its reward is ``>= args.pkpo_success_threshold``; the
+      second at the k being optimised, which annealing changes mid-run. For fixed ks (comparable across
+      a run and with a GRPO baseline) pass a :class:`~pkpo_trl.callbacks.PassAtKCallback` in
+      ``callbacks``: it is attached to this trainer and logs ``pass@k/<k>``.
     - ``pkpo/max@k``: the unbiased max@k estimate (Eq. 19) of the raw reward (continuous rewards only).
     - ``pkpo/frac_groups_no_success``: groups where no completion succeeded (no pass@k signal).
     - ``pkpo/frac_zero_advantage``: completions whose advantage is exactly 0.
@@ -71,6 +75,9 @@ class PKPOTrainer(GRPOTrainer):
         if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
             callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
         super().__init__(model, reward_funcs, args, *pos, callbacks=callbacks, **kwargs)
+        for callback in callbacks:
+            if isinstance(callback, PassAtKCallback):  # it needs the trainer, which a callback is not given
+                callback.attach(self)
         self._pkpo_gathered_rewards: torch.Tensor | None = None
         self._pkpo_solved_prompts: set[str] = set()
 
@@ -156,7 +163,7 @@ class PKPOTrainer(GRPOTrainer):
         success = (groups >= self.args.pkpo_success_threshold).to(groups.dtype).masked_fill(groups.isnan(), torch.nan)
         metrics["pkpo/k"].append(float(k))
         metrics["pkpo/pass@1"].append(success.nanmean().item())  # maxg@1 is the plain mean
-        metrics["pkpo/pass@k"].append(maxg_at_k(success, k).nanmean().item())
+        metrics["pkpo/pass@k_at_current_k"].append(maxg_at_k(success, k).nanmean().item())
         if not is_binary(groups):
             metrics["pkpo/max@k"].append(maxg_at_k(groups, k).nanmean().item())
         solved = (success == 1).any(dim=1)

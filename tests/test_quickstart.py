@@ -25,6 +25,7 @@ def test_quickstart_recipe_runs_on_the_real_gguf_model(tmp_path):
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert (out / "adapter_model.safetensors").exists()
-    assert "'pkpo/pass@k'" in result.stdout + result.stderr  # the metrics were logged
+    assert "'pkpo/pass@k_at_current_k'" in result.stdout + result.stderr  # the metrics were logged
+    assert "'pass@k/8'" in result.stdout + result.stderr  # pkpo-train adds the fixed-k PassAtKCallback
     plot = tmp_path / "quickstart-pass_at_k.png"
     assert plot.exists() and f"plot written to {plot}" in result.stdout

@@ -929,7 +929,7 @@ def _vllm_engine(spec: ModelSpec, settings: SamplingSettings, args: EvalArgument
         tokenizer=path if not gguf else None,
         seed=settings.seed,
         enable_lora=max_lora_rank > 0,
-        max_lora_rank=max(max_lora_rank, 8),
+        max_lora_rank=max(8, 1 << (max_lora_rank - 1).bit_length()),  # vLLM takes 8, 16, 32, ... only
         max_model_len=args.vllm_max_model_len,
         gpu_memory_utilization=args.vllm_gpu_memory_utilization,
     )
@@ -992,7 +992,7 @@ def run(args: EvalArguments, data_args: DataArguments) -> dict[str, Any]:
             gc.collect()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False, default=_json_default))
+    (out / "results.json").write_text(json.dumps(_no_nan(results), indent=2, allow_nan=False))
     print(markdown_table(results))
     print(f"\nresults: {out / 'results.json'}")
     if args.plot:
@@ -1004,8 +1004,15 @@ def run(args: EvalArguments, data_args: DataArguments) -> dict[str, Any]:
     return results
 
 
-def _json_default(obj: Any) -> Any:
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+def _no_nan(obj: Any) -> Any:
+    # Strict JSON has no NaN (a standard error over one prompt): write null.
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: _no_nan(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_no_nan(value) for value in obj]
+    return obj
 
 
 def _nan_free(x: float) -> str:

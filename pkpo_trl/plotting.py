@@ -110,7 +110,7 @@ def plot_pass_at_k_curves(results: dict, path: str | Path, title: str | None = N
         means = [model["pass@k"][str(k)]["mean"] for k in ks]
         ses = [model["pass@k"][str(k)]["se"] for k in ks]
         (line,) = ax.plot(ks, means, marker="o", label=label)
-        if all(se == se for se in ses):  # NaN (one prompt) has no band
+        if all(se is not None and se == se for se in ses):  # no band from one prompt (NaN / null)
             lower = [m - s for m, s in zip(means, ses, strict=True)]
             upper = [m + s for m, s in zip(means, ses, strict=True)]
             ax.fill_between(ks, lower, upper, color=line.get_color(), alpha=0.15)

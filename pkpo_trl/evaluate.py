@@ -116,7 +116,10 @@ class EvalArguments:
     )
     num_examples: int | None = field(
         default=None,
-        metadata={"help": "Number of problems (default: `num_eval_examples`; all of a hub split, 200 built-in)."},
+        metadata={
+            "help": "Number of problems, a seeded subset (default: `num_eval_examples`, e.g. a run's; 0: all rows of "
+            "a hub split, 200 of a built-in task)."
+        },
     )
     num_samples: int = field(default=16, metadata={"help": "Completions sampled per prompt (n)."})
     ks: list[int] | None = field(
@@ -710,6 +713,13 @@ class SampleCache:
             f.write("".join(json.dumps(r) + "\n" for r in records))
             f.flush()
 
+    def complete(self, prompts: Sequence[Any], greedy: bool) -> bool:
+        """Whether every prompt's samples (and greedy completion, if wanted) are cached."""
+        return all(
+            key in self.samples and (not greedy or self.samples[key][1] is not None)
+            for key in map(prompt_key, prompts)
+        )
+
     def add_samples(self, keys: list[str], samples: list[list[str]], greedy: list[str | None]) -> None:
         """Store the samples of prompts ``keys`` not stored yet."""
         new = [(k, s, g) for k, s, g in zip(keys, samples, greedy, strict=True) if k not in self.samples]
@@ -774,7 +784,9 @@ def evaluate_model(
     def have(i: int) -> bool:
         return keys[i] in cached and (not settings.greedy or cached[keys[i]][1] is not None)
 
-    if settings.engine == "vllm":
+    if all(map(have, range(len(prompts)))):
+        new = {}  # everything cached: ``model`` may be None
+    elif settings.engine == "vllm":
         new = sample_completions_vllm(model, tokenizer, prompts, settings, lora_request, skip=have, on_chunk=store)
     else:
         new = sample_completions(model, tokenizer, prompts, settings, skip=have, on_chunk=store, progress=progress)
@@ -888,6 +900,7 @@ def prepare(args: EvalArguments, data_args: DataArguments):
         raise EvalInputError(f"{len(weights)} reward weights for {len(reward_names)} reward functions.")
     split = args.split or data_args.dataset_test_split or "test"
     num_examples = args.num_examples if args.num_examples is not None else data_args.num_eval_examples
+    num_examples = num_examples or None  # 0: all
     dataset = load_split(data_args, split, num_examples, model_type=configs[0].model_type)
     ks = list(args.ks or default_ks(args.num_samples))
     settings = SamplingSettings(
@@ -963,8 +976,10 @@ def run(args: EvalArguments, data_args: DataArguments) -> dict[str, Any]:
             by_base.setdefault((spec.base, spec.gguf_file), []).append(spec)
         for group in by_base.values():
             ranks = [json.loads((Path(s.adapter) / ADAPTER_CONFIG_FILE).read_text())["r"] for s in group if s.adapter]
-            llm = _vllm_engine(group[0], settings, args, max(ranks, default=0))
-            tokenizer = llm.get_tokenizer()
+            llm, tokenizer = None, None
+            if any(not caches[s.label].complete(prompts, settings.greedy) for s in group):
+                llm = _vllm_engine(group[0], settings, args, max(ranks, default=0))
+                tokenizer = llm.get_tokenizer()
             for number, spec in enumerate(group, 1):
                 lora = LoRARequest(spec.label, number, spec.adapter) if spec.adapter else None
                 print(f"[pkpo-eval] {spec.label}: {len(prompts)} prompts x {settings.num_samples} samples (vLLM)")
@@ -980,7 +995,8 @@ def run(args: EvalArguments, data_args: DataArguments) -> dict[str, Any]:
     else:
         for spec in specs:
             print(f"[pkpo-eval] {spec.label}: {len(prompts)} prompts x {settings.num_samples} samples", flush=True)
-            model, tokenizer = load_model(spec, args.dtype)
+            complete = caches[spec.label].complete(prompts, settings.greedy)
+            model, tokenizer = (None, None) if complete else load_model(spec, args.dtype)
             results["models"][spec.label] = {
                 "model": spec.identity(),
                 **evaluate_model(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -54,6 +55,7 @@ __all__ = [
     "evaluate_model",
     "main",
     "make_parser",
+    "parse_and_run",
     "markdown_table",
     "pass_at_k_stats",
     "resolve_model",
@@ -333,15 +335,16 @@ def check_adapter(spec: ModelSpec, config) -> None:
                 )
 
 
-def load_model(spec: ModelSpec, dtype: str = "auto", device: str | None = None):
-    """``(model, tokenizer)`` of ``spec`` in eval mode, an adapter merged into the weights (faster generation)."""
+def load_model(spec: ModelSpec, dtype: str = "auto", device: str | None = None, adapter: bool = True):
+    """``(model, tokenizer)`` of ``spec`` in eval mode, its adapter (unless ``adapter=False``) merged into the
+    weights."""
     from .models import load_model_and_tokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "auto":
         dtype = "bfloat16" if device == "cuda" else "float32"
     model, tokenizer = load_model_and_tokenizer(spec.base, gguf_file=spec.gguf_file, torch_dtype=dtype)
-    if spec.adapter:
+    if spec.adapter and adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
@@ -388,7 +391,29 @@ def _chunks(num_prompts: int, settings: SamplingSettings) -> list[range]:
 
 
 @torch.no_grad()
-def _generate(model, tokenizer, texts: list[str], plain: bool, repeats: int, settings, greedy: bool) -> list[str]:
+def _shared_prompt_cache(model, ids: torch.Tensor, mask: torch.Tensor, repeats: int):
+    """The KV cache of every prompt but its last token, computed once per prompt and repeated for its samples.
+
+    Few-shot prompts are long and completions short: computing each prompt once instead of ``n`` times is most of
+    the cost saved. ``generate`` then feeds the last prompt token itself. Positions follow the left padding, as
+    ``generate`` computes them (``cumsum(mask) - 1``).
+    """
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
+    cache = out.get("cache", None) or out.get("past_key_values", None)
+    cache.batch_repeat_interleave(repeats)
+    return {_cache_argument(model): cache}
+
+
+def _cache_argument(model) -> str:
+    # transformers 5.2x calls it `cache` (and warns about `past_key_values`); earlier versions `past_key_values`.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _generate(
+    model, tokenizer, texts: list[str], plain: bool, repeats: int, settings, greedy: bool, share_prefix: bool = True
+) -> list[str]:
     device = next(model.parameters()).device
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -402,9 +427,12 @@ def _generate(model, tokenizer, texts: list[str], plain: bool, repeats: int, set
         if greedy
         else {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
     )
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    if repeats > 1 and ids.shape[1] > 1 and share_prefix:
+        sampling.update(_shared_prompt_cache(model, ids, mask, repeats))
     out = model.generate(
-        input_ids=enc["input_ids"].repeat_interleave(repeats, 0),
-        attention_mask=enc["attention_mask"].repeat_interleave(repeats, 0),
+        input_ids=ids.repeat_interleave(repeats, 0),
+        attention_mask=mask.repeat_interleave(repeats, 0),
         max_new_tokens=settings.max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
         **sampling,
@@ -889,7 +917,11 @@ def prepare(args: EvalArguments, data_args: DataArguments):
     ]
     _labels(args, specs)
     _apply_run_config(args, data_args, specs)
-    configs = [_load_config(spec) for spec in specs]
+    loaded: dict[tuple[str, str | None], Any] = {}  # a GGUF config takes seconds to read: once per base
+    for spec in specs:
+        if (spec.base, spec.gguf_file) not in loaded:
+            loaded[spec.base, spec.gguf_file] = _load_config(spec)
+    configs = [loaded[spec.base, spec.gguf_file] for spec in specs]
     for spec, config in zip(specs, configs, strict=True):
         if spec.adapter:
             check_adapter(spec, config)
@@ -928,6 +960,13 @@ def prepare(args: EvalArguments, data_args: DataArguments):
         for spec in specs
     }
     return specs, dataset, reward_funcs, reward_names, weights, settings, ks, caches
+
+
+def _by_base(specs: list[ModelSpec]) -> dict[tuple[str, str | None], list[ModelSpec]]:
+    groups: dict[tuple[str, str | None], list[ModelSpec]] = {}
+    for spec in specs:
+        groups.setdefault((spec.base, spec.gguf_file), []).append(spec)
+    return groups
 
 
 def _vllm_engine(spec: ModelSpec, settings: SamplingSettings, args: EvalArguments, max_lora_rank: int):
@@ -971,10 +1010,7 @@ def run(args: EvalArguments, data_args: DataArguments) -> dict[str, Any]:
         # One engine per base model; its adapters are served by vLLM's LoRA support (no merged copies on disk).
         from vllm.lora.request import LoRARequest
 
-        by_base: dict[tuple[str, str | None], list[ModelSpec]] = {}
-        for spec in specs:
-            by_base.setdefault((spec.base, spec.gguf_file), []).append(spec)
-        for group in by_base.values():
+        for group in _by_base(specs).values():
             ranks = [json.loads((Path(s.adapter) / ADAPTER_CONFIG_FILE).read_text())["r"] for s in group if s.adapter]
             llm, tokenizer = None, None
             if any(not caches[s.label].complete(prompts, settings.greedy) for s in group):
@@ -993,19 +1029,30 @@ def run(args: EvalArguments, data_args: DataArguments) -> dict[str, Any]:
             del llm
             gc.collect()
     else:
-        for spec in specs:
-            print(f"[pkpo-eval] {spec.label}: {len(prompts)} prompts x {settings.num_samples} samples", flush=True)
-            complete = caches[spec.label].complete(prompts, settings.greedy)
-            model, tokenizer = (None, None) if complete else load_model(spec, args.dtype)
-            results["models"][spec.label] = {
-                "model": spec.identity(),
-                **evaluate_model(
-                    model, tokenizer, prompts, answers, reward_funcs, settings, ks,
-                    cache=caches[spec.label], label=spec.label, **common,
-                ),
-            }  # fmt: skip
-            del model
+        # One load per base model (a GGUF base takes minutes to de-quantize on a CPU); each adapter is put on top
+        # of it for its turn and taken off again (PEFT's unload), the base itself is evaluated first.
+        for group in _by_base(specs).values():
+            pending = [s for s in group if not caches[s.label].complete(prompts, settings.greedy)]
+            base = load_model(pending[0], args.dtype, adapter=False) if pending else None
+            for spec in sorted(group, key=lambda s: s.adapter is not None):
+                print(f"[pkpo-eval] {spec.label}: {len(prompts)} prompts x {settings.num_samples} samples", flush=True)
+                model, tokenizer = (None, None) if base is None else base
+                if model is not None and spec.adapter:
+                    from peft import PeftModel
+
+                    model = PeftModel.from_pretrained(model, spec.adapter).eval()
+                results["models"][spec.label] = {
+                    "model": spec.identity(),
+                    **evaluate_model(
+                        model, tokenizer, prompts, answers, reward_funcs, settings, ks,
+                        cache=caches[spec.label], label=spec.label, **common,
+                    ),
+                }  # fmt: skip
+                if model is not None and spec.adapter:
+                    base = (model.unload(), tokenizer)
+            del base
             gc.collect()
+        results["models"] = {spec.label: results["models"][spec.label] for spec in specs}  # the order asked for
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(_no_nan(results), indent=2, allow_nan=False))
@@ -1060,17 +1107,18 @@ def _split_positional(argv: list[str]) -> list[str]:
     return ["--models", *positional, *argv] if positional else argv
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Console entry point (`pkpo-eval`, `python -m pkpo_trl.evaluate`)."""
-    from_command_line = argv is None
-    argv = _split_positional(list(sys.argv[1:] if argv is None else argv))
+def parse_and_run(argv: Sequence[str]) -> dict[str, Any]:
+    """Parse command-line arguments (models may lead as positional arguments) and :func:`run` them."""
+    args, data_args = make_parser().parse_args_and_config(args=_split_positional(list(argv)))
+    return run(args, data_args)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point (`pkpo-eval`, `python -m pkpo_trl.evaluate`): bad input ends with a one-line message."""
     try:
-        args, data_args = make_parser().parse_args_and_config(args=argv)
-        return run(args, data_args)
+        parse_and_run(sys.argv[1:] if argv is None else argv)
     except EvalInputError as exc:
-        if from_command_line:  # a message, not a traceback, for a mistake on the command line
-            raise SystemExit(f"pkpo-eval: error: {exc}") from exc
-        raise
+        raise SystemExit(f"pkpo-eval: error: {exc}") from exc
 
 
 if __name__ == "__main__":

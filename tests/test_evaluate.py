@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from pkpo_trl.data import DatasetError
-from pkpo_trl.evaluate import CacheError, EvalInputError, main, resolve_model
+from pkpo_trl.evaluate import CacheError, EvalInputError, parse_and_run, resolve_model
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 N = 8
@@ -97,7 +97,7 @@ def full_run(workdir) -> tuple[dict, Path]:
     out = workdir / "full"
     config = workdir / "eval.yaml"
     config.write_text(yaml.safe_dump({"labels": ["a", "b", "a_lora"], "greedy": True, "seed": 3}))
-    results = main(
+    results = parse_and_run(
         [
             str(workdir / "model_a"), str(workdir / "model_b"), str(workdir / "model_a"),
             "--adapters", "none", "none", str(workdir / "adapter_a"), "--config", str(config),
@@ -151,7 +151,7 @@ def test_resume_from_a_half_written_cache_equals_the_uninterrupted_run(full_run,
     lines = (out / "samples" / "a.jsonl").read_text().splitlines(keepends=True)
     # header, prompts 0-2 (chunks of 2 prompts: the second chunk is half done), prompt 3 cut off mid-write
     (resumed / "samples" / "a.jsonl").write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
-    again = main(
+    again = parse_and_run(
         [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3", "--output_dir", str(resumed),
          *data_options(workdir), *sampling_options()]
     )  # fmt: skip
@@ -167,7 +167,7 @@ def test_resume_from_a_half_written_cache_equals_the_uninterrupted_run(full_run,
 def test_rescoring_with_another_reward_generates_nothing(full_run, workdir):
     _, out = full_run
     shutil.copytree(out, workdir / "rescore")
-    again = main(
+    again = parse_and_run(
         [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3",
          "--output_dir", str(workdir / "rescore"), *data_options(workdir),
          *sampling_options(reward_funcs="test_evaluate:has_one")]
@@ -186,7 +186,7 @@ def test_a_reward_raising_on_one_completion_scores_it_failed_and_warns_once(full
     MARKED.add(marked)
     try:
         with caplog.at_level(logging.WARNING):
-            again = main(
+            again = parse_and_run(
                 [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3",
                  "--output_dir", str(workdir / "raising"), *data_options(workdir),
                  *sampling_options(reward_funcs="test_evaluate:raises_on_marked")]
@@ -236,7 +236,7 @@ def test_bad_input_is_refused_before_generation(workdir, tmp_path, case, error, 
     elif case == "k_above_n":
         args += ["--num_samples", "4", "--ks", "1", "8"]
     with pytest.raises(error, match=match):
-        main(args)
+        parse_and_run(args)
     assert no_samples_written(tmp_path)
 
 
@@ -249,10 +249,10 @@ def test_unreadable_or_foreign_cache_is_refused_before_generation(full_run, work
             str(tmp_path), *data_options(workdir), *sampling_options()]  # fmt: skip
     cache.write_text(lines[0] + "{not json\n" + "".join(lines[1:3]))
     with pytest.raises(CacheError, match="corrupt .line 2"):
-        main(args)
+        parse_and_run(args)
     cache.write_text("".join(lines[:3]))
     with pytest.raises(CacheError, match="other settings .*temperature"):
-        main([*args, "--temperature", "0.5"])
+        parse_and_run([*args, "--temperature", "0.5"])
     assert cache.read_text() == "".join(lines[:3])  # untouched
 
 
@@ -272,7 +272,10 @@ def test_a_pkpo_train_run_directory_supplies_base_model_data_and_sampling(workdi
     (run / "pkpo_run_config.json").write_text(json.dumps(run_config))
     spec = resolve_model(str(run))
     assert (spec.base, spec.adapter, spec.label) == (str(workdir / "model_a"), str(run), "run")
-    args, data_args = EvalArguments(models=[str(workdir / "model_a"), str(run)], num_samples=4), DataArguments()
+    args, data_args = (
+        EvalArguments(models=[str(workdir / "model_a"), str(run)], num_samples=4, output_dir=str(tmp_path)),
+        DataArguments(),
+    )
     specs, dataset, _, names, _, settings, ks, _ = prepare(args, data_args)
     assert [s.adapter for s in specs] == [None, str(run)]
     assert dataset["prompt"][0] == "1+2=" and len(dataset) == 4
@@ -290,3 +293,21 @@ def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "pkpo-eval: error: Model './no/such/model': no such file or directory." in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_prompt_computed_once_per_prompt_gives_the_samples_of_computing_it_per_sample(greedy):
+    import torch
+
+    from pkpo_trl.evaluate import SamplingSettings, _generate
+
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
+    texts = ["12+35=47\n23+58=81\n1+2=", "7+7=", "123+4="]  # different lengths: left padding
+    settings = SamplingSettings(num_samples=8, max_new_tokens=8)
+    torch.manual_seed(0)
+    per_sample = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=False)
+    torch.manual_seed(0)
+    shared = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
+    assert shared == per_sample
+    assert len(set(per_sample)) > 1  # not one degenerate string

@@ -311,3 +311,19 @@ def test_prompt_computed_once_per_prompt_gives_the_samples_of_computing_it_per_s
     shared = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
     assert shared == per_sample
     assert len(set(per_sample)) > 1  # not one degenerate string
+
+
+def test_pass_at_k_stats_over_prompts():
+    import torch
+
+    from pkpo_trl.evaluate import pass_at_k_stats
+
+    rewards = torch.zeros(3, 16)
+    rewards[1] = 1.0
+    rewards[2, :8] = 1.0
+    rewards[2, 8] = float("nan")  # unscored: failed
+    stats = pass_at_k_stats(rewards, [1, 16])
+    assert stats["pass@k"]["1"]["mean"] == pytest.approx((0 + 1 + 0.5) / 3)
+    assert stats["pass@k"]["16"]["mean"] == pytest.approx(2 / 3)
+    assert stats["pass@k"]["1"]["se"] == pytest.approx(statistics.stdev([0, 1, 0.5]) / 3**0.5)
+    assert (stats["solved"], stats["num_failed"], stats["correct"]) == (2, 1, [0, 16, 8])

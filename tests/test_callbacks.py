@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +121,21 @@ def test_callback_refuses_to_run_unattached(tmp_path, monkeypatch):
         trainer.train()
     with pytest.raises(ValueError, match="positive integers"):
         PassAtKCallback(ks=(0, 2))
+
+
+def test_pkpo_train_logs_fixed_k_pass_at_k_for_the_grpo_baseline_too(tmp_path, tiny_model_dir):
+    # (`--trainer pkpo` is checked by tests/test_quickstart.py, which finds `pass@k/8` in the real run's log.)
+    from pkpo_trl.train import make_parser, run
+
+    recipe = Path(__file__).parent / "data" / "tiny_recipe.yaml"
+    argv = [
+        "--config", str(recipe), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "run"),
+        "--trainer", "grpo", "--plot", "false", "--pass_at_ks", "1", "2", "4", "8",
+    ]  # fmt: skip
+    trainer = run(*make_parser().parse_args_and_config(args=argv))
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        assert {"pass@k/1", "pass@k/2", "pass@k/4"} <= entry.keys() and "pass@k/8" not in entry  # 4 per group
+        assert not any(key.startswith("pkpo/") for key in entry)
+        assert 0.0 <= entry["pass@k/1"] <= entry["pass@k/2"] <= entry["pass@k/4"] <= 1.0

@@ -86,8 +86,9 @@ class CacheError(EvalInputError):
 
 @dataclass
 class EvalArguments:
-    """Options of `pkpo-eval`. Options left unset (None) are taken from the first `pkpo-train` run directory
-    among ``--models``, else from the defaults stated."""
+    """Options of `pkpo-eval`. Options left unset (None), and data options left at their defaults, are taken from
+    the first `pkpo-train` run directory among ``--models`` (its ``pkpo_run_config.json``), else from the defaults
+    stated."""
 
     models: list[str] = field(
         default_factory=list,

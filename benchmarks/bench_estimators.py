@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from trl.trainer.utils import nanstd
 
+from pkpo_trl.estimators import ESTIMATORS as REGISTRY
 from pkpo_trl.estimators import transform_rewards
 
 try:
@@ -38,7 +39,7 @@ except ImportError:  # scipy is a dev extra; fall back to the (slower) stdlib lg
     gammaln = np.vectorize(math.lgamma, otypes=[np.float64])
 
 SHAPES = [(1024, 16), (256, 64), (64, 256), (8, 4096)]
-ESTIMATORS = ["s", "sloo", "sloo_minus_one", "l2o"]
+ESTIMATORS = list(REGISTRY)  # grpo_passk runs at k = n; pass_at_k_training on binary rewards only
 KINDS = ["continuous", "binary"]
 
 
@@ -146,7 +147,11 @@ def main(argv: list[str] | None = None) -> None:
             trl_ms = median_ms(partial(trl_group_normalise, flat, n), repeats, min_time=min_time)
             per_group.setdefault(("trl-norm", kind), []).append(trl_ms / G)
             for estimator in ESTIMATORS:
-                pkpo_ms = median_ms(partial(transform_rewards, rewards, k, estimator), repeats, min_time=min_time)
+                spec = REGISTRY.get(estimator)
+                if spec is not None and spec.binary_only and kind != "binary":
+                    continue
+                k_e = n if spec is not None and spec.k_is_n else k
+                pkpo_ms = median_ms(partial(transform_rewards, rewards, k_e, estimator), repeats, min_time=min_time)
                 per_group.setdefault((estimator, kind), []).append(pkpo_ms / G)
                 ratio = pkpo_ms / trl_ms
                 loop_cell = speed_cell = "-"
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
                 if n <= 64:
                     checks.append((f"within 3x of trl-norm at [{G}, {n}] {estimator} {kind}", ratio <= 3))
                 print(
-                    f"| [{G}, {n}] | {k} | {kind} | {estimator} | {pkpo_ms:.3f} | {trl_ms:.3f} | {ratio:.1f}x"
+                    f"| [{G}, {n}] | {k_e} | {kind} | {estimator} | {pkpo_ms:.3f} | {trl_ms:.3f} | {ratio:.1f}x"
                     f" | {loop_cell} | {speed_cell} |",
                     flush=True,
                 )

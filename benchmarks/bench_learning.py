@@ -1063,7 +1063,7 @@ def write_gpu_configs(setting: Setting, methods: Sequence[str], seeds: Sequence[
 
 
 GPU_COMMAND = (
-    "pip install 'pkpo-trl[vllm]' && huggingface-cli login  # Gemma-2 is gated\n"
+    "pip install 'pkpo-trl[vllm]' && hf auth login  # Gemma-2 is gated: accept its licence on the hub first\n"
     "python benchmarks/bench_learning.py --setting gemma2-gpu --execute --seeds 0 1 2 --out benchmarks/results"
 )
 

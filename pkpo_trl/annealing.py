@@ -16,8 +16,8 @@ spec                               k at optimizer step ``t`` of ``T`` (``f = t /
 ``"steps:0=8,100=4,200=1"``        the same with breakpoints in optimizer steps
 =================================  ===============================================================
 
-k is a pure function of the optimizer step (and the total), so a run resumed from a checkpoint
-continues the schedule exactly where it stopped.
+k is a pure function of the optimizer step that starts the generation batch (and the total), so a
+run resumed from a checkpoint continues the schedule exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-__all__ = ["KAnnealingCallback", "KSchedule"]
+from .estimators import ESTIMATORS
+
+__all__ = ["KAnnealingCallback", "KSchedule", "check_k_values", "generation_start_step"]
 
 _KINDS = ("constant", "linear", "cosine", "piecewise", "steps")
 
@@ -62,7 +64,11 @@ class KSchedule:
                 points = ((0.0, _as_k(start)), (1.0, _as_k(end)))
             elif kind in ("piecewise", "steps"):
                 pairs = [item.split("=") for item in body.split(",") if item]
-                points = tuple(sorted((float(pos), _as_k(k)) for pos, k in pairs))
+                unsorted = [(float(pos), _as_k(k)) for pos, k in pairs]
+                # Before sorting: NaN compares false with everything, so it would land anywhere in the order.
+                if not all(math.isfinite(pos) for pos, _ in unsorted):
+                    raise ValueError("breakpoints must be finite numbers")
+                points = tuple(sorted(unsorted))
                 if not points or points[0][0] != 0:
                     raise ValueError("the first breakpoint must be at 0")
                 if len({pos for pos, _ in points}) != len(points):
@@ -97,6 +103,22 @@ class KSchedule:
         return math.floor(value + 0.5)  # round half up, not to even
 
 
+def check_k_values(values, where: str, num_generations: int, estimator: str) -> None:
+    """Raise a ValueError naming ``where`` unless every k in ``values`` fits groups of ``num_generations``.
+
+    The range is ``[1, num_generations - m]``, ``m`` being the estimator's ``min_others`` (1 for ``sloo`` and
+    ``l2o``, whose baselines need k samples besides the one they score).
+    """
+    k_max = num_generations - ESTIMATORS[estimator].min_others
+    for k in values:
+        if not 1 <= k <= k_max:
+            raise ValueError(
+                f"{where} gives k={k} outside [1, {k_max}]: estimator {estimator!r} with "
+                f"num_generations={num_generations} needs 1 <= k <= {k_max} (an unbiased pass@k estimate "
+                "needs at least k samples per prompt)"
+            )
+
+
 def _as_k(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -116,10 +138,13 @@ class KAnnealingCallback(TrainerCallback):
     """Sets PKPO's k from a schedule at the start of every optimizer step.
 
     :class:`~pkpo_trl.PKPOTrainer` reads :attr:`k` when it scores a generation batch, which is where
-    k enters the transformed rewards (with ``steps_per_generation > 1`` one batch of completions is
-    scored once and reused for several optimizer steps; it uses the k of the step that generated
-    it). The trainer adds this callback itself when ``PKPOConfig.pkpo_k_schedule`` is set; pass
-    one explicitly to override the config's schedule.
+    k enters the transformed rewards. With ``steps_per_generation > 1`` (or ``num_iterations > 1``) one
+    batch of completions is scored once and reused for several optimizer steps; k is then the
+    schedule's value at the step that starts that batch, :func:`generation_start_step`. That makes k a
+    pure function of the step in a resumed run too, even one resumed from a checkpoint in the middle of
+    a generation batch. The trainer adds this callback itself when ``PKPOConfig.pkpo_k_schedule`` is
+    set; pass one explicitly to override the config's schedule. It is validated against
+    ``num_generations`` and the estimator when training starts.
 
     Args:
         schedule: a :class:`KSchedule` or a spec string such as ``"linear:8->1"``.
@@ -127,13 +152,30 @@ class KAnnealingCallback(TrainerCallback):
 
     def __init__(self, schedule: KSchedule | str):
         self.schedule = schedule if isinstance(schedule, KSchedule) else KSchedule.parse(schedule)
+        self._label = f"KAnnealingCallback({schedule!r})"
         self.k = self.schedule(0, None)
 
-    def _update(self, state: TrainerState) -> None:
-        self.k = self.schedule(state.global_step, state.max_steps)
+    def _update(self, args: TrainingArguments, state: TrainerState) -> None:
+        self.k = self.schedule(generation_start_step(args, state.global_step), state.max_steps)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self._update(state)
+        # A callback passed by the user bypasses PKPOConfig's validation: check it here, against the run's
+        # num_generations and estimator, before a step could train with a k the groups cannot support.
+        estimator = getattr(args, "pkpo_estimator", "sloo_minus_one")
+        check_k_values(self.schedule.values, self._label, args.num_generations, estimator)
+        self._update(args, state)
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self._update(state)
+        self._update(args, state)
+
+
+def generation_start_step(args: TrainingArguments, step: int) -> int:
+    """The optimizer step that starts the generation batch which optimizer step ``step`` trains on.
+
+    GRPOTrainer generates once every ``steps_per_generation * num_iterations`` micro-batches, and an
+    optimizer step is ``gradient_accumulation_steps`` micro-batches; without those fields (not a GRPO
+    config) every step starts its own batch.
+    """
+    accumulation = getattr(args, "gradient_accumulation_steps", 1) or 1
+    every = (getattr(args, "steps_per_generation", 1) or 1) * (getattr(args, "num_iterations", 1) or 1)
+    return (step * accumulation // every) * every // accumulation

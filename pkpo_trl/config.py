@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
 
-from .annealing import KSchedule
+from .annealing import KSchedule, check_k_values
 from .estimators import ESTIMATORS
 
 __all__ = ["PKPOConfig"]
@@ -28,25 +28,31 @@ class PKPOConfig(GRPOConfig):
 
         pkpo_k (`int`, *optional*, defaults to `4`):
             The k of pass@k / max@k that training optimises, `1 <= pkpo_k <= num_generations`
-            (`<= num_generations - 1` for the `sloo` and `l2o` estimators). `1` is ordinary
-            mean-baselined RL (RLOO). The default, half of TRL's default `num_generations=8`,
-            rewards diversity while keeping the estimator's variance, which grows with k/n, moderate.
+            (`<= num_generations - 1` for the `sloo` and `l2o` estimators, `= num_generations` for
+            `grpo_passk`). `1` is ordinary mean-baselined RL (RLOO) with `sloo_minus_one` and `l2o`.
+            The default, half of TRL's default `num_generations=8`, rewards diversity while keeping the
+            estimator's variance, which grows with k/n, moderate.
         pkpo_estimator (`str`, *optional*, defaults to `"sloo_minus_one"`):
-            How each sample's weight is baselined: `"sloo_minus_one"` (the paper's lowest-variance
-            choice), `"sloo"` (leave-one-out), `"l2o"` (MaxPO's leave-two-out; advantages sum to
-            zero per group) or `"s"` (no baseline). See `pkpo_trl.estimators`.
+            A name in `pkpo_trl.estimators.ESTIMATORS`: `"sloo_minus_one"` (each sample's marginal
+            contribution to the max, paper Eq. 33; the lowest-variance choice near the optimum),
+            `"sloo"` (the paper's leave-one-out baseline, Eq. 29, `k/(n-1)`), `"l2o"` (the zero-sum
+            leave-one-out estimator, `k/n`, MaxPO's L2O), `"s"` (no baseline); and, for comparison,
+            `"grpo_passk"` (verl: the best sample gets max minus second max; only `pkpo_k =
+            num_generations`, where it equals `sloo_minus_one`) and `"pass_at_k_training"` (Chen et
+            al.'s analytic advantage; 0/1 rewards only, other rewards raise an error when scored; not an
+            unbiased pass@k gradient). See `pkpo_trl.estimators`.
         pkpo_k_schedule (`str` or `None`, *optional*, defaults to `None`):
             Anneal k during training, e.g. `"linear:8->1"`, `"cosine:8->1"`,
             `"piecewise:0=8,0.5=4,0.75=1"` (fractions of training) or `"steps:0=8,100=1"`. Overrides
-            `pkpo_k` while set. See `pkpo_trl.annealing`.
+            `pkpo_k` while set (`pkpo_k` is then neither used nor validated). See `pkpo_trl.annealing`.
         pkpo_success_threshold (`float`, *optional*, defaults to `1.0`):
             A completion whose combined reward is at least this counts as a success in the logged
             pass@1 / pass@k metrics and the "prompts solved" count. It does not affect training.
         scale_rewards (`str`, *optional*, defaults to `"batch"`):
             Scaling of the transformed rewards: `"batch"` divides all of them by one number, their
-            standard deviation over the whole generation batch (all processes), which keeps PKPO's
-            weighting between groups and makes the step size insensitive to k; `"none"` uses them as
-            they are; `"group"` divides each group by its own standard deviation, which undoes PKPO's
+            standard deviation over the whole generation batch (all processes; scored completions only),
+            which keeps PKPO's weighting between groups and makes the step size insensitive to k; `"none"`
+            uses them as they are; `"group"` divides each group by its own standard deviation, which undoes PKPO's
             relative weighting between groups (allowed, with a warning).
     """
 
@@ -54,14 +60,15 @@ class PKPOConfig(GRPOConfig):
         default=4,
         metadata={
             "help": "The k of pass@k / max@k to optimise, 1 <= k <= num_generations (<= num_generations - 1 for "
-            "'sloo' and 'l2o'). 1 is ordinary mean-baselined RL."
+            "'sloo' and 'l2o', = num_generations for 'grpo_passk'). 1 is ordinary mean-baselined RL."
         },
     )
     pkpo_estimator: str = field(
         default="sloo_minus_one",
         metadata={
-            "help": "Reward transformation: 'sloo_minus_one' (lowest variance, default), 'sloo', 'l2o' (advantages "
-            "sum to zero per group) or 's' (no baseline).",
+            "help": "Reward transformation: 'sloo_minus_one' (marginal contribution, paper Eq. 33, default), 'sloo' "
+            "(paper Eq. 29, baseline k/(n-1)), 'l2o' (zero-sum, baseline k/n), 's' (no baseline), 'grpo_passk' "
+            "(verl; k = num_generations only) or 'pass_at_k_training' (Chen et al.; 0/1 rewards only, biased).",
             "choices": sorted(ESTIMATORS),
         },
     )
@@ -69,7 +76,8 @@ class PKPOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Optional k annealing schedule, e.g. 'linear:8->1', 'cosine:8->1', "
-            "'piecewise:0=8,0.5=4,0.75=1' (fractions of training) or 'steps:0=8,100=1'. Overrides pkpo_k."
+            "'piecewise:0=8,0.5=4,0.75=1' (fractions of training) or 'steps:0=8,100=1'. Overrides pkpo_k (which "
+            "is then neither used nor validated)."
         },
     )
     pkpo_success_threshold: float = field(
@@ -96,21 +104,15 @@ class PKPOConfig(GRPOConfig):
 
         if self.pkpo_estimator not in ESTIMATORS:
             raise ValueError(f"pkpo_estimator={self.pkpo_estimator!r} is unknown; choose one of {sorted(ESTIMATORS)}")
-        if isinstance(self.pkpo_k, bool) or not isinstance(self.pkpo_k, int):
-            raise ValueError(f"pkpo_k must be an integer, got {self.pkpo_k!r}")
+        # A schedule overrides pkpo_k, so then only the schedule's values are checked: pkpo_k's default must not
+        # block a schedule that fits num_generations.
         if self.pkpo_k_schedule is not None:
-            schedule_values = KSchedule.parse(self.pkpo_k_schedule).values
+            where, values = f"pkpo_k_schedule={self.pkpo_k_schedule!r}", KSchedule.parse(self.pkpo_k_schedule).values
         else:
-            schedule_values = (self.pkpo_k,)
-        k_max = self.num_generations - ESTIMATORS[self.pkpo_estimator].min_others
-        for k in (self.pkpo_k, *schedule_values):
-            if not 1 <= k <= k_max:
-                where = f"pkpo_k_schedule={self.pkpo_k_schedule!r}" if k != self.pkpo_k else f"pkpo_k={k}"
-                raise ValueError(
-                    f"{where} gives k={k} outside [1, {k_max}]: estimator {self.pkpo_estimator!r} with "
-                    f"num_generations={self.num_generations} needs 1 <= k <= {k_max} (an unbiased pass@k estimate "
-                    "needs at least k samples per prompt)"
-                )
+            if isinstance(self.pkpo_k, bool) or not isinstance(self.pkpo_k, int):
+                raise ValueError(f"pkpo_k must be an integer, got {self.pkpo_k!r}")
+            where, values = f"pkpo_k={self.pkpo_k}", (self.pkpo_k,)
+        check_k_values(values, where, self.num_generations, self.pkpo_estimator)
 
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(

@@ -23,13 +23,13 @@ import hashlib
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import datasets
 
-from .rewards import last_boxed
+from .rewards.matchers import AnswerFormat, extract_gold
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -44,14 +44,12 @@ __all__ = [
     "extract_gold",
     "generate_arithmetic",
     "load_datasets",
-    "load_split",
     "load_task",
     "standardize_columns",
     "supports_system_role",
 ]
 
 PromptFormat = Literal["chat", "plain"]
-AnswerFormat = Literal["auto", "raw", "gsm8k", "boxed"]
 
 DEFAULT_CHAT_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 DEFAULT_PLAIN_TEMPLATE = "Question: {question}\nAnswer:"
@@ -332,22 +330,6 @@ _ANSWER_COLUMNS = ("answer", "final_answer", "solution", "target", "output")
 _LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-def extract_gold(text: Any, answer_format: AnswerFormat = "auto") -> str | None:
-    """The gold answer in an answer column's ``text``: as is (``raw``), after the last ``####`` (``gsm8k``), the
-    last ``\\boxed{}`` (``boxed``), or whichever of these the text calls for (``auto``). None if absent."""
-    text = str(text).strip()
-    if answer_format == "auto":
-        answer_format = "gsm8k" if "####" in text else "boxed" if "\\boxed{" in text else "raw"
-    if answer_format == "gsm8k":
-        if "####" not in text:
-            return None
-        return text.rsplit("####", 1)[1].strip().replace(",", "") or None
-    if answer_format == "boxed":
-        boxed = last_boxed(text)
-        return boxed.strip() if boxed is not None else None
-    return text or None
-
-
 def _describe(name: str, config: str | None, split: str) -> str:
     return f"data set {name!r}" + (f" (config {config!r})" if config else "") + f", split {split!r}"
 
@@ -436,97 +418,70 @@ def standardize_columns(
 # ---------------------------------------------------------------------------------------------------------
 
 
+# load_task's keyword names for DataArguments fields, kept for plain callers (`load_task("addition", seed=3)`).
+_LOAD_TASK_ALIASES = {
+    "config": "dataset_config",
+    "seed": "task_seed",
+    "digits": "task_digits",
+    "num_operands": "task_operands",
+    "few_shot": "task_few_shot",
+}
+
+
 def load_task(
-    name_or_id: str,
+    task: str | DataArguments,
     split: str = "train",
     *,
-    config: str | None = None,
     num_examples: int | None = None,
-    seed: int = 0,
-    digits: int = 2,
-    num_operands: int = 2,
-    few_shot: int = 4,
-    prompt_format: PromptFormat = "chat",
-    system_prompt: str | None = None,
-    prompt_template: str | None = None,
-    prompt_column: str | None = None,
-    answer_column: str | None = None,
-    answer_format: AnswerFormat | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
     model_type: str | None = None,
+    **options: Any,
 ) -> datasets.Dataset:
     """One split of a task as a ``Dataset`` with ``prompt`` and ``answer`` columns.
 
     Args:
-        name_or_id: a built-in task (``BUILTIN_TASKS``), a hub data set id or a local data file.
+        task: a :class:`DataArguments`, or the ``dataset_name`` of one: a built-in task (``BUILTIN_TASKS``), a
+            hub data set id or a local data file.
         split: ``"train"`` or ``"test"`` for built-in tasks; any split of a hub data set.
-        config: hub configuration; defaults to the preset's.
         num_examples: size of the result: a seeded random subset of a hub split (all rows if None); the number
             of generated problems for a built-in task (1000 for train, 200 for test if None).
-        seed: generates built-in problems; picks the hub subset.
-        digits, num_operands, few_shot: built-in tasks only, see :func:`generate_arithmetic`.
-        prompt_format, system_prompt, prompt_template: see :func:`build_prompt`.
-        prompt_column, answer_column, answer_format: hub / local data sets; default to the preset's, then guesses.
         tokenizer, model_type: decide whether a system prompt can be a system message
             (:func:`supports_system_role`).
+        **options: :class:`DataArguments` fields that override ``task``'s (``prompt_format="plain"``,
+            ``answer_column=...``); ``config``, ``seed``, ``digits``, ``num_operands`` and ``few_shot`` name
+            ``dataset_config``, ``task_seed``, ``task_digits``, ``task_operands`` and ``task_few_shot``.
 
     Raises:
         DatasetError: the data set cannot be loaded, a column is missing, or the split is empty.
     """
-    system_role = supports_system_role(tokenizer, model_type) if system_prompt else True
-    if name_or_id in BUILTIN_TASKS:
+    fields = {_LOAD_TASK_ALIASES.get(key, key): value for key, value in options.items()}
+    args = DataArguments(dataset_name=task, **fields) if isinstance(task, str) else replace(task, **fields)
+    system_role = supports_system_role(tokenizer, model_type) if args.system_prompt else True
+    if args.dataset_name in BUILTIN_TASKS:
         if num_examples is None:
             num_examples = 200 if split in _TEST_SPLITS else 1000
         return generate_arithmetic(
-            name_or_id, split, num_examples, seed, digits, num_operands, few_shot,
-            prompt_format, system_prompt, prompt_template, system_role,
+            args.dataset_name, split, num_examples, args.task_seed, args.task_digits, args.task_operands,
+            args.task_few_shot, args.prompt_format, args.system_prompt, args.prompt_template, system_role,
         )  # fmt: skip
-    preset = HUB_PRESETS.get(name_or_id)
-    config = config if config is not None else (preset.config if preset else None)
-    source = _describe(name_or_id, config, split)
-    raw = _load_raw(name_or_id, config, split)
+    preset = HUB_PRESETS.get(args.dataset_name)
+    config = args.dataset_config if args.dataset_config is not None else (preset.config if preset else None)
+    source = _describe(args.dataset_name, config, split)
+    raw = _load_raw(args.dataset_name, config, split)
     if len(raw) == 0:
         raise DatasetError(f"The {source} is empty.")
     if num_examples is not None and num_examples < len(raw):
-        raw = raw.shuffle(seed=seed).select(range(num_examples))
+        raw = raw.shuffle(seed=args.task_seed).select(range(num_examples))
     return standardize_columns(
         raw,
-        prompt_column=prompt_column or (preset.prompt_column if preset else None),
-        answer_column=answer_column or (preset.answer_column if preset else None),
-        answer_format=answer_format or (preset.answer_format if preset else "auto"),
-        prompt_format=prompt_format,
-        system_prompt=system_prompt,
-        prompt_template=prompt_template,
-        system_role=system_role,
-        source=f"The {source}",
-    )
-
-
-def load_split(
-    args: DataArguments,
-    split: str,
-    num_examples: int | None = None,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    model_type: str | None = None,
-) -> datasets.Dataset:
-    """One split of the task that ``args`` describe (``num_examples`` problems; see :func:`load_task`)."""
-    return load_task(
-        args.dataset_name,
-        split,
-        config=args.dataset_config,
-        num_examples=num_examples,
-        seed=args.task_seed,
-        digits=args.task_digits,
-        num_operands=args.task_operands,
-        few_shot=args.task_few_shot,
-        prompt_format=args.prompt_format,  # type: ignore[arg-type]
+        prompt_column=args.prompt_column or (preset.prompt_column if preset else None),
+        answer_column=args.answer_column or (preset.answer_column if preset else None),
+        answer_format=args.answer_format or (preset.answer_format if preset else "auto"),
+        prompt_format=args.prompt_format,
         system_prompt=args.system_prompt,
         prompt_template=args.prompt_template,
-        prompt_column=args.prompt_column,
-        answer_column=args.answer_column,
-        answer_format=args.answer_format,  # type: ignore[arg-type]
-        tokenizer=tokenizer,
-        model_type=model_type,
+        system_role=system_role,
+        source=f"The {source}",
     )
 
 
@@ -534,10 +489,10 @@ def load_datasets(
     args: DataArguments, tokenizer: PreTrainedTokenizerBase | None = None, model_type: str | None = None
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """The train and (if ``args.dataset_test_split``) evaluation sets that ``args`` describe."""
-    train = load_split(args, args.dataset_train_split, args.num_train_examples, tokenizer, model_type)
-    test = (
-        load_split(args, args.dataset_test_split, args.num_eval_examples, tokenizer, model_type)
-        if args.dataset_test_split
-        else None
-    )
+
+    def load(split: str, num_examples: int | None) -> datasets.Dataset:
+        return load_task(args, split, num_examples=num_examples, tokenizer=tokenizer, model_type=model_type)
+
+    train = load(args.dataset_train_split, args.num_train_examples)
+    test = load(args.dataset_test_split, args.num_eval_examples) if args.dataset_test_split else None
     return train, test

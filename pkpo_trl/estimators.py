@@ -1,33 +1,35 @@
 """Unbiased pass@k / max@k estimators and the PKPO reward transformation.
 
-Pure torch, no TRL. Every function works on a batch of groups ``rewards[..., n]``:
-the last dimension holds the ``n`` rewards of one prompt's completions.
+Pure torch, no TRL. Every function works on a batch of groups ``rewards[..., n]``: the last dimension
+holds the ``n`` rewards of one prompt's completions.
 
-Notation (Walder & Karkhanis, "Pass@K Policy Optimization", arXiv 2505.15201):
-``g_(1) <= ... <= g_(n)`` are a group's rewards sorted ascending, ``C(a, b)`` is the
-binomial coefficient, ``rho(n, k)`` the unbiased max@k estimate (paper Eq. 8 / 19):
+Notation (Walder & Karkhanis, "Pass@K Policy Optimization", arXiv 2505.15201): ``g_(1) <= ... <= g_(n)``
+are a group's rewards sorted ascending, ``C(a, b)`` the binomial coefficient, ``rho(n, k)`` the unbiased
+max@k estimate (paper Eq. 19; Eq. 8 for 0/1 rewards)::
 
     rho(n, k) = 1/C(n, k) * sum_i C(i-1, k-1) * g_(i)
 
-and ``rho(-i, m)`` the same estimate computed on the ``n - 1`` rewards other than ``g_i``.
-The transformed rewards ``A_i`` replace the raw rewards in ``sum_i A_i * grad log p(x_i)``:
+and ``rho(-i, m)`` the same estimate on the ``n - 1`` rewards other than ``g_i``. The transformed rewards
+``A_i`` replace the raw rewards in ``sum_i A_i * grad log p(x_i)``. Each estimator is one small function
+below, next to its equation, registered by name in :data:`ESTIMATORS` (the table that
+:class:`~pkpo_trl.PKPOConfig` validates against):
 
-===================  =============================================================
-estimator            A_i
-===================  =============================================================
-``s``                ``s_i = 1/C(n,k) * sum_{S containing i, |S|=k} max_{j in S} g_j``
-                     (paper Eq. 21, no baseline)
-``sloo``             ``s_i - k/n * rho(-i, k)`` (leave-one-out baseline, Eq. 30)
-``sloo_minus_one``   ``s_i - k/n * rho(-i, k-1)`` (Eq. 33; the paper's lowest-variance
-                     choice and our default). At ``k = 1`` it uses ``rho(-i, 1)``, the
-                     mean of the others, i.e. RLOO.
-``l2o``              MaxPO's leave-two-out baseline (arXiv 2606.06080), see
-                     :func:`transform_rewards`.
-===================  =============================================================
+=======================  ==========================================================================
+estimator                ``A_i``
+=======================  ==========================================================================
+``s``                    ``s_i = 1/C(n,k) * sum_{|S|=k, S containing i} max_{j in S} g_j`` (Eq. 21)
+``sloo``                 ``s_i - k/(n-1) * rho(-i, k)``: the paper's leave-one-out baseline (Eq. 29)
+``sloo_minus_one``       ``s_i - k/n * rho(-i, k-1)`` (Eq. 33; default): i's marginal contribution
+``l2o``                  ``s_i - k/n * rho(-i, k)``: the zero-sum leave-one-out estimator (MaxPO's L2O)
+``grpo_passk``           best sample ``max - second max``, others 0 (Tang et al.; verl), ``k = n`` only
+``pass_at_k_training``   Chen et al.'s analytic pass@k advantage, 0/1 rewards only
+=======================  ==========================================================================
 
-Ratios of binomial coefficients are evaluated in log space (``lgamma``) so that groups
-of thousands of samples stay finite. Binary rewards take closed forms (no sort); other
-rewards the sorted ``O(n log n)`` form; both give the same numbers.
+The max@k estimators are linear in the sorted rewards: each returns the weights of
+``A_(i) = own_(i) g_(i) + sum_{j>i} up_(j) g_(j) - sum_{j<i} down_(j) g_(j)``, applied with one cumulative
+sum after one sort: ``O(n log n)`` per group, one vectorised call for the whole batch; tied rewards are read
+at their tie block's first rank (exactly equal values). Ratios of binomial coefficients are evaluated in log
+space (``lgamma``) so that groups of thousands of samples stay finite.
 """
 
 from __future__ import annotations
@@ -36,12 +38,8 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-
-try:
-    import numpy as _np
-except ImportError:  # pragma: no cover - torch works without numpy; then torch.sort is used everywhere
-    _np = None
 
 __all__ = [
     "ESTIMATORS",
@@ -49,57 +47,9 @@ __all__ = [
     "is_binary",
     "maxg_at_k",
     "pass_at_k",
+    "register_estimator",
     "transform_rewards",
 ]
-
-
-@dataclass(frozen=True)
-class Estimator:
-    """How one estimator builds ``A_i`` from ``s_i`` and a leave-one-out value estimate.
-
-    Attributes:
-        name: registry name.
-        baseline_k: maps the group's ``k`` to the order ``m`` of the baseline ``k/n * rho(-i, m)``,
-            or ``None`` for no baseline.
-        min_others: the largest ``k`` is ``n - min_others`` (1 where the baseline needs ``k``
-            samples among the ``n - 1`` others).
-        description: one line for docs and error messages.
-    """
-
-    name: str
-    baseline_k: Callable[[torch.Tensor], torch.Tensor] | None
-    min_others: int
-    description: str
-
-
-ESTIMATORS: dict[str, Estimator] = {}
-
-
-def register_estimator(estimator: Estimator) -> Estimator:
-    """Add ``estimator`` to :data:`ESTIMATORS` under its name."""
-    ESTIMATORS[estimator.name] = estimator
-    return estimator
-
-
-register_estimator(Estimator("s", None, 0, "no baseline (paper Eq. 21)"))
-register_estimator(Estimator("sloo", lambda k: k, 1, "leave-one-out baseline k/n*rho(-i,k) (Eq. 30)"))
-register_estimator(
-    Estimator(
-        "sloo_minus_one",
-        lambda k: torch.clamp(k - 1, min=1),
-        0,
-        "baseline k/n*rho(-i,k-1), RLOO at k=1 (Eq. 33, lowest variance)",
-    )
-)
-# MaxPO's leave-two-out estimator starts from the sloo_minus_one signal (n/k times it is the "batch
-# expected improvement" EI_i = E_T[(g_i - max T)^+], T a (k-1)-subset of the others) and subtracts
-# b_i = 1/(n-1) * sum_{j != i} EI_j^(-i), where EI_j^(-i) draws j's comparators from the n-2 samples
-# other than i and j. b_i never sees g_i (unbiased) and sum_i b_i = sum_i EI_i (centered). Since
-# rho(m) = rho(m-1) + mean EI on any set, b_i = rho(-i,k) - rho(-i,k-1), so k/n*(EI_i - b_i) equals
-# s_i - k/n*rho(-i,k): the same O(n log n) weights as sloo. tests/test_estimators.py checks this
-# against the O(n^2)-pairs definition by enumeration. At k = 1 EI has no comparators; we use RLOO.
-register_estimator(Estimator("l2o", lambda k: k, 1, "MaxPO leave-two-out baseline: unbiased, advantages sum to 0"))
-
 
 # --------------------------------------------------------------------------------------------------
 # Binomial ratios in log space.
@@ -108,28 +58,205 @@ register_estimator(Estimator("l2o", lambda k: k, 1, "MaxPO leave-two-out baselin
 def _log_binom(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """log C(a, b) for float64 tensors, -inf where C(a, b) = 0 (b < 0 or b > a or a < 0)."""
     valid = (b >= 0) & (b <= a) & (a >= 0)
-    a_ = torch.where(valid, a, torch.zeros_like(a))
-    b_ = torch.where(valid, b, torch.zeros_like(b))
+    a_, b_ = torch.where(valid, a, 0.0), torch.where(valid, b, 0.0)
     out = torch.lgamma(a_ + 1) - torch.lgamma(b_ + 1) - torch.lgamma(a_ - b_ + 1)
-    return torch.where(valid, out, torch.full_like(out, -torch.inf))
+    return torch.where(valid, out, -torch.inf)
 
 
 def _binom_ratio(a, b, c, d) -> torch.Tensor:
-    """C(a, b) / C(c, d), 0 where the numerator or denominator vanishes (callers mask the latter)."""
-    num = _log_binom(a, b)
-    den = _log_binom(c, d)
-    ok = torch.isfinite(num) & torch.isfinite(den)
-    diff = torch.where(ok, num - den, torch.full_like(num, -torch.inf))
-    return torch.exp(diff)
+    """C(a, b) / C(c, d); 0 where C(a, b) = 0 (callers keep C(c, d) > 0)."""
+    return torch.exp(_log_binom(a, b) - _log_binom(c, d))
 
 
 # --------------------------------------------------------------------------------------------------
-# Input checks.
+# Building blocks of the sorted forms. ``r`` holds the 1-based ranks of a group's sorted rewards among its
+# scored rewards (<= 0 for unscored slots, where every weight below is 0), ``n`` and ``k`` the scored count
+# and k, all float64 tensors that broadcast against the rewards.
+
+
+def _s_weights(r, n, k) -> tuple[torch.Tensor, torch.Tensor]:
+    """``s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)`` (paper Eq. 21-22): among the
+    k-subsets holding i, C(i-1,k-1) have i as their max and C(j-2,k-2) have j > i as their max.
+    Returns (own, up)."""
+    return _binom_ratio(r - 1, k - 1, n, k), _binom_ratio(r - 2, k - 2, n, k)
+
+
+def _rho_others_weights(r, n, m) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rho(-i, m)``, the max@m estimate on the others of i: removing ``g_(i)`` keeps the ranks below i and
+    lowers those above by one, ``[sum_{j<i} C(j-1,m-1) g_(j) + sum_{j>i} C(j-2,m-1) g_(j)] / C(n-1,m)``.
+    Returns (below, above)."""
+    return _binom_ratio(r - 1, m - 1, n - 1, m), _binom_ratio(r - 2, m - 1, n - 1, m)
+
+
+def _linear(g, own, up, down) -> torch.Tensor:
+    """``A_(i) = own_(i) g_(i) + sum_{j>i} up_(j) g_(j) - sum_{j<i} down_(j) g_(j)`` on sorted rewards ``g``
+    (``None`` for a weight that vanishes), evaluated with one cumulative sum as
+    ``(own + down)_(i) g_(i) + sum_j up_(j) g_(j) - sum_{j<=i} (up + down)_(j) g_(j)``."""
+    if up is None:
+        return (own + down) * g - torch.cumsum(down * g, dim=-1)
+    if down is None:
+        down = torch.zeros_like(own)
+    return (own + down) * g + (up * g).sum(-1, keepdim=True) - torch.cumsum((up + down) * g, dim=-1)
+
+
+def _tie_block_starts(g_sorted: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Index of the first slot of each slot's block of tied scored rewards. The sorted forms are exact at
+    any rank of a tie block, and tied samples get equal values; read at the block's first rank, no equal
+    reward lies below, so ties are exactly equal, the sums carry no cancelling terms (the tiny weights of
+    binary groups stay accurate at n = 4096) and a block whose value is 0 (``sloo_minus_one``'s incorrect
+    samples) is exactly 0."""
+    starts = torch.ones_like(g_sorted, dtype=torch.bool)
+    torch.ne(g_sorted[..., 1:], g_sorted[..., :-1], out=starts[..., 1:])
+    starts |= r == 1  # unscored slots come first: the first scored slot starts a block
+    idx = torch.arange(g_sorted.shape[-1], device=g_sorted.device)
+    return torch.cummax(torch.where(starts, idx, 0), dim=-1).values
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry.
+
+Weights = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """A registered estimator.
+
+    Attributes:
+        name: registry name (``pkpo_estimator`` in :class:`~pkpo_trl.PKPOConfig`).
+        fn: max@k estimators: ``fn(r, n, k) -> (own, up, down)``, the weights of :func:`_linear` on the sorted
+            rewards. Binary-only estimators: ``fn(c, n, k) -> (A_correct, A_incorrect)`` for ``c`` correct of ``n``.
+        min_others: the largest ``k`` is ``n - min_others`` (1 where ``rho(-i, k)`` needs k others).
+        needs_others: a group with a single scored sample gets zeros (its baseline has nothing to use).
+        shift_invariant: ``A`` does not change when a constant is added to the group's rewards; it is evaluated
+            on rewards minus the group's smallest one, so constant groups give exact zeros.
+        k_is_n: defined only for ``k = n`` (the whole group); NaN-dropped groups use ``k' = n'``.
+        binary_only: defined only for 0/1 rewards; other rewards raise ``ValueError``.
+    """
+
+    name: str
+    fn: Callable
+    min_others: int = 0
+    needs_others: bool = True
+    shift_invariant: bool = False
+    k_is_n: bool = False
+    binary_only: bool = False
+
+
+ESTIMATORS: dict[str, Estimator] = {}
+
+
+def register_estimator(name: str, **options) -> Callable[[Callable], Callable]:
+    """Decorator: add ``fn`` to :data:`ESTIMATORS` as ``Estimator(name, fn, **options)``."""
+
+    def add(fn: Callable) -> Callable:
+        ESTIMATORS[name] = Estimator(name, fn, **options)
+        return fn
+
+    return add
+
+
+@register_estimator("s", needs_others=False)
+def s(r, n, k) -> Weights:
+    """No baseline (paper Eq. 21): ``A_i = s_i``. At ``k = 1``, ``g_i / n``."""
+    own, up = _s_weights(r, n, k)
+    return own, up, None
+
+
+@register_estimator("sloo", min_others=1)
+def sloo(r, n, k) -> Weights:
+    """The paper's leave-one-out baseline (Eq. 29; the seed repository's ``pkpo_core.sloo``)::
+
+        A_i = s_i - 1/(n-1) * sum_{j != i} s_j(others of i) = s_i - k/(n-1) * rho(-i, k)
+
+    (the ``s_j`` of the ``n-1`` others sum to ``k * rho(-i, k)``). Needs ``k <= n-1``. Not zero-sum, and
+    not zero on a constant group ``c``: there ``A_i = k*c*(1/n - 1/(n-1))``. At ``k = 1`` it is Eq. 29 as
+    written, ``g_i/n - mean_{j != i} g_j / (n-1)``.
+    """
+    own, up = _s_weights(r, n, k)
+    below, above = _rho_others_weights(r, n, k)
+    coef = k / (n - 1)
+    return own, up - coef * above, coef * below
+
+
+@register_estimator("sloo_minus_one", shift_invariant=True)
+def sloo_minus_one(r, n, k) -> Weights:
+    """The paper's lowest-variance estimator (Eq. 33; the default): each sample's average marginal
+    contribution to the max of the k-subsets holding it::
+
+        A_i = 1/C(n,k) * sum_{S containing i} [max S - max S minus {i}] = s_i - k/n * rho(-i, k-1)
+
+    Sorted: i gains ``g_(i) - g_(j)`` on the C(j-1,k-2) subsets where it is the max and j the runner-up, so
+    ``A_(i) = [C(i-1,k-1) g_(i) - sum_{j<i} C(j-1,k-2) g_(j)] / C(n,k)``: exactly 0 for the group's smallest
+    rewards (binary: every incorrect sample) and for constant groups. At ``k = 1`` the baseline is the mean
+    of the others (RLOO): ``A_i = g_i/n - sum_{j != i} g_j / (n(n-1))``.
+    """
+    rloo = torch.where(r >= 1, 1 / (n * (n - 1)), 0.0)
+    own = torch.where(k >= 2, _binom_ratio(r - 1, k - 1, n, k), torch.where(r >= 1, 1 / n, 0.0))
+    down = torch.where(k >= 2, _binom_ratio(r - 1, k - 2, n, k), rloo)
+    up = None if bool((k >= 2).all()) else torch.where(k >= 2, 0.0, -rloo)
+    return own, up, down
+
+
+@register_estimator("l2o", min_others=1, shift_invariant=True)
+def l2o(r, n, k) -> Weights:
+    """The zero-sum leave-one-out estimator, ``A_i = s_i - k/n * rho(-i, k)``: unbiased (the baseline never
+    sees ``g_i``) and ``sum_i A_i = 0`` exactly in every group (``sum_i s_i = k * rho(n, k)`` and
+    ``mean_i rho(-i, k) = rho(n, k)``). It equals MaxPO's leave-two-out (L2O) construction (arXiv
+    2606.06080): ``k/n * (EI_i - 1/(n-1) * sum_{j != i} EI_j^(-i))`` with ``EI_i = E_T[(g_i - max T)^+]``,
+    ``T`` a (k-1)-subset of the others (``k/n * EI_i`` is ``sloo_minus_one``) and ``EI_j^(-i)`` drawing
+    ``T`` from the ``n-2`` samples other than ``i`` and ``j`` (the tests check both forms by enumeration).
+    Needs ``k <= n-1``. At ``k = 1`` RLOO, as ``sloo_minus_one``. Zero on constant groups.
+    """
+    own, up = _s_weights(r, n, k)
+    below, above = _rho_others_weights(r, n, k)
+    coef = k / n
+    return own, up - coef * above, coef * below
+
+
+@register_estimator("grpo_passk", k_is_n=True, shift_invariant=True)
+def grpo_passk(r, n, k) -> Weights:
+    """verl's ``grpo_passk`` (``compute_grpo_passk_outcome_advantage``, after Tang et al., arXiv
+    2503.19595): the best sample of the group gets ``max - second max``, every other sample 0. It is the
+    pass@n / max@n estimator (``k = n`` only) and equals ``sloo_minus_one`` at ``k = n`` exactly (the only
+    subset is the group; only the best sample changes its max). verl divides it by the group's standard
+    deviation by default (``norm_adv_by_std_in_grpo``); here that is left to ``scale_rewards``.
+    """
+    return (r == n).to(r.dtype), None, (r == n - 1).to(r.dtype)
+
+
+@register_estimator("pass_at_k_training", needs_others=False, binary_only=True)
+def pass_at_k_training(c, n, k) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chen et al., "Pass@k Training" (arXiv 2508.10751), analytic advantage for 0/1 rewards: with
+    ``c`` correct of ``n``, ``R = 1 - C(n-c,k)/C(n,k)`` (the group's pass@k) and ``sigma = sqrt(R (1-R))``::
+
+        A_correct = (1 - R) / sigma,   A_incorrect = (1 - R - C(n-c-1,k-1)/C(n-1,k-1)) / sigma
+
+    i.e. each sample's mean pass@k over the k-subsets holding it, minus the group's mean, over the std of
+    the subsets' 0/1 rewards. ``A = 0`` where ``sigma = 0`` (no correct sample, or fewer than k incorrect
+    ones, as at ``k = n``: the numerators vanish there too). The published code adds 1e-6 to ``sigma``.
+    Not an unbiased pass@k gradient (the group mean includes ``g_i``; ``1/sigma`` reweights prompts).
+    At ``k = 1`` it is GRPO with the population std: ``(g_i - mean g) / std g``.
+    """
+    R = 1.0 - _binom_ratio(n - c, k, n, k)
+    sigma = torch.sqrt(R * (1.0 - R))
+    safe = torch.where(sigma > 0, sigma, 1.0)
+    a_correct = torch.where(sigma > 0, (1.0 - R) / safe, 0.0)
+    a_incorrect = torch.where(sigma > 0, (1.0 - R - _binom_ratio(n - c - 1, k - 1, n - 1, k - 1)) / safe, 0.0)
+    return a_correct, a_incorrect
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs.
 
 
 def _as_float64(rewards) -> tuple[torch.Tensor, torch.dtype]:
+    """float64 tensor and the output dtype (the input's if floating, else torch's default). In list or
+    numpy input, ``None`` (TRL's "not scored") becomes NaN."""
     if not isinstance(rewards, torch.Tensor):
-        rewards = torch.as_tensor(rewards)
+        floating = isinstance(rewards, np.ndarray) and rewards.dtype.kind == "f"
+        out_dtype = torch.from_numpy(rewards[:0]).dtype if floating else torch.get_default_dtype()
+        return torch.from_numpy(np.array(rewards, dtype=np.float64)), out_dtype
     out_dtype = rewards.dtype if rewards.is_floating_point() else torch.get_default_dtype()
     return rewards.to(torch.float64), out_dtype
 
@@ -149,53 +276,97 @@ def _check_k(k) -> int:
 
 
 def _check_rewards(rewards: torch.Tensor) -> tuple[int, bool]:
-    """Returns ``n`` and whether every reward is finite (the common case: one pass, no NaN)."""
+    """``n`` and whether any reward is NaN, after checking the shape and that no reward is infinite."""
     if rewards.ndim == 0:
         raise ValueError("rewards must have shape [..., n] with one group of n rewards in the last dim")
     n = rewards.shape[-1]
     if n == 0:
         raise ValueError("empty group: rewards has size 0 in its last (group) dimension")
-    all_finite = bool(torch.isfinite(rewards).all())
-    if not all_finite and bool(torch.isinf(rewards).any()):
+    if bool(torch.isfinite(rewards).all()):
+        return n, False
+    if bool(torch.isinf(rewards).any()):
         raise ValueError("rewards contain inf; use NaN to mark a completion that could not be scored")
-    return n, all_finite
+    return n, True
 
 
 def is_binary(rewards: torch.Tensor, may_have_nan: bool = True) -> bool:
     """Whether every scored (non-NaN) reward is 0 or 1: pass@k rewards rather than max@k ones."""
-    # Elementwise (no boolean-mask gather): NaN slots do not count against binary.
     binary = (rewards == 0) | (rewards == 1)
     if may_have_nan:
         binary |= torch.isnan(rewards)
     return bool(binary.all())
 
 
-def _scored_counts(valid: torch.Tensor) -> torch.Tensor:
-    """n' per group as float64 ``[..., 1]``; ``[1, ..., 1]`` when nothing is NaN.
+# --------------------------------------------------------------------------------------------------
+# Sorting and the per-call weights.
 
-    Without NaNs every group has the same n', so k', the ranks and every binomial weight are shared by
-    the whole batch: keeping them at a broadcastable shape computes each weight table once per call
-    instead of once per group (the log-space binomials dominate the cost otherwise).
+# On CPU numpy's argsort beats torch.sort (torch 2.13, one thread: about 5x for rows of 64-256, 2x at 4096);
+# other devices use torch.sort. tests/test_estimators.py runs both.
+_NUMPY_SORT_ON_CPU = True
+
+
+def _sort_groups(
+    g: torch.Tensor, has_nan: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Sort each group ascending with unscored (NaN) slots first.
+
+    Returns the sorted rewards, the 1-based ranks among the scored rewards (<= 0 for NaN slots), the scored
+    count ``n'`` (``None`` without NaNs: every group has all ``n``, the ranks are ``[n]`` and the weights
+    have no batch dimension) and the sorting permutation. NaN slots hold the group's smallest scored reward
+    (0 if none), so ``g_sorted[..., :1]`` is each group's minimum; all their weights are 0.
     """
-    if bool(valid.all()):
-        return torch.full((1,) * valid.ndim, float(valid.shape[-1]), dtype=torch.float64, device=valid.device)
-    return valid.sum(-1, keepdim=True).to(torch.float64)
+    n = g.shape[-1]
+    nan = torch.isnan(g) if has_nan else None
+    keys = torch.where(nan, -torch.inf, g) if has_nan else g
+    if _NUMPY_SORT_ON_CPU and g.device.type == "cpu":
+        # numpy's quicksort is slow on long rows of few distinct values; its stable sort is fast there.
+        kind = "stable" if n > 256 and is_binary(g) else "quicksort"
+        order = torch.from_numpy(np.argsort(keys.detach().numpy(), axis=-1, kind=kind))
+        g_sorted = keys.gather(-1, order)
+    else:
+        g_sorted, order = keys.sort(dim=-1)
+    ranks = torch.arange(1, n + 1, dtype=torch.float64, device=g.device)
+    if not has_nan:
+        return g_sorted, ranks, None, order
+    n_valid = (~nan).sum(-1, keepdim=True)
+    lowest = g_sorted.gather(-1, torch.clamp(n - n_valid, max=n - 1))
+    ranks = ranks - (n - n_valid)
+    g_sorted = torch.where(ranks >= 1, g_sorted, torch.where(n_valid > 0, lowest, 0.0))
+    return g_sorted, ranks, n_valid.to(torch.float64), order
+
+
+def _group_parameters(n_valid: torch.Tensor, k: int, spec: Estimator) -> tuple[torch.Tensor, ...]:
+    """k' = min(k, n' - min_others), whether each group is usable, and safe (n, k') for the unusable ones."""
+    kk = torch.clamp(torch.full_like(n_valid, float(k)), max=n_valid - spec.min_others)
+    usable = (kk >= 1) & (n_valid >= (2 if spec.needs_others else 1))
+    return torch.where(usable, kk, 1.0), usable, torch.where(usable, n_valid, 2.0)
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_weights(name: str, n: int, k: int, device: torch.device) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """What a batch without NaNs needs, computed once per ``(estimator, n, k, device)`` (the log-space
+    binomials would otherwise dominate small batches): every group has the same n, so the weights are shared
+    (binary-only estimators: their values for every correct count c = 0..n). Also: whether groups are usable."""
+    with torch.inference_mode(False), torch.no_grad():  # plain tensors, whatever mode the first caller was in
+        spec = ESTIMATORS[name]
+        kk, usable, n_safe = _group_parameters(torch.full((1,), float(n), dtype=torch.float64, device=device), k, spec)
+        grid = torch.arange(int(not spec.binary_only), n + 1, dtype=torch.float64, device=device)  # ranks or c
+        return spec.fn(grid, n_safe, kk), bool(usable.all())
 
 
 # --------------------------------------------------------------------------------------------------
-# Value estimators.
+# Public API.
 
 
 def maxg_at_k(rewards, k: int) -> torch.Tensor:
     """Unbiased estimate of max@k (pass@k for 0/1 rewards) for each group.
 
-    ``rho(n, k) = 1/C(n,k) * sum_i C(i-1, k-1) * g_(i)`` with rewards sorted ascending
-    (paper Eq. 19); for binary rewards with ``c`` correct this is ``1 - C(n-c, k)/C(n, k)``
-    (Eq. 8, Chen et al. 2021).
+    ``rho(n, k) = 1/C(n,k) * sum_i C(i-1, k-1) * g_(i)`` with rewards sorted ascending (paper Eq. 19);
+    for binary rewards with ``c`` correct this is ``1 - C(n-c, k)/C(n, k)`` (Eq. 8, Chen et al. 2021).
 
     Args:
-        rewards: ``[..., n]`` rewards; NaN marks an unscored completion, which is dropped from
-            its group (a group with fewer than ``k`` scored completions uses ``k' = n'``, one
+        rewards: ``[..., n]`` rewards; NaN (or ``None`` in a list) marks an unscored completion, which is
+            dropped from its group (a group with fewer than ``k`` scored completions uses ``k' = n'``, one
             with none gives NaN).
         k: number of attempts, ``1 <= k <= n``.
 
@@ -203,20 +374,16 @@ def maxg_at_k(rewards, k: int) -> torch.Tensor:
         ``[...]`` estimates in the input's floating dtype.
     """
     g, out_dtype = _as_float64(rewards)
-    n, _ = _check_rewards(g)
+    n, has_nan = _check_rewards(g)
     k = _check_k(k)
     if k > n:
         raise ValueError(f"k={k} > n={n}: no unbiased estimator of max@k exists from fewer than k samples")
-    valid = ~torch.isnan(g)
-    n_valid = _scored_counts(valid)
+    g_sorted, ranks, n_valid, _ = _sort_groups(g, has_nan)
+    if n_valid is None:
+        n_valid = torch.full((1,), float(n), dtype=torch.float64, device=g.device)
     kk = torch.clamp(torch.full_like(n_valid, float(k)), max=n_valid)
-    if is_binary(g):
-        c = torch.where(valid, g, torch.zeros_like(g)).sum(-1, keepdim=True)
-        out = 1.0 - _binom_ratio(n_valid - c, kk, n_valid, kk)
-    else:
-        g_sorted, ranks, _ = _sort_groups(g, n_valid)
-        out = (_binom_ratio(ranks - 1, kk - 1, n_valid, kk) * g_sorted).sum(-1, keepdim=True)
-    out = torch.where(n_valid > 0, out, torch.full_like(out, torch.nan))
+    out = (_binom_ratio(ranks - 1, kk - 1, n_valid, kk) * g_sorted).sum(-1, keepdim=True)
+    out = torch.where(n_valid > 0, out, torch.nan)
     return out.squeeze(-1).to(out_dtype)
 
 
@@ -244,147 +411,20 @@ def pass_at_k(num_samples, num_correct, k: int) -> torch.Tensor:
     return 1.0 - _binom_ratio(n - c, kk, n, kk)
 
 
-# --------------------------------------------------------------------------------------------------
-# The reward transformation.
-
-
-# On CPU numpy's argsort beats torch.sort (torch 2.13, one thread: ~4x for rows of 64-256, ~1.5x at 4096);
-# other devices use torch.sort. tests/test_estimators.py runs both paths.
-_NUMPY_SORT_ON_CPU = _np is not None
-
-
-def _sort_last(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x.sort(dim=-1)``: ascending values and the permutation (ties in any order)."""
-    if _NUMPY_SORT_ON_CPU and x.device.type == "cpu":
-        order = torch.from_numpy(_np.argsort(x.detach().numpy(), axis=-1)).long()
-        return x.gather(-1, order), order
-    return x.sort(dim=-1)
-
-
-def _sort_groups(g: torch.Tensor, n_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sort each group ascending with NaNs first.
-
-    Returns the sorted rewards (NaN slots set to 0), the 1-based ranks among the scored rewards
-    (<= 0 for NaN slots) and the sorting permutation.
-    """
-    n = g.shape[-1]
-    g_sorted, order = _sort_last(torch.nan_to_num(g, nan=-torch.inf))
-    ranks = torch.arange(1, n + 1, dtype=torch.float64, device=g.device) - (n - n_valid)
-    return torch.where(ranks >= 1, g_sorted, torch.zeros_like(g_sorted)), ranks, order
-
-
-def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
-    return torch.cumsum(x, dim=-1) - x
-
-
-def _exclusive_reverse_cumsum(x: torch.Tensor) -> torch.Tensor:
-    return torch.flip(torch.cumsum(torch.flip(x, dims=[-1]), dim=-1), dims=[-1]) - x
-
-
-_Weights = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
-
-
-def _sorted_weights(r: torch.Tensor, n: torch.Tensor, k: torch.Tensor, m: torch.Tensor | None) -> _Weights:
-    """Weights of ``A_(i) = own_(i) g_(i) + sum_{j>i} up_(j) g_(j) - sum_{j<i} down_(j) g_(j)`` (sorted ranks).
-
-    ``s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)`` (paper Eq. 21-22) and, for a
-    baseline ``k/n * rho(-i, m)``, removing ``g_(i)`` keeps the ranks below it and lowers those above by one:
-    ``rho(-i, m) = sum_{j<i} C(j-1,m-1) g_(j) / C(n-1,m) + sum_{j>i} C(j-2,m-1) g_(j) / C(n-1,m)``.
-    ``up`` is ``None`` when it vanishes identically: for ``m = k-1`` (sloo_minus_one, k >= 2)
-    ``k/n * C(j-2,k-2)/C(n-1,k-1) = C(j-2,k-2)/C(n,k)``, so the terms above ``i`` cancel exactly.
-    """
-    own = _binom_ratio(r - 1, k - 1, n, k)
-    up = _binom_ratio(r - 2, k - 2, n, k)
-    if m is None:
-        return own, up, None
-    coef = k / n
-    down = coef * _binom_ratio(r - 1, m - 1, n - 1, m)
-    if bool((m == k - 1).all()):
-        return own, None, down
-    return own, up - coef * _binom_ratio(r - 2, m - 1, n - 1, m), down
-
-
-def _apply_sorted_weights(g_sorted: torch.Tensor, weights: _Weights) -> torch.Tensor:
-    own, up, down = weights
-    out = own * g_sorted
-    if up is not None:
-        out = out + _exclusive_reverse_cumsum(up * g_sorted)
-    if down is not None:
-        out = out - _exclusive_cumsum(down * g_sorted)
-    return out
-
-
-def _binary_values(c: torch.Tensor, n: torch.Tensor, k: torch.Tensor, m: torch.Tensor | None):
-    """``A`` of a correct and of an incorrect sample in a group with ``c`` of ``n`` correct.
-
-    ``s``: correct samples get ``k/n``, incorrect ones ``k/n * rho(n-1, c, k-1)`` (paper Eq. 24). The baseline
-    ``k/n * rho(-i, m) = k/n * (1 - C(n-1-c_i, m)/C(n-1, m))`` with ``c_i`` the correct count among the
-    others: ``c - 1`` for a correct sample, ``c`` for an incorrect one.
-    """
-    coef = k / n
-    correct = coef * torch.ones_like(c)
-    incorrect = coef * (1.0 - _binom_ratio(n - 1 - c, k - 1, n - 1, k - 1))
-    if m is None:
-        return correct, incorrect
-    correct = correct - coef * (1.0 - _binom_ratio(n - c, m, n - 1, m))
-    incorrect = incorrect - coef * (1.0 - _binom_ratio(n - 1 - c, m, n - 1, m))
-    return correct, incorrect
-
-
-def _group_parameters(n_valid: torch.Tensor, k: int, spec: Estimator):
-    """k' (clamped to the scored count), whether the group is usable, a safe n and the baseline order m."""
-    kk = torch.clamp(torch.full_like(n_valid, float(k)), max=n_valid - spec.min_others)
-    usable = kk >= 1
-    if spec.baseline_k is not None:
-        usable &= n_valid >= 2  # a baseline needs at least one other sample
-    kk = torch.where(usable, kk, torch.ones_like(kk))
-    n_safe = torch.where(usable, n_valid, torch.full_like(n_valid, 2.0))
-    m = spec.baseline_k(kk) if spec.baseline_k is not None else None
-    return kk, usable, n_safe, m
-
-
-@functools.lru_cache(maxsize=256)
-def _shared_tables(n: int, k: int, spec: Estimator, device: torch.device, binary: bool):
-    """Weights for a batch without NaN, where every group has the same ``n``: computed once per
-    ``(n, k, estimator, device)``. Binary: ``[n+1]`` tables of ``A`` for a correct / incorrect sample indexed by
-    the group's correct count; otherwise the ``[n]`` sorted-rank weights. Also returns whether groups are usable.
-    """
-    with torch.inference_mode(False), torch.no_grad():  # plain tensors, whatever mode the first caller was in
-        n_valid = torch.full((1,), float(n), dtype=torch.float64, device=device)
-        kk, usable, n_safe, m = _group_parameters(n_valid, k, spec)
-        if binary:
-            c = torch.arange(n + 1, dtype=torch.float64, device=device)
-            return _binary_values(c, n_safe, kk, m), bool(usable.all())
-        ranks = torch.arange(1, n + 1, dtype=torch.float64, device=device)
-        return _sorted_weights(ranks, n_safe, kk, m), bool(usable.all())
-
-
 def transform_rewards(rewards, k: int, estimator: str = "sloo_minus_one") -> torch.Tensor:
     """PKPO-transformed rewards ``A_i`` for every completion of every group.
 
-    ``A_i = s_i - b_i`` where ``s_i`` is the unbiased per-sample gradient weight of max@k
-    (paper Eq. 21; binary closed form Eq. 24) and ``b_i`` a baseline that never depends on
-    ``g_i``, so ``E[sum_i A_i grad log p(x_i)] = grad max@k`` exactly:
-
-    - ``"s"``: ``b_i = 0``.
-    - ``"sloo"``: ``b_i = k/n * rho(-i, k)``; needs ``k <= n-1``. Advantages sum to zero.
-    - ``"sloo_minus_one"`` (default): ``b_i = k/n * rho(-i, k-1)``, i.e. ``A_i`` is ``i``'s average
-      marginal contribution to the max of the k-subsets holding it (Eq. 33). At ``k = 1`` the
-      baseline is ``1/n * mean_{j != i} g_j`` (RLOO), so ``k = 1`` is ordinary mean-baselined RL.
-    - ``"l2o"``: MaxPO's leave-two-out estimator (arXiv 2606.06080). With the marginal contribution
-      ``EI_i = E_T[(g_i - max T)^+]`` (``T`` a uniform ``(k-1)``-subset of the others; ``k/n * EI_i`` is
-      the ``sloo_minus_one`` weight), ``A_i = k/n * (EI_i - 1/(n-1) * sum_{j != i} EI_j^(-i))`` where
-      ``EI_j^(-i)`` takes ``j``'s comparators from the ``n-2`` samples other than ``i`` and ``j``. The
-      baseline never sees ``g_i`` and each group's advantages sum to exactly zero. Algebraically it
-      equals ``"sloo"`` (any centered estimator with a symmetric baseline does), which gives its
-      ``O(n log n)`` evaluation; needs ``k <= n-1``; RLOO at ``k = 1``.
+    Each estimator is documented at its function in this module (formula and paper equation); all but
+    ``pass_at_k_training`` give an unbiased estimate of the gradient of max@k (pass@k for 0/1 rewards):
+    ``E[sum_i A_i grad log p(x_i)] = grad max@k``.
 
     Args:
-        rewards: ``[..., n]`` rewards, one group per row. NaN marks a completion no reward
-            function could score: it is left out of its group's estimate and gets ``A_i = 0``;
-            a group left with ``n'`` scored completions uses ``k' = min(k, n' - min_others)``
-            and gets all zeros when that is below 1.
-        k: ``1 <= k <= n`` (``k <= n-1`` for ``"sloo"`` and ``"l2o"``).
+        rewards: ``[..., n]`` rewards, one group per row (a tensor, array or nested list). NaN (or ``None``)
+            marks a completion no reward function could score: it is left out of its group's estimate and
+            gets ``A_i = 0``; a group left with ``n'`` scored completions uses ``k' = min(k, n' - min_others)``
+            (``k' = n'`` for ``grpo_passk``) and gets all zeros when ``k' < 1``, or when ``n' < 2`` for the
+            estimators with a baseline.
+        k: ``1 <= k <= n``; ``k <= n-1`` for ``"sloo"`` and ``"l2o"``; ``k = n`` for ``"grpo_passk"``.
         estimator: a name in :data:`ESTIMATORS`.
 
     Returns:
@@ -394,39 +434,44 @@ def transform_rewards(rewards, k: int, estimator: str = "sloo_minus_one") -> tor
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
     spec = ESTIMATORS[estimator]
     g, out_dtype = _as_float64(rewards)
-    n, all_finite = _check_rewards(g)
+    n, has_nan = _check_rewards(g)
     k = _check_k(k)
     if k > n - spec.min_others:
         need = "n-1" if spec.min_others else "n"
         raise ValueError(f"k={k} is too large for estimator {estimator!r} with n={n}: it needs k <= {need}")
+    if spec.k_is_n and k != n:
+        raise ValueError(f"estimator {estimator!r} is defined for k = n only (the whole group): got k={k}, n={n}")
+    if spec.binary_only and not is_binary(g):
+        raise ValueError(
+            f"estimator {estimator!r} is defined for binary (0/1) rewards only; these rewards are not all 0 or 1 "
+            "(use 'sloo_minus_one' for continuous rewards)"
+        )
 
-    binary = is_binary(g, may_have_nan=not all_finite)
-    if all_finite:
-        # Common case: every group has n scored samples and shares one cached weight table.
-        tables, usable = _shared_tables(n, k, spec, g.device, binary)
-        if binary:
-            correct = g == 1
-            c = correct.sum(-1, keepdim=True)
-            out = torch.where(correct, tables[0][c], tables[1][c])
-        else:
-            g_sorted, order = _sort_last(g)
-            out = _apply_sorted_weights(g_sorted, tables)
-            # Back from sorted order; ties get equal values, so which tied slot is which does not matter.
-            out = torch.empty_like(out).scatter_(-1, order, out)
-        if not usable:
-            out = torch.zeros_like(out)
-        return out.to(out_dtype)
-
-    valid = ~torch.isnan(g)
-    n_valid = valid.sum(-1, keepdim=True).to(torch.float64)
-    kk, usable, n_safe, m = _group_parameters(n_valid, k, spec)
-    if binary:
-        correct = valid & (g == 1)
-        a_correct, a_incorrect = _binary_values(correct.sum(-1, keepdim=True).to(torch.float64), n_safe, kk, m)
+    if spec.binary_only:  # a closed form in the correct count: no sort
+        correct = g == 1
+        c = correct.sum(-1, keepdim=True)
+        if not has_nan:  # one table over c = 0..n for the whole batch
+            (a_correct, a_incorrect), _ = _shared_weights(estimator, n, k, g.device)
+            return torch.where(correct, a_correct[c], a_incorrect[c]).to(out_dtype)
+        valid = ~torch.isnan(g)
+        kk, usable, n_safe = _group_parameters(valid.sum(-1, keepdim=True).to(torch.float64), k, spec)
+        a_correct, a_incorrect = spec.fn(c.to(torch.float64), n_safe, kk)
         out = torch.where(correct, a_correct, a_incorrect)
+        return torch.where(valid & usable, out, 0.0).to(out_dtype)
+
+    g_sorted, ranks, n_valid, order = _sort_groups(g, has_nan)
+    if n_valid is None:  # no NaN: weights shared by the batch
+        weights, usable = _shared_weights(estimator, n, k, g.device)
     else:
-        g_sorted, ranks, order = _sort_groups(g, n_valid)
-        out = _apply_sorted_weights(g_sorted, _sorted_weights(ranks, n_safe, kk, m))
-        out = torch.empty_like(out).scatter_(-1, order, out)
-    out = torch.where(valid & usable, out, torch.zeros_like(out))
+        kk, usable, n_safe = _group_parameters(n_valid, k, spec)
+        weights = spec.fn(ranks, n_safe, kk)
+    if spec.shift_invariant:
+        g_sorted = g_sorted - g_sorted[..., :1]
+    out = _linear(g_sorted, *weights).gather(-1, _tie_block_starts(g_sorted, ranks))
+    if n_valid is not None:
+        out = torch.where(usable & (ranks >= 1), out, 0.0)
+    elif not usable:
+        out = torch.zeros_like(out)
+    # Back from sorted order; tied rewards get equal values, so which tied slot is which does not matter.
+    out = torch.empty_like(out).scatter_(-1, order, out)
     return out.to(out_dtype)

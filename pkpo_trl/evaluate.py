@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from .data import DataArguments, load_split
+from .data import DataArguments, load_task
 from .estimators import maxg_at_k, pass_at_k
 from .rewards import get_reward_funcs
 
@@ -556,7 +556,7 @@ class _CountFailures(logging.Filter):
 
 @contextlib.contextmanager
 def _failures_counted() -> Iterator[_CountFailures]:
-    rewards_logger = logging.getLogger("pkpo_trl.rewards")
+    rewards_logger = logging.getLogger(get_reward_funcs.__module__)  # where the per-completion warnings come from
     counter = _CountFailures()
     rewards_logger.addFilter(counter)
     try:
@@ -934,7 +934,7 @@ def prepare(args: EvalArguments, data_args: DataArguments):
     split = args.split or data_args.dataset_test_split or "test"
     num_examples = args.num_examples if args.num_examples is not None else data_args.num_eval_examples
     num_examples = num_examples or None  # 0: all
-    dataset = load_split(data_args, split, num_examples, model_type=configs[0].model_type)
+    dataset = load_task(data_args, split, num_examples=num_examples, model_type=configs[0].model_type)
     ks = list(args.ks or default_ks(args.num_samples))
     settings = SamplingSettings(
         num_samples=args.num_samples,

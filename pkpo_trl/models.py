@@ -8,19 +8,77 @@ trains like any other model. ``DEMO_MODEL`` names it in recipes: ``model_name_or
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from packaging.version import InvalidVersion, Version
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DEMO_MODEL", "gguf_demo_model_path", "load_model_and_tokenizer", "resolve_model_path"]
+__all__ = [
+    "DEMO_MODEL",
+    "choose_softcap_attn_implementation",
+    "gguf_demo_model_path",
+    "load_model_and_tokenizer",
+    "resolve_model_path",
+    "softcap_attn_implementation",
+]
 
 DEMO_MODEL = "gemma-3-270m-gguf"
 
-# Gemma-2 soft-caps its attention logits, which only the eager attention implementation does.
-_EAGER_ATTENTION_MODEL_TYPES = frozenset({"gemma2"})
+# flash-attn took a `softcap` argument from 2.6.0 (Dao-AILab/flash-attention#1025, used by transformers#31887);
+# axolotl pinned 2.6.2 for the backward pass with soft-capping (axolotl#1781), so we ask for 2.6.2. Older
+# flash-attn would still load as "flash_attention_2" (transformers accepts >= 2.3.3) but silently drop the cap:
+# `_process_flash_attention_kwargs` only passes `softcap` when the installed function has that parameter.
+FLASH_ATTN_SOFTCAP_MIN_VERSION = Version("2.6.2")
+
+
+def choose_softcap_attn_implementation(
+    flash_attn_version: str | None, cuda_available: bool, dtype: str | torch.dtype | None
+) -> str:
+    """The attention implementation for a model that soft-caps its attention logits (Gemma-2), from the facts
+    that decide it; :func:`softcap_attn_implementation` looks them up on this machine.
+
+    In transformers 5.17 the Gemma-2 attention passes ``softcap`` to every implementation: ``eager``
+    (``modeling_gemma2.eager_attention_forward``) and ``flex_attention`` apply it, ``flash_attention_2`` applies
+    it when flash-attn has the argument, and ``sdpa`` takes it in ``**kwargs`` and drops it (so sdpa computes a
+    different model, and one that vLLM, which does soft-cap, does not sample from). FlashAttention-2 is the
+    fast one, but it needs CUDA and half precision. Flex attention is compiled with ``dynamic=False``
+    (``integrations/flex_attention.py``), so every new sequence length recompiles it, which RL's varying lengths
+    keep doing: eager is the fallback.
+
+    Args:
+        flash_attn_version: the installed ``flash-attn`` version, or None if it is not installed.
+        cuda_available: whether a CUDA device is usable.
+        dtype: the dtype the model is loaded in (FlashAttention-2 runs in float16 / bfloat16 only).
+
+    Returns:
+        ``"flash_attention_2"`` or ``"eager"``.
+    """
+    half = str(dtype).removeprefix("torch.") in ("bfloat16", "float16")
+    if flash_attn_version is None or not cuda_available or not half:
+        return "eager"
+    try:
+        recent = Version(flash_attn_version) >= FLASH_ATTN_SOFTCAP_MIN_VERSION
+    except InvalidVersion:
+        recent = False
+    return "flash_attention_2" if recent else "eager"
+
+
+def softcap_attn_implementation(dtype: str | torch.dtype | None = "bfloat16") -> str:
+    """The fastest attention implementation installed here that applies Gemma-2's attention soft-capping:
+    ``"flash_attention_2"`` with flash-attn >= 2.6.2, CUDA and a half-precision ``dtype``, else ``"eager"``
+    (see :func:`choose_softcap_attn_implementation`). Pass it as ``attn_implementation`` when loading Gemma-2."""
+    import torch
+
+    try:
+        version: str | None = importlib.metadata.version("flash_attn")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return choose_softcap_attn_implementation(version, torch.cuda.is_available(), dtype)
 
 
 def gguf_demo_model_path() -> Path:
@@ -66,8 +124,9 @@ def load_model_and_tokenizer(
         gguf_file: GGUF file name inside ``model_name_or_path`` (transformers de-quantizes it).
         torch_dtype: ``"float32"`` (default; what CPU training wants), ``"bfloat16"``, ``"auto"``, a
             ``torch.dtype``, or None for transformers' default.
-        attn_implementation: e.g. ``"sdpa"``; default: eager for Gemma-2 (its logit soft-capping needs it),
-            transformers' choice otherwise.
+        attn_implementation: e.g. ``"sdpa"``; default: for a model whose config soft-caps attention logits
+            (Gemma-2), :func:`softcap_attn_implementation` (FlashAttention-2 where installed, else eager, never
+            sdpa, which drops the cap); transformers' choice otherwise.
         **model_kwargs: passed to ``AutoModelForCausalLM.from_pretrained``.
 
     The tokenizer gets a pad token (its EOS token) if it has none.
@@ -78,8 +137,10 @@ def load_model_and_tokenizer(
     gguf_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     if attn_implementation is None:
         config = AutoConfig.from_pretrained(path, **gguf_kwargs)
-        if config.model_type in _EAGER_ATTENTION_MODEL_TYPES:
-            attn_implementation = "eager"
+        if getattr(config, "attn_logit_softcapping", None) is not None:
+            # "auto" loads the checkpoint's own dtype, which decides whether FlashAttention-2 can run.
+            dtype = getattr(config, "dtype", None) if torch_dtype == "auto" else torch_dtype
+            attn_implementation = softcap_attn_implementation(dtype)
     if attn_implementation is not None:
         model_kwargs["attn_implementation"] = attn_implementation
     if torch_dtype is not None:

@@ -1,8 +1,9 @@
 """`pkpo-train`: fine-tune a causal LM for pass@k with PKPOTrainer, from a YAML recipe.
 
-    accelerate launch -m pkpo_trl.train --config recipes/quickstart.yaml
+    accelerate launch --config_file recipes/accelerate/cpu.yaml --num_cpu_threads_per_process 2 \
+        -m pkpo_trl.train --config recipes/quickstart.yaml
     accelerate launch --config_file recipes/accelerate/zero2.yaml -m pkpo_trl.train \
-        --config recipes/gemma2_2b_gsm8k_lora_vllm.yaml --learning_rate 5e-6
+        --config recipes/gemma2_9b_it_gsm8k_lora_vllm.yaml --learning_rate 5e-6
 
 Every field of :class:`TrainScriptArguments`, :class:`~pkpo_trl.data.DataArguments`,
 :class:`~pkpo_trl.PKPOConfig` and TRL's ``ModelConfig`` can be set in the recipe and overridden on
@@ -12,20 +13,28 @@ the work is in the library.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import logging
+import shutil
+import sys
+import typing
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
+import yaml
+from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from .callbacks import PassAtKCallback
 from .config import PKPOConfig
 from .data import DataArguments, load_datasets
+from .model_card import write_model_card
 from .models import load_model_and_tokenizer
 from .rewards import get_reward_funcs
 
-__all__ = ["TrainScriptArguments", "main", "make_parser"]
+__all__ = ["TrainScriptArguments", "main", "make_parser", "parse_args", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +54,8 @@ class TrainScriptArguments:
     trainer: str = field(
         default="pkpo",
         metadata={
-            "help": "'pkpo' (PKPOTrainer) or 'grpo' (TRL's GRPOTrainer on the same config, for baselines: the pkpo_* "
-            "fields are then ignored).",
+            "help": "'pkpo' (PKPOTrainer) or 'grpo' (TRL's GRPOTrainer on a plain GRPOConfig with TRL's defaults, "
+            "for baselines: pkpo_* options are then ignored, with one log line).",
             "choices": ["pkpo", "grpo"],
         },
     )
@@ -63,7 +72,11 @@ class TrainScriptArguments:
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start a new run in an output directory that holds a run with a different config."},
+        metadata={
+            "help": "Start a new run in an output directory that holds another run (checkpoints, or a different "
+            "config); its old checkpoint-* folders are deleted. Without it, such a directory is refused unless "
+            "resuming."
+        },
     )
     pass_at_ks: list[int] | None = field(
         default=None,
@@ -78,9 +91,114 @@ class TrainScriptArguments:
     )
 
 
-def make_parser() -> TrlParser:
-    """The command-line parser: script, data, PKPO and model options, YAML recipes via ``--config``."""
-    return TrlParser((TrainScriptArguments, DataArguments, PKPOConfig, ModelConfig))
+# `--help` headings, in the order they are printed: what a user of this script sets first, then TRL's
+# ~300 GRPO / transformers training options last.
+_HEADINGS = {
+    TrainScriptArguments: "script options (pkpo-train)",
+    DataArguments: "data options (pkpo_trl.data.DataArguments)",
+    "pkpo": "PKPO options (pkpo_trl.PKPOConfig)",
+    ModelConfig: "model and LoRA options (trl.ModelConfig)",
+    "training": "GRPO and training options (trl.GRPOConfig, transformers.TrainingArguments)",
+}
+
+
+class _TrainParser(TrlParser):
+    """TrlParser whose ``--help`` shows ``--config`` and groups the options under headings (script, data, PKPO,
+    model, then GRPO/training), instead of one flat list where PKPO's options come after TRL's."""
+
+    def __init__(self, dataclass_types):
+        self._groups: dict[str, argparse._ArgumentGroup] = {}
+        super().__init__(
+            dataclass_types,
+            prog="pkpo-train",
+            # argparse's generated usage lists all ~400 options; the headings below say what there is.
+            usage="accelerate launch -m pkpo_trl.train [--config RECIPE.yaml] [--OPTION VALUE ...]\n"
+            "       pkpo-train [--config RECIPE.yaml] [--OPTION VALUE ...]",
+            description="Fine-tune a causal LM for pass@k with PKPOTrainer (or TRL's GRPOTrainer, --trainer grpo). "
+            "Every option can be set in a YAML recipe passed with --config and overridden on the command line.",
+        )
+        # argparse prints groups in creation order: move TRL's long list of training options to the end.
+        training = self._groups.get(_HEADINGS["training"])
+        if training is not None:
+            self._action_groups.remove(training)
+            self._action_groups.append(training)
+
+    def _group(self, heading: str) -> argparse._ArgumentGroup:
+        if heading not in self._groups:
+            self._groups[heading] = self.add_argument_group(heading)
+            if not self._groups.get("recipe"):
+                # TrlParser reads --config itself (before argparse sees the arguments); listed here for --help.
+                # SUPPRESS keeps it out of the parsed namespace.
+                self._groups["recipe"] = self._groups[heading]
+                self._groups[heading].add_argument(
+                    "--config",
+                    metavar="RECIPE.yaml",
+                    default=argparse.SUPPRESS,
+                    help="YAML recipe (e.g. recipes/quickstart.yaml) whose keys set any option below; options given "
+                    "on the command line override it.",
+                )
+        return self._groups[heading]
+
+    def _add_dataclass_arguments(self, dtype) -> None:
+        hints = typing.get_type_hints(dtype)
+        own = {f.name for f in dataclasses.fields(PKPOConfig)} - {f.name for f in dataclasses.fields(GRPOConfig)}
+        for dc_field in dataclasses.fields(dtype):
+            if not dc_field.init:
+                continue
+            if dtype in _HEADINGS:
+                heading = _HEADINGS[dtype]
+            elif dc_field.name in own or (dc_field.name == "scale_rewards" and dtype is PKPOConfig):
+                heading = _HEADINGS["pkpo"]
+            else:
+                heading = _HEADINGS["training"]
+            dc_field.type = hints[dc_field.name]
+            self._parse_dataclass_field(self._group(heading), dc_field)
+
+
+def make_parser(trainer: str = "pkpo") -> TrlParser:
+    """The command-line parser: script, data, PKPO (or, for ``trainer="grpo"``, TRL's GRPO) and model options,
+    YAML recipes via ``--config``."""
+    config_class = GRPOConfig if trainer == "grpo" else PKPOConfig
+    return _TrainParser((TrainScriptArguments, DataArguments, config_class, ModelConfig))
+
+
+def _requested_trainer(argv: list[str]) -> str:
+    """The ``trainer`` asked for on the command line, else in the ``--config`` recipe, else ``"pkpo"``."""
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    peek.add_argument("--trainer")
+    peek.add_argument("--config")
+    known, _ = peek.parse_known_args(argv)
+    if known.trainer is not None:
+        return known.trainer
+    if known.config is not None and Path(known.config).is_file():
+        recipe = yaml.safe_load(Path(known.config).read_text())
+        if isinstance(recipe, dict) and recipe.get("trainer") is not None:
+            return str(recipe["trainer"])
+    return "pkpo"
+
+
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """Parse the command line (and its ``--config`` recipe) into script, data, trainer and model arguments.
+
+    With ``trainer: grpo`` the trainer config is a plain :class:`trl.GRPOConfig` with TRL's own defaults (e.g.
+    ``scale_rewards="group"``), so the baseline is TRL's GRPO; the ``pkpo_*`` options a PKPO recipe carries are
+    ignored, with one log line naming them. Any other unknown option is an error, as in TrlParser.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    trainer = _requested_trainer(argv)
+    parser = make_parser(trainer)
+    if trainer != "grpo":
+        return parser.parse_args_and_config(args=argv)
+    *parsed, from_recipe, from_command_line = parser.parse_args_and_config(
+        args=argv, return_remaining_strings=True, separate_remaining_strings=True
+    )
+    unknown = [item for item in from_recipe + from_command_line if item.startswith("--")]
+    if not_pkpo := [item for item in unknown if not item.startswith("--pkpo_")]:
+        parser.error(f"unrecognized arguments: {' '.join(not_pkpo)}")
+    if unknown:
+        names = ", ".join(sorted({item[2:].split("=")[0] for item in unknown}))
+        logger.warning("--trainer grpo: the PKPO options %s are ignored (TRL's GRPOTrainer and GRPOConfig).", names)
+    return tuple(parsed)
 
 
 def _run_config(script_args, data_args, training_args, model_args) -> dict:
@@ -96,17 +214,51 @@ def _run_config(script_args, data_args, training_args, model_args) -> dict:
     }
 
 
+def _checkpoints(output_dir: Path) -> list[Path]:
+    return sorted(p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit())
+
+
 def check_output_dir(output_dir: str | Path, run_config: dict, resuming: bool, overwrite: bool) -> None:
-    """Refuse to mix two different runs in one output directory.
+    """Refuse to start a run over another one in ``output_dir``, as ``transformers``' ``overwrite_output_dir`` did.
+
+    Allowed: a new or empty directory; resuming (``resuming``) the run whose config is saved there; anything with
+    ``overwrite``. Refused: checkpoints when not resuming (a fresh start would overwrite ``checkpoint-1``, ... and
+    leave the old run's later checkpoints for a resume to pick up), a saved model or adapter that ``pkpo-train``
+    did not write (no run config), and a run whose saved config differs.
 
     Raises:
-        ValueError: ``output_dir`` holds a run whose config differs, and we are neither resuming it nor
-            told to overwrite it.
+        ValueError: the directory holds a run to keep; the message names it and the ways out. Also for a saved
+            run config that is not valid JSON (the message names the file).
     """
-    saved = Path(output_dir) / RUN_CONFIG_FILE
-    if not saved.exists() or overwrite:
+    output_dir = Path(output_dir)
+    if overwrite or not output_dir.is_dir():
         return
-    previous = json.loads(saved.read_text())
+    ways_out = (
+        "Resume it with --resume_from_checkpoint true (or a checkpoint's path), pass --overwrite_output_dir to start "
+        "over (its checkpoints are deleted), or use another --output_dir."
+    )
+    saved = output_dir / RUN_CONFIG_FILE
+    checkpoints = _checkpoints(output_dir)
+    if checkpoints and not resuming:
+        names = ", ".join(p.name for p in checkpoints[:4]) + (", ..." if len(checkpoints) > 4 else "")
+        owner = "" if saved.exists() else f" of a run that pkpo-train did not write (no {RUN_CONFIG_FILE})"
+        raise ValueError(f"{output_dir} holds checkpoints{owner} ({names}). {ways_out}")
+    if not saved.exists():
+        model_files = ("adapter_config.json", "adapter_model.safetensors", "model.safetensors", "pytorch_model.bin")
+        found = [name for name in model_files if (output_dir / name).exists()]
+        if found and not resuming:
+            raise ValueError(
+                f"{output_dir} holds a saved model ({', '.join(found)}) that pkpo-train did not write (no "
+                f"{RUN_CONFIG_FILE}). Pass --overwrite_output_dir to write over it, or use another --output_dir."
+            )
+        return
+    try:
+        previous = json.loads(saved.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{saved} is not valid JSON ({err}); it records the config of the run in {output_dir}. Fix or delete "
+            "it, or pass --overwrite_output_dir to start a new run there."
+        ) from None
     if previous == run_config:
         return
     diff = sorted(
@@ -120,6 +272,16 @@ def check_output_dir(output_dir: str | Path, run_config: dict, resuming: bool, o
         f"{output_dir} holds a run with a different config ({'; '.join(diff[:8])}). Use another --output_dir, "
         f"pass --overwrite_output_dir to start over, or {what} the original config."
     )
+
+
+def remove_checkpoints(output_dir: str | Path) -> list[str]:
+    """Delete the ``checkpoint-<step>`` folders in ``output_dir`` (a run started over with --overwrite_output_dir),
+    so that a later ``--resume_from_checkpoint true`` cannot pick up the previous run's. Returns their names."""
+    removed = []
+    for checkpoint in _checkpoints(Path(output_dir)):
+        shutil.rmtree(checkpoint)
+        removed.append(checkpoint.name)
+    return removed
 
 
 def _resume_checkpoint(training_args: PKPOConfig) -> str | None:
@@ -136,12 +298,21 @@ def _resume_checkpoint(training_args: PKPOConfig) -> str | None:
     return resume
 
 
-def run(script_args, data_args, training_args: PKPOConfig, model_args: ModelConfig):
-    """Load model, data and rewards, train with PKPOTrainer, save the model/adapter and the plot."""
+def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConfig):
+    """Load model, data and rewards, train, save the model/adapter and the plot; returns the trainer.
+
+    ``script_args.trainer`` picks PKPOTrainer (``training_args`` a :class:`~pkpo_trl.PKPOConfig`) or TRL's
+    GRPOTrainer (a plain :class:`trl.GRPOConfig`, as :func:`parse_args` builds it for ``--trainer grpo``).
+    """
     from trl import GRPOTrainer
 
     from .trainer import PKPOTrainer
 
+    if script_args.trainer == "grpo" and isinstance(training_args, PKPOConfig):
+        raise TypeError(
+            "trainer='grpo' needs a plain trl.GRPOConfig (TRL's defaults, e.g. scale_rewards='group'), got a "
+            "PKPOConfig; pkpo_trl.train.parse_args builds one for --trainer grpo."
+        )
     resume = _resume_checkpoint(training_args)
     run_config = _run_config(script_args, data_args, training_args, model_args)
     check_output_dir(training_args.output_dir, run_config, resume is not None, script_args.overwrite_output_dir)
@@ -170,12 +341,24 @@ def run(script_args, data_args, training_args: PKPOConfig, model_args: ModelConf
     ks = script_args.pass_at_ks or [2**i for i in range(training_args.num_generations.bit_length())]
     PassAtKCallback(ks).attach(trainer)  # the same fixed-k numbers for --trainer pkpo and grpo
     if trainer.accelerator.is_main_process:
+        if script_args.overwrite_output_dir and resume is None:
+            removed = remove_checkpoints(training_args.output_dir)
+            if removed:
+                logger.warning(
+                    "--overwrite_output_dir: removed %s from %s", ", ".join(removed), training_args.output_dir
+                )
         Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(training_args.output_dir) / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
     trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(training_args.output_dir)
+    with warnings.catch_warnings():
+        # PEFT looks for the base's config.json to see whether the vocabulary was resized; a GGUF base has none,
+        # and PEFT warns that it "will assume that the vocabulary was not modified", which is true here (the
+        # embeddings are not trained). The model card says how to load such an adapter.
+        warnings.filterwarnings("ignore", message="Could not find a config file in")
+        trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
+        write_model_card(script_args, data_args, training_args, model_args, trainer.state.log_history)
         if script_args.plot:
             from .plotting import plot_pass_at_k
 
@@ -188,8 +371,7 @@ def run(script_args, data_args, training_args: PKPOConfig, model_args: ModelConf
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`pkpo-train`, `python -m pkpo_trl.train`)."""
-    script_args, data_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
-    run(script_args, data_args, training_args, model_args)
+    run(*parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,28 +1,41 @@
 """PKPOTrainer: TRL's GRPOTrainer with PKPO-transformed rewards as advantages.
 
-The only place in the package that knows TRL internals. GRPOTrainer computes advantages inline in
-``_generate_and_score_completions``; there is no smaller hook. We therefore wrap two methods and
-leave everything else (generation with transformers or vLLM, PEFT, loss, logging) to TRL:
+The only module that overrides TRL internals (private GRPOTrainer methods and metric stores). Two
+other pieces of TRL knowledge live elsewhere, each in one place: the keyword arguments GRPOTrainer
+passes to reward functions besides dataset columns (``pkpo_trl.rewards.registry.TRL_CONTEXT_KWARGS``,
+checked against TRL's source by ``tests/test_rewards.py``) and ``trl.import_utils.is_vllm_available``
+(``config.py``, to validate ``use_vllm``).
+
+GRPOTrainer computes advantages inline in ``_generate_and_score_completions``; there is no smaller
+hook. We therefore wrap two methods and leave everything else (generation with transformers or
+vLLM, PEFT, loss, logging) to TRL:
 
 1. ``_calculate_rewards`` (unchanged behaviour): we keep its return value, the ``[B_global, F]``
    rewards of every reward function for the completions of *all* processes.
 2. ``_generate_and_score_completions``: after TRL has built the batch, we replace its
    ``"advantages"`` entry (this process's slice) with the PKPO transform of the gathered rewards,
-   group by group, and log PKPO metrics.
+   group by group, and log PKPO metrics. On the first generation of a (resumed) run it also aligns TRL's
+   micro-batch counter ``_step`` with the resumed step, so generation batches start where they would have.
 
 ``tests/test_trl_compat.py`` checks that both methods exist with the signatures and output keys we
 rely on, so an incompatible TRL fails a test rather than a run.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: PKPOTrainer.__init__'s annotations are evaluated, as GRPOTrainer's
+# are, so that the two signatures compare equal (tests/test_trl_compat.py).
+import functools
 import hashlib
 import json
-from collections.abc import Sequence
+import logging
+import numbers
+from collections.abc import Callable
 
 import torch
-from accelerate.utils import gather_object
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
+from trl.trainer.utils import is_async_callable, nanstd
 
 from .annealing import KAnnealingCallback, KSchedule
 from .callbacks import PassAtKCallback
@@ -30,6 +43,8 @@ from .config import PKPOConfig
 from .estimators import ESTIMATORS, is_binary, maxg_at_k, transform_rewards
 
 __all__ = ["PKPOTrainer"]
+
+logger = logging.getLogger(__name__)
 
 
 class PKPOTrainer(GRPOTrainer):
@@ -39,12 +54,14 @@ class PKPOTrainer(GRPOTrainer):
     :class:`~pkpo_trl.PKPOConfig`. For each prompt's group of ``n = num_generations`` completions
     the combined reward ``g_i = sum_f w_f r_{f,i}`` is transformed by
     :func:`pkpo_trl.estimators.transform_rewards` (paper Eq. 21-33) and scaled per
-    ``args.scale_rewards``; those values are the advantages of TRL's loss. Completions that no reward
+    ``args.scale_rewards`` (a standard deviation over the scored completions, as TRL's ``nanstd``); those values
+    are the advantages of TRL's loss. Completions that no reward
     function could score (NaN) get advantage 0 and are left out of their group's estimate.
 
     Metrics added to the trainer's logs (train and eval, per logging step):
 
-    - ``pkpo/k``: the k used for the batch (annealed when a schedule is set).
+    - ``pkpo/k``: the k used for the batch (annealed when a schedule is set; in evaluation, groups of
+      ``num_generations_eval`` too small for k use the largest k they support).
     - ``pkpo/pass@1``, ``pkpo/pass@k_at_current_k``: unbiased estimates (Eq. 8) from the batch's groups,
       a completion counting as a success when its reward is ``>= args.pkpo_success_threshold``; the
       second at the k being optimised, which annealing changes mid-run. For fixed ks (comparable across
@@ -55,13 +72,37 @@ class PKPOTrainer(GRPOTrainer):
     - ``pkpo/frac_zero_advantage``: completions whose advantage is exactly 0.
     - ``pkpo/frac_prompts_solved``, ``pkpo/num_prompts_solved`` (train): distinct training prompts
       solved at least once so far, the paper's "unblocking" signal; the fraction is over
-      ``len(train_dataset)``. The count restarts when a run is resumed.
+      ``len(train_dataset)``. Prompts are told apart by the prompt TRL generated from (environment-supplied
+      prompts included). The count restarts when a run is resumed.
     """
 
     _tag_names = ["trl", "grpo", "pkpo"]
     _name = "PKPO"
 
-    def __init__(self, model, reward_funcs=None, args: PKPOConfig | None = None, *pos, callbacks=None, **kwargs):
+    def __init__(
+        self,
+        model: "str | PreTrainedModel | PeftModel",  # noqa: F821 - a string, exactly as in GRPOTrainer
+        reward_funcs: RewardFunc | list[RewardFunc] | None = None,
+        args: GRPOConfig | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset
+        | IterableDataset
+        | DatasetDict
+        | IterableDatasetDict
+        | dict[str, Dataset | IterableDataset]
+        | None = None,
+        processing_class: PreTrainedTokenizerBase | ProcessorMixin | None = None,
+        reward_processing_classes: PreTrainedTokenizerBase | list[PreTrainedTokenizerBase] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        quantization_config: "BitsAndBytesConfig | None" = None,  # noqa: F821
+        peft_config: "PeftConfig | None" = None,  # noqa: F821
+        tools: list[Callable] | None = None,
+        rollout_func: RolloutFunc | None = None,
+        environment_factory: EnvironmentFactory | dict[str, EnvironmentFactory] | None = None,
+    ):
+        # The signature is GRPOTrainer's, parameter for parameter, so that any GRPO call (positional or not) works;
+        # `args` is annotated GRPOConfig as there, but must be a PKPOConfig.
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = PKPOConfig(f"{str(name).split('/')[-1]}-PKPO")
@@ -74,11 +115,34 @@ class PKPOTrainer(GRPOTrainer):
         callbacks = list(callbacks or [])
         if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
             callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
-        super().__init__(model, reward_funcs, args, *pos, callbacks=callbacks, **kwargs)
+        super().__init__(
+            model,
+            reward_funcs,
+            args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            reward_processing_classes=reward_processing_classes,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+            tools=tools,
+            rollout_func=rollout_func,
+            environment_factory=environment_factory,
+        )
+        # TRL turns the values into a tensor with torch.tensor, whose error for a string ("too many dimensions
+        # 'str'") names neither the function nor the value: check them on the way out of each function.
+        self.reward_funcs = [
+            func if isinstance(func, torch.nn.Module) else _checked_reward_func(func, name)
+            for func, name in zip(self.reward_funcs, self.reward_func_names, strict=True)
+        ]
         for callback in callbacks:
             if isinstance(callback, PassAtKCallback):  # it needs the trainer, which a callback is not given
                 callback.attach(self)
         self._pkpo_gathered_rewards: torch.Tensor | None = None
+        self._pkpo_reward_calls = 0
+        self._pkpo_warned_eval_clamp = False
         self._pkpo_solved_prompts: set[str] = set()
 
     # ------------------------------------------------------------------------------------------
@@ -92,44 +156,65 @@ class PKPOTrainer(GRPOTrainer):
                 return callback.k
         return self.args.pkpo_k
 
-    def _k_for_group_size(self, n: int) -> int:
-        # Eval groups (num_generations_eval) may be smaller than k: use the largest k they support.
-        return min(self.pkpo_k, n - ESTIMATORS[self.args.pkpo_estimator].min_others)
+    def _k_for_group_size(self, n: int, mode: str) -> int:
+        """The k for groups of ``n``: :attr:`pkpo_k` in training (validated against ``num_generations``), and
+        in evaluation, whose groups (``num_generations_eval``) may be smaller, the largest k they support."""
+        if mode == "train":
+            return self.pkpo_k
+        k = min(self.pkpo_k, n - ESTIMATORS[self.args.pkpo_estimator].min_others)
+        if k != self.pkpo_k and not self._pkpo_warned_eval_clamp:
+            logger.warning(
+                "pkpo_trl: evaluation groups of num_generations_eval=%d support k <= %d; scoring them with k=%d "
+                "instead of the training k=%d (logged as eval_pkpo/k).",
+                n, n - ESTIMATORS[self.args.pkpo_estimator].min_others, max(k, 1), self.pkpo_k,
+            )  # fmt: skip
+            self._pkpo_warned_eval_clamp = True
+        return k
 
     # ------------------------------------------------------------------------------------------
     # The override points.
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._pkpo_gathered_rewards = rewards_per_func
+        # A copy: TRL (or a subclass) may change its tensor in place before the batch is returned to us.
+        self._pkpo_gathered_rewards = rewards_per_func.detach().clone()
+        self._pkpo_reward_calls += 1
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
-        self._pkpo_gathered_rewards = None
+        if self.model.training and self._buffered_inputs is None:
+            # First generation of a train() call. TRL counts micro-batches in `_step` from 0 on every call, so a
+            # run resumed in the middle of a generation batch would start its batches at other steps than the
+            # uninterrupted run (and so score them with other k's). Count from the resumed step instead: the
+            # batches then start where they would have, and this one serves the rest of the interrupted batch.
+            self._step = self.state.global_step * self.args.gradient_accumulation_steps
+        self._pkpo_gathered_rewards, self._pkpo_reward_calls = None, 0
         output = super()._generate_and_score_completions(inputs)
         rewards_per_func = self._pkpo_gathered_rewards
-        if rewards_per_func is None or "advantages" not in output:
+        if self._pkpo_reward_calls != 1 or "advantages" not in output:
             raise RuntimeError(
-                "pkpo_trl: GRPOTrainer._generate_and_score_completions no longer calls _calculate_rewards or no "
-                "longer returns 'advantages'; this TRL version is not supported (see pyproject.toml)."
+                f"pkpo_trl: during one GRPOTrainer._generate_and_score_completions, _calculate_rewards ran "
+                f"{self._pkpo_reward_calls} times (PKPO needs exactly once) and 'advantages' was "
+                f"{'' if 'advantages' in output else 'not '}returned; this TRL version is not supported "
+                "(see pyproject.toml)."
             )
         mode = "train" if self.model.training else "eval"
         n = self.num_generations if mode == "train" else self.num_generations_eval
 
         rewards = self._combine_rewards(rewards_per_func)
         groups = rewards.view(-1, n)
-        k = self._k_for_group_size(n)
+        k = self._k_for_group_size(n, mode)
         if k >= 1:
             advantages = transform_rewards(groups, k, self.args.pkpo_estimator).view(-1)
         else:  # a group too small for any baseline (e.g. num_generations_eval=1) carries no signal
             advantages = torch.zeros_like(rewards)
-        advantages = self._scale(advantages, n)
+        advantages = self._scale(advantages, ~rewards.isnan(), n)
 
         local = output["advantages"]
         start = self.accelerator.process_index * local.shape[0]
         output["advantages"] = advantages[start : start + local.shape[0]].to(local.dtype)
         self._replace_logged_advantages(advantages)
-        self._log_pkpo_metrics(mode, groups, advantages, max(k, 1), inputs)
+        self._log_pkpo_metrics(mode, groups, advantages, max(k, 1))
         return output
 
     # ------------------------------------------------------------------------------------------
@@ -141,15 +226,22 @@ class PKPOTrainer(GRPOTrainer):
         rewards = (rewards_per_func * weights).nansum(dim=1)
         return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=1), torch.nan)
 
-    def _scale(self, advantages: torch.Tensor, n: int) -> torch.Tensor:
+    def _scale(self, advantages: torch.Tensor, scored: torch.Tensor, n: int) -> torch.Tensor:
+        """Divide by the std of the scored completions' advantages (batch or per group), as TRL does with nanstd.
+
+        Unscored completions (advantage forced to 0) are left out of the std: counting their zeros would shrink
+        it and so scale every other advantage up by how many completions no reward function could score.
+        """
         mode = self.args.scale_rewards
-        if mode == "none" or advantages.numel() < 2 or (mode == "group" and n < 2):
+        if mode == "none" or (mode == "group" and n < 2):
             return advantages
+        masked = advantages.masked_fill(~scored, torch.nan)
         if mode == "batch":
-            std = advantages.std()
+            std = nanstd(masked)
         else:  # "group"
-            std = advantages.view(-1, n).std(dim=1, keepdim=True).expand(-1, n).reshape(-1)
-        return advantages / (std + 1e-4)
+            std = nanstd(masked.view(-1, n), dim=1, keepdim=True).expand(-1, n).reshape(-1)
+        # Fewer than two scored values give a NaN std; like TRL, such advantages become 0.
+        return torch.nan_to_num(advantages / (std + 1e-4), nan=0.0)
 
     def _replace_logged_advantages(self, advantages: torch.Tensor) -> None:
         # TRL appended its own (GRPO) advantages for the completions table; show ours instead.
@@ -158,7 +250,7 @@ class PKPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(advantages.tolist())
 
-    def _log_pkpo_metrics(self, mode: str, groups: torch.Tensor, advantages, k: int, inputs: Sequence) -> None:
+    def _log_pkpo_metrics(self, mode: str, groups: torch.Tensor, advantages, k: int) -> None:
         metrics = self._metrics[mode]
         success = (groups >= self.args.pkpo_success_threshold).to(groups.dtype).masked_fill(groups.isnan(), torch.nan)
         metrics["pkpo/k"].append(float(k))
@@ -170,16 +262,57 @@ class PKPOTrainer(GRPOTrainer):
         metrics["pkpo/frac_groups_no_success"].append((~solved).float().mean().item())
         metrics["pkpo/frac_zero_advantage"].append((advantages == 0).float().mean().item())
         if mode == "train":
-            self._update_solved_prompts(inputs, solved)
+            self._update_solved_prompts(solved)
             metrics["pkpo/num_prompts_solved"].append(float(len(self._pkpo_solved_prompts)))
             if hasattr(self.train_dataset, "__len__") and len(self.train_dataset) > 0:
                 metrics["pkpo/frac_prompts_solved"].append(len(self._pkpo_solved_prompts) / len(self.train_dataset))
 
-    def _update_solved_prompts(self, inputs: Sequence, solved: torch.Tensor) -> None:
-        # Gathered prompts line up with the gathered rewards: group g holds prompts [g*n, (g+1)*n).
-        prompts = gather_object([_prompt_key(example["prompt"]) for example in inputs])
-        n = len(prompts) // solved.numel()
-        self._pkpo_solved_prompts.update(prompts[group * n] for group in solved.nonzero().flatten().tolist())
+    def _update_solved_prompts(self, solved: torch.Tensor) -> None:
+        # TRL has just appended the prompts of all processes, in the order of the gathered rewards, to its
+        # completions-table log (a deque of one generation batch): group g holds prompts [g*n, (g+1)*n). These are
+        # the prompts the model saw, so they also exist when an environment's reset() supplied them (no `prompt`
+        # column), and reading them costs no second gather_object.
+        logged = self._logs["prompt"]
+        total = len(logged)
+        n = self.num_generations
+        if total < solved.numel() * n:
+            raise RuntimeError(
+                "pkpo_trl: GRPOTrainer logged fewer prompts than it scored completions; this TRL version is not "
+                "supported (see pyproject.toml)."
+            )
+        start = total - solved.numel() * n
+        self._pkpo_solved_prompts.update(
+            _prompt_key(logged[start + group * n]) for group in solved.nonzero().flatten().tolist()
+        )
+
+
+def _check_reward_values(name: str, values):
+    """``values`` if every entry is a real number or None, else a TypeError naming the function and the value."""
+    for index, value in enumerate(values):
+        is_number = isinstance(value, numbers.Real) or (isinstance(value, torch.Tensor) and value.numel() == 1)
+        if value is not None and not is_number:
+            raise TypeError(
+                f"reward function {name!r} returned {value!r} ({type(value).__name__}) for completion {index}; a "
+                "reward must be a number (int or float), or None for a completion it cannot score."
+            )
+    return values
+
+
+def _checked_reward_func(func: Callable, name: str) -> Callable:
+    """``func`` with its output checked by :func:`_check_reward_values`; async functions stay async."""
+    if is_async_callable(func):
+
+        @functools.wraps(func)
+        async def checked_async(*args, **kwargs):
+            return _check_reward_values(name, await func(*args, **kwargs))
+
+        return checked_async
+
+    @functools.wraps(func)
+    def checked(*args, **kwargs):
+        return _check_reward_values(name, func(*args, **kwargs))
+
+    return checked
 
 
 def _prompt_key(prompt) -> str:

@@ -37,6 +37,15 @@ def test_malformed_schedules_raise(spec):
         KSchedule.parse(spec)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    ["steps:0=8,nan=2", "steps:nan=2,0=8", "steps:0=8,inf=2", "steps:0=8,-inf=2", "piecewise:0=8,nan=2"],
+)
+def test_breakpoints_that_are_not_finite_numbers_raise_in_any_order(spec):
+    with pytest.raises(ValueError, match="breakpoints must be finite"):
+        KSchedule.parse(spec)
+
+
 def record_k_at_scoring(trainer_cls):
     """A subclass that notes (optimizer step, k) each time a generation batch is scored."""
 
@@ -101,3 +110,52 @@ def test_schedule_survives_save_and_resume(tmp_path):
         **common,
     )
     assert resumed.k_at_scoring == [(2, 3), (3, 2)]
+
+
+def test_a_users_callback_is_validated_against_num_generations_at_train_start(tmp_path):
+    # Without this check, the eval-group clamp would train with k = num_generations = 4 instead of 9.
+    with pytest.raises(ValueError, match=r"KAnnealingCallback.*gives k=9 outside \[1, 4\].*num_generations=4"):
+        train(tmp_path, max_steps=1, callbacks=[KAnnealingCallback("constant:9")])
+
+
+def test_a_users_callback_is_validated_against_the_estimator(tmp_path):
+    with pytest.raises(ValueError, match=r"gives k=4 outside \[1, 3\]: estimator 'sloo'"):
+        train(tmp_path, max_steps=1, pkpo_k=2, pkpo_estimator="sloo", callbacks=[KAnnealingCallback("linear:4->1")])
+
+
+def test_resuming_mid_generation_batch_trains_every_step_with_the_uninterrupted_runs_k(tmp_path):
+    from test_trainer import RecordingPKPOTrainer
+
+    class RecordKPerStep(RecordingPKPOTrainer):
+        """Notes, for each optimizer step, the k its generation batch was scored with."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.k_per_step = {}
+
+        def _generate_and_score_completions(self, inputs):
+            self.batch_k = self.pkpo_k
+            return super()._generate_and_score_completions(inputs)
+
+        def _compute_loss(self, model, inputs):
+            self.k_per_step[self.state.global_step] = self.batch_k
+            return super()._compute_loss(model, inputs)
+
+    def run(**kwargs):
+        return train(
+            tmp_path / "a",
+            trainer_cls=RecordKPerStep,
+            max_steps=6,
+            per_device_train_batch_size=4,
+            steps_per_generation=2,  # one generation batch per 2 optimizer steps ...
+            save_strategy="steps",
+            save_steps=3,  # ... and a checkpoint in the middle of one
+            pkpo_k_schedule="steps:0=4,2=3,3=2,4=1",
+            **kwargs,
+        )
+
+    full = run()
+    # Batches start at steps 0, 2, 4: each step trains with the k of the step that started its batch.
+    assert full.k_per_step == {0: 4, 1: 4, 2: 3, 3: 3, 4: 1, 5: 1}
+    resumed = run(resume=str(tmp_path / "a" / "out" / "checkpoint-3"))
+    assert resumed.k_per_step == {3: 3, 4: 1, 5: 1}

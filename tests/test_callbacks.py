@@ -125,14 +125,14 @@ def test_callback_refuses_to_run_unattached(tmp_path, monkeypatch):
 
 def test_pkpo_train_logs_fixed_k_pass_at_k_for_the_grpo_baseline_too(tmp_path, tiny_model_dir):
     # (`--trainer pkpo` is checked by tests/test_quickstart.py, which finds `pass@k/8` in the real run's log.)
-    from pkpo_trl.train import make_parser, run
+    from pkpo_trl.train import parse_args, run
 
     recipe = Path(__file__).parent / "data" / "tiny_recipe.yaml"
     argv = [
         "--config", str(recipe), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "run"),
         "--trainer", "grpo", "--plot", "false", "--pass_at_ks", "1", "2", "4", "8",
     ]  # fmt: skip
-    trainer = run(*make_parser().parse_args_and_config(args=argv))
+    trainer = run(*parse_args(argv))
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logged) == 2
     for entry in logged:

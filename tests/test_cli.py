@@ -4,15 +4,20 @@ Gemma-2 under `accelerate launch` with 1 and 2 processes leave a loadable LoRA a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from trl import GRPOConfig, GRPOTrainer
 
-from pkpo_trl.train import RUN_CONFIG_FILE, check_output_dir, make_parser
+from pkpo_trl import PKPOConfig
+from pkpo_trl.train import RUN_CONFIG_FILE, check_output_dir, main, parse_args, run
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -23,15 +28,25 @@ TINY_RECIPE = Path(__file__).parent / "data" / "tiny_recipe.yaml"
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_parses_into_valid_configs(recipe):
     raw = yaml.safe_load(recipe.read_text())
-    # This machine has no GPU and no vLLM: parse with those two switched off, check their values apart.
+    # This machine has no GPU and no vLLM: parse with those two switched off, check their values apart (and the
+    # batch rules with the real values: tests/test_recipes.py).
     overrides = ["--use_vllm", "false", "--bf16", "false"]
-    script, data, config, model = make_parser().parse_args_and_config(args=["--config", str(recipe), *overrides])
+    script, data, config, model = parse_args(["--config", str(recipe), *overrides])
     assert model.model_name_or_path, f"{recipe.name} names no model"
-    assert config.pkpo_k <= config.num_generations
+    if script.trainer == "grpo":  # the baseline is TRL's GRPO, with TRL's defaults
+        assert type(config) is GRPOConfig and config.scale_rewards == "group"
+    else:
+        assert isinstance(config, PKPOConfig) and config.pkpo_k <= config.num_generations
     if raw.get("use_vllm"):
         assert raw["vllm_mode"] in ("colocate", "server")
     if "gemma-2" in model.model_name_or_path:
-        assert model.attn_implementation == "eager", "Gemma-2 needs eager attention (soft-capping)"
+        # Unset (pkpo_trl.models picks flash_attention_2 or eager) or one that applies the soft-cap: never sdpa.
+        assert model.attn_implementation in (None, "eager", "flash_attention_2"), "sdpa drops Gemma-2's soft-cap"
+        assert raw.get("lora_dropout", 0.0) == 0.0, "dropout is on in TRL's log-probs and off in vLLM's"
+        if raw.get("log_completions"):
+            assert raw.get("num_completions_to_print"), "unset, TRL prints the whole generation batch"
+        if raw.get("eval_strategy", "no") != "no":
+            assert raw.get("eval_on_start") is True
         assert raw.get("bf16") is True and model.dtype == "bfloat16"
     assert script.trainer in ("pkpo", "grpo")
     assert recipe.read_text().lstrip().startswith("#"), "each recipe starts with a comment saying what it is for"
@@ -62,13 +77,20 @@ def test_grpo_baseline_differs_from_its_pkpo_recipe_only_in_trainer_and_scaling(
     assert differing == {"trainer", "scale_rewards", "output_dir"}
 
 
-def test_help_lists_the_fields():
+def test_help_lists_the_fields_under_headings_with_the_scripts_own_first():
     result = subprocess.run(
         [sys.executable, "-m", "pkpo_trl.train", "--help"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    for flag in ("--pkpo_k", "--pkpo_estimator", "--pkpo_k_schedule", "--reward_funcs", "--use_peft", "--lora_r"):
-        assert flag in result.stdout
+    lines = result.stdout.splitlines()
+    for flag in ("--config", "--pkpo_k", "--pkpo_estimator", "--pkpo_k_schedule", "--reward_funcs", "--use_peft"):
+        assert any(line.strip().startswith(flag) for line in lines), flag
+    headings = [line for line in lines if line.endswith("):") and not line.startswith(" ")]
+    assert [h.split(" (")[0] for h in headings] == [
+        "script options", "data options", "PKPO options", "model and LoRA options", "GRPO and training options",
+    ]  # fmt: skip
+    first_pkpo_option = next(i for i, line in enumerate(lines) if line.strip().startswith("--pkpo_k "))
+    assert first_pkpo_option < 150, "PKPO's options should come before TRL's ~1000 lines of training options"
 
 
 def test_output_dir_with_a_different_run_is_refused(tmp_path):
@@ -77,6 +99,45 @@ def test_output_dir_with_a_different_run_is_refused(tmp_path):
         check_output_dir(tmp_path, {"training": {"learning_rate": 0.2}}, resuming=False, overwrite=False)
     check_output_dir(tmp_path, {"training": {"learning_rate": 0.2}}, resuming=False, overwrite=True)
     check_output_dir(tmp_path, {"training": {"learning_rate": 0.1}}, resuming=True, overwrite=False)
+
+
+def test_output_dir_holding_another_tools_run_is_refused(tmp_path):
+    # Checkpoints and an adapter, but no pkpo_run_config.json: not ours, and not to be overwritten silently.
+    (tmp_path / "checkpoint-10").mkdir()
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(str(tmp_path))} holds checkpoints.*--resume_from_checkpoint.*--overwrite_output",
+    ):
+        check_output_dir(tmp_path, {"training": {}}, resuming=False, overwrite=False)
+    check_output_dir(tmp_path, {"training": {}}, resuming=False, overwrite=True)
+
+
+def test_a_corrupt_run_config_is_an_error_that_names_the_file(tmp_path):
+    (tmp_path / RUN_CONFIG_FILE).write_text('{"training": ')
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / RUN_CONFIG_FILE))}.*not valid JSON"):
+        check_output_dir(tmp_path, {"training": {}}, resuming=True, overwrite=False)
+
+
+def test_rerunning_into_a_directory_with_checkpoints_refuses_until_told_to_overwrite(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    command += ["--save_strategy", "steps", "--save_steps", "1", "--plot", "false"]
+    main(command)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    stamp = (out / "checkpoint-2" / "trainer_state.json").read_text()
+
+    # The same command, or one differing only in a resumable key, would restart at step 0 over these checkpoints.
+    for extra in ([], ["--max_steps", "1"]):
+        with pytest.raises(
+            ValueError, match=rf"{re.escape(str(out))} holds checkpoints.*--resume_from_checkpoint.*--overwrite_output"
+        ):
+            main(command + extra)
+    assert (out / "checkpoint-2" / "trainer_state.json").read_text() == stamp
+
+    # Starting over removes the old run's checkpoints, so that a later resume cannot pick one of them up.
+    main(command + ["--max_steps", "1", "--overwrite_output_dir"])
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
 
 
 def _accelerate_launch(num_processes: int, args: list[str], port: int) -> subprocess.CompletedProcess:
@@ -91,6 +152,7 @@ def _accelerate_launch(num_processes: int, args: list[str], port: int) -> subpro
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_processes", [1, 2])
 def test_pkpo_train_end_to_end_leaves_a_loadable_adapter(tmp_path, tiny_model_dir, num_processes):
     from peft import PeftModel
@@ -110,3 +172,49 @@ def test_pkpo_train_end_to_end_leaves_a_loadable_adapter(tmp_path, tiny_model_di
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model = PeftModel.from_pretrained(base, out)
     assert any("lora_A" in name for name, _ in model.named_parameters())
+
+
+def test_grpo_baseline_recipe_builds_trls_own_config_without_pkpo_warnings(caplog):
+    recipe = ROOT / "recipes" / "gemma2_2b_it_gsm8k_grpo_baseline.yaml"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        script, _, config, _ = parse_args(["--config", str(recipe), "--use_vllm", "false", "--bf16", "false"])
+    assert script.trainer == "grpo" and type(config) is GRPOConfig
+    assert not [w for w in caught if "PKPO" in str(w.message)], [str(w.message) for w in caught]
+    ignored = [r.getMessage() for r in caught_logs(caplog) if "ignored" in r.getMessage()]
+    assert len(ignored) == 1 and "pkpo_k" in ignored[0] and "pkpo_k_schedule" in ignored[0]
+
+
+def caught_logs(caplog):
+    return [record for record in caplog.records if record.name == "pkpo_trl.train"]
+
+
+def test_grpo_baseline_trains_with_trls_defaults_and_trls_advantages(tmp_path, tiny_model_dir):
+    # `--trainer grpo` on a PKPO recipe: TRL's GRPOTrainer on a plain GRPOConfig, so TRL's defaults apply
+    # (scale_rewards="group", not PKPO's "batch"), and the advantages are TRL's group-normalised rewards.
+    from trl.trainer.utils import nanstd
+
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--trainer", "grpo"]
+    command += ["--output_dir", str(tmp_path / "run"), "--plot", "false", "--max_steps", "1"]
+    command += ["--reward_funcs", "test_trainer:continuous_reward"]
+    trainer = run(*parse_args(command))
+    assert type(trainer) is GRPOTrainer and type(trainer.args) is GRPOConfig
+    assert trainer.args.scale_rewards == GRPOConfig.scale_rewards == "group"
+    rewards = torch.tensor(list(trainer._logs["rewards"]["continuous_reward"])).view(-1, 4)
+    expected = (rewards - rewards.mean(dim=1, keepdim=True)) / (nanstd(rewards, dim=1, keepdim=True) + 1e-4)
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(torch.tensor(list(trainer._logs["advantages"])), expected.view(-1))
+
+
+def test_the_saved_adapter_has_a_model_card_saying_what_was_trained(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    trainer = run(*parse_args([*command, "--plot", "false"]))
+    card = (out / "README.md").read_text()
+    assert "More Information Needed" not in card  # PEFT's empty template is replaced
+    assert "library_name: peft" in card and f"| base model | `{tiny_model_dir}` |" in card
+    assert "built-in `addition` task: 1-digit, 2 operands, 2-shot plain prompts" in card
+    assert "k = `linear:4->1`, estimator `sloo_minus_one`" in card and "LoRA r=4, alpha=8 on q_proj, v_proj" in card
+    last_pass_at_1 = [e["pkpo/pass@1"] for e in trainer.state.log_history if "pkpo/pass@1" in e][-1]
+    assert "| `pkpo/pass@1` |" in card and f"{last_pass_at_1:.4g} (step 2)" in card
+    assert f"AutoPeftModelForCausalLM.from_pretrained({str(out)!r})" in card

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from trl.import_utils import is_vllm_available
 
 from pkpo_trl import PKPOConfig
 
@@ -43,6 +44,14 @@ def test_invalid_settings_raise(tmp_path, kwargs, message):
         make(tmp_path, **kwargs)
 
 
+def test_a_schedule_overrides_pkpo_k_without_it_being_validated(tmp_path):
+    # pkpo_k keeps its default 4, which num_generations=2 could not support; the schedule is what is used.
+    config = make(tmp_path, num_generations=2, per_device_train_batch_size=2, pkpo_k_schedule="linear:2->1")
+    assert config.pkpo_k_schedule == "linear:2->1"
+    with pytest.raises(ValueError, match="pkpo_k_schedule='linear:3->1' gives k=3"):
+        make(tmp_path, num_generations=2, per_device_train_batch_size=2, pkpo_k_schedule="linear:3->1")
+
+
 def test_group_scaling_warns(tmp_path):
     with pytest.warns(UserWarning, match="undoes PKPO's relative weighting"):
         make(tmp_path, scale_rewards="group")
@@ -52,9 +61,7 @@ def test_boolean_scale_rewards_follow_grpo(tmp_path):
     assert make(tmp_path, scale_rewards=False).scale_rewards == "none"
 
 
+@pytest.mark.skipif(is_vllm_available(), reason="checks the error path of a machine without vLLM")
 def test_use_vllm_without_vllm_is_a_clear_error_before_any_model_loads(tmp_path):
-    from trl.import_utils import is_vllm_available
-
-    assert not is_vllm_available(), "this test checks the error path; it needs an environment without vllm"
     with pytest.raises(ImportError, match=r"use_vllm=True needs vLLM.*pkpo-trl\[vllm\]"):
         make(tmp_path, use_vllm=True, vllm_mode="colocate")

@@ -223,6 +223,16 @@ def test_data_arguments_drive_load_datasets():
         DataArguments(prompt_format="markdown")
 
 
+def test_load_task_takes_data_arguments_or_a_name_with_overrides():
+    args = DataArguments(dataset_name="addition", task_seed=3, task_digits=3, task_few_shot=2, prompt_format="plain")
+    by_args = load_task(args, "train", num_examples=20)
+    by_name = load_task("addition", "train", num_examples=20, seed=3, digits=3, few_shot=2, prompt_format="plain")
+    assert by_args.to_list() == by_name.to_list()
+    assert load_task(args, "train", num_examples=20, seed=4).to_list() != by_args.to_list()
+    with pytest.raises(TypeError, match="no_such_option"):
+        load_task("addition", no_such_option=1)
+
+
 def test_plain_prompts_without_few_shot_examples():
     from pkpo_trl.data import load_task
 

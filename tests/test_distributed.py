@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from pkpo_trl import transform_rewards
@@ -17,6 +18,7 @@ from pkpo_trl import transform_rewards
 SCRIPT = Path(__file__).parent / "scripts" / "distributed_pkpo.py"
 
 
+@pytest.mark.slow
 def test_two_processes_train_and_slice_the_gathered_transform(tmp_path):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")

@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 import pkpo_trl.estimators as estimators_module
 from pkpo_trl.estimators import ESTIMATORS, maxg_at_k, pass_at_k, transform_rewards
 
-ALL_ESTIMATORS = ("s", "sloo", "sloo_minus_one", "l2o")
+ALL_ESTIMATORS = ("s", "sloo", "sloo_minus_one", "l2o")  # PKPO's max@k estimators: any rewards, any valid k
+SUCCESSORS = ("grpo_passk", "pass_at_k_training")  # k = n only / 0-1 rewards only: section 13
 BASELINED = ("sloo", "sloo_minus_one", "l2o")
+SHIFT_INVARIANT = ("sloo_minus_one", "l2o")  # zero on constant groups by definition
 MIN_OTHERS = {"s": 0, "sloo": 1, "sloo_minus_one": 0, "l2o": 1}  # largest valid k is n - MIN_OTHERS
 MAX_N = 10  # the enumeration oracle is exact for every n <= MAX_N
 
@@ -89,7 +91,15 @@ def _rloo_over_n(g: Sequence[float]) -> list[float]:
 
 
 def oracle_sloo(g: Sequence[float], k: int) -> list[float]:
-    """s_i - k/n * rho_g(others of i, k)."""
+    """Paper Eq. 29 by brute force: s_i - 1/(n-1) * sum_{j != i} s_j(others of i), where s_j(others of i) is
+    the enumeration s weight of j computed on the n-1 samples other than i (k <= n-1)."""
+    n = len(g)
+    s = oracle_s(g, k)
+    return [s[i] - math.fsum(oracle_s(_others(g, i), k)) / (n - 1) for i in range(n)]
+
+
+def oracle_zero_sum_loo(g: Sequence[float], k: int) -> list[float]:
+    """The zero-sum leave-one-out estimator: s_i - k/n * rho_g(others of i, k) (enumeration rho)."""
     n = len(g)
     s = oracle_s(g, k)
     return [s[i] - k / n * oracle_rho(_others(g, i), k) for i in range(n)]
@@ -283,7 +293,46 @@ def test_maxg_matches_enumeration_property(g: list[float], data: st.DataObject) 
 
 
 # ==================================================================================================
-# 2. l2o: zero-sum groups and RLOO at k = 1 (its enumeration equality is part of section 1).
+# 2. sloo (paper Eq. 29) vs l2o (zero-sum k/n): the paper's fixture, both enumeration forms of l2o,
+#    zero-sum groups and RLOO at k = 1 (enumeration equality with ORACLES is part of section 1).
+
+
+def test_sloo_reproduces_the_paper_fixture() -> None:
+    """Paper fixture: g = [0.1, 0.7, 0.3, 0.9, 0.5], k = 2 gives sloo = [-0.14333, -0.03333, -0.14333,
+    0.07667, -0.10667] (5 decimals); the zero-sum k/n variant (l2o) gives [-0.06667, 0.03333, -0.06667,
+    0.13333, -0.03333]; the brute-force oracle agrees with both."""
+    g = [0.1, 0.7, 0.3, 0.9, 0.5]
+    paper = [-0.14333, -0.03333, -0.14333, 0.07667, -0.10667]
+    assert_close(transform_rewards(t64(g), 2, "sloo"), paper, 1.0, tol=5e-6)
+    assert_close(t64(oracle_sloo(g, 2)), paper, 1.0, tol=5e-6)
+    assert_close(transform_rewards(t64(g), 2, "l2o"), [-0.06667, 0.03333, -0.06667, 0.13333, -0.03333], 1.0, 5e-6)
+
+
+def test_l2o_is_the_zero_sum_k_over_n_estimator_exhaustive() -> None:
+    """l2o equals s_i - k/n * rho(others, k) (enumeration) as well as MaxPO's pairwise L2O definition
+    (ORACLES, section 1), for every n <= 10 and k <= n-1; sloo differs from it whenever k*rho(others) does
+    not vanish (coefficient k/(n-1) vs k/n)."""
+    for n in range(2, MAX_N + 1):
+        binary, other = sweep_rows(n, seed=300 + n)
+        for k in valid_ks(n, "l2o"):
+            for rows in (binary, other):
+                got = transform_rewards(t64(rows), k, "l2o")
+                assert_close(got, [oracle_zero_sum_loo(row, k) for row in rows], _scale(rows))
+    g = t64([0.1, 0.7, 0.3, 0.9, 0.5])
+    assert (transform_rewards(g, 2, "sloo") - transform_rewards(g, 2, "l2o")).abs().min() > 0.05
+
+
+@HYP
+@given(g=reward_groups(min_n=2))
+def test_sloo_on_others_sum_identity(g: list[float]) -> None:
+    """Eq. 29's two forms agree: s_i - 1/(n-1) * sum_j s_j(others of i) == s_i - k/(n-1) * rho(others of i, k),
+    and the transform matches them; sloo is not zero-sum in general."""
+    n = len(g)
+    for k in valid_ks(n, "sloo"):
+        s = oracle_s(g, k)
+        rho_form = [s[i] - k / (n - 1) * oracle_rho(_others(g, i), k) for i in range(n)]
+        assert_close(t64(oracle_sloo(g, k)), rho_form, _scale([g]))
+        assert_close(transform_rewards(t64(g), k, "sloo"), rho_form, _scale([g]))
 
 
 @HYP
@@ -424,13 +473,13 @@ def test_integer_input_follows_changed_default_dtype() -> None:
 
 
 # ==================================================================================================
-# 4. Binary closed forms == sorted path.
+# 4. Binary groups: the same numbers alone and in a batch with non-binary groups; the spec's closed forms.
 
 
 @pytest.mark.parametrize("estimator", ALL_ESTIMATORS)
 def test_binary_path_equals_sorted_path(estimator: str) -> None:
-    """Binary detection is per call: the same 0/1 groups computed alone (closed forms) and next to a
-    dummy 0.5 group (forcing the sort path) give the same numbers, for every n <= 12 and valid k."""
+    """Whether a batch is binary changes nothing: the same 0/1 groups computed alone and next to a dummy 0.5
+    group give the same numbers, for every n <= 12 and valid k."""
     gen = torch.Generator().manual_seed(3)
     for n in range(1, 13):
         g = (torch.rand(16, n, generator=gen) < 0.5).to(torch.float64)
@@ -640,8 +689,9 @@ def test_mc_gradient_unbiased_categorical(estimator: str) -> None:
 @HYP
 @given(g=reward_groups())
 def test_k1_is_the_ordinary_objective(g: list[float]) -> None:
-    """maxg_at_k(g, 1) is the mean; s at k=1 is g_i/n; every baselined estimator at k=1 is RLOO/n:
-    A_i = g_i/n - mean_{j!=i} g_j / n = (g_i - mean(g)) / (n-1), since g_i - mean_others = n/(n-1)(g_i - mean)."""
+    """k = 1 conventions. maxg_at_k(g, 1) is the mean; s at k=1 is g_i/n; sloo_minus_one and l2o at k=1 are
+    RLOO/n: A_i = g_i/n - mean_{j!=i} g_j / n = (g_i - mean(g)) / (n-1), since g_i - mean_others =
+    n/(n-1)(g_i - mean); sloo at k=1 is Eq. 29 as written: g_i/n - mean_{j!=i} g_j / (n-1)."""
     n = len(g)
     scale = _scale([g])
     assert_close(maxg_at_k(t64(g), 1), _mean(g), scale)
@@ -650,10 +700,12 @@ def test_k1_is_the_ordinary_objective(g: list[float]) -> None:
         assert_close(transform_rewards(t64(g), 1, "sloo_minus_one"), [0.0], scale)  # no others: no signal
         return
     mean = _mean(g)
-    for estimator in BASELINED:
+    for estimator in ("sloo_minus_one", "l2o"):
         a = transform_rewards(t64(g), 1, estimator)
         assert_close(a, [g[i] / n - _mean(_others(g, i)) / n for i in range(n)], scale)
         assert_close(a, [(v - mean) / (n - 1) for v in g], scale)
+    a = transform_rewards(t64(g), 1, "sloo")
+    assert_close(a, [g[i] / n - _mean(_others(g, i)) / (n - 1) for i in range(n)], scale)
 
 
 # ==================================================================================================
@@ -703,7 +755,8 @@ def _reference_at(g_sorted: list[float], k: int, estimator: str, ranks: list[int
             out[r] = s
             continue
         others = g_sorted[: r - 1] + g_sorted[r:]
-        out[r] = s - k / n * math.fsum(w * v for w, v in zip(rho_w, others))
+        coef = k / (n - 1) if estimator == "sloo" else k / n
+        out[r] = s - coef * math.fsum(w * v for w, v in zip(rho_w, others))
     return out
 
 
@@ -712,8 +765,8 @@ def _reference_at(g_sorted: list[float], k: int, estimator: str, ranks: list[int
 def test_stability_n4096(estimator: str, k: int) -> None:
     """n = 4096 (binomials overflow float64 at n ~ 1030): finite values that match exact-integer-weight
     references at 40 ranks to 1e-9 relative (k = n is replaced by n-1 for sloo/l2o). For l2o the reference
-    is sloo's, using the identity l2o == sloo (proved by enumeration for n <= 10 above; at large n we also
-    check l2o's zero sum)."""
+    is its zero-sum form s_i - k/n * rho(-i, k) (equal to MaxPO's pairwise form by enumeration for n <= 10
+    above; at large n we also check l2o's zero sum)."""
     k = min(k, BIG_N - MIN_OTHERS[estimator])
     gen = torch.Generator().manual_seed(16)
     g = torch.randn(BIG_N, generator=gen, dtype=torch.float64) + 0.5
@@ -727,7 +780,7 @@ def test_stability_n4096(estimator: str, k: int) -> None:
     for r in picks:
         got = out[order[r - 1]].item()
         assert abs(got - ref[r]) <= 1e-9 * (abs(ref[r]) + scale), (r, got, ref[r])
-    if estimator in ("sloo", "l2o"):
+    if estimator == "l2o":
         assert abs(out.sum().item()) <= 1e-10 * scale * BIG_N
     value = maxg_at_k(g, k).item()
     exact = math.fsum(_exact_ratio(r - 1, k - 1, BIG_N, k) * v for r, v in enumerate(g_sorted.tolist(), 1))
@@ -918,8 +971,11 @@ def test_pass_at_k_agrees_with_maxg_on_binary_groups(bits: list[bool], data: st.
 
 
 def test_registry_lists_the_estimators() -> None:
-    """ESTIMATORS holds exactly the four documented estimators, the default is sloo_minus_one."""
-    assert set(ESTIMATORS) == set(ALL_ESTIMATORS)
+    """ESTIMATORS holds exactly the documented estimators (PKPO's four and the two successors'), each a
+    function with a docstring; the default is sloo_minus_one."""
+    assert set(ESTIMATORS) == set(ALL_ESTIMATORS + SUCCESSORS)
+    for name, spec in ESTIMATORS.items():
+        assert spec.name == name and callable(spec.fn) and spec.fn.__doc__
     g = torch.tensor([0.2, 0.9, 0.4], dtype=torch.float64)
     torch.testing.assert_close(transform_rewards(g, 2), transform_rewards(g, 2, "sloo_minus_one"))
 
@@ -950,3 +1006,188 @@ def test_variance_ordering_on_paper_toy_near_the_edge() -> None:
     for k in (2, 4, 8, 15):
         var = _toy_gradient_variances(1.0, k)
         assert var["sloo_minus_one"] < 0.8 * var["sloo"] < 0.8 * 0.5 * var["s"], (k, var)
+
+
+# ==================================================================================================
+# 13. Exact zeros for constant groups, None as NaN.
+
+
+@HYP
+@given(
+    value=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+    n=st.integers(1, 12),
+    data=st.data(),
+)
+def test_constant_groups_give_exact_zeros(value: float, n: int, data: st.DataObject) -> None:
+    """A group of equal rewards, any value (0.7, -3e5, ...), gives advantages == 0.0 exactly under every
+    estimator whose definition is zero there (sloo_minus_one, l2o, grpo_passk; pass_at_k_training on 0/1
+    groups), at every valid k, also with NaN slots mixed in."""
+    row = [value] * n
+    mask = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    with_nan = [math.nan if m else v for v, m in zip(row, mask)]
+    for g in (t64(row), t64(with_nan), t64([row, with_nan])):
+        for estimator in SHIFT_INVARIANT:
+            for k in valid_ks(n, estimator):
+                assert (transform_rewards(g, k, estimator) == 0).all(), (estimator, k)
+        assert (transform_rewards(g, n, "grpo_passk") == 0).all()
+    for bit in (0.0, 1.0):
+        for k in range(1, n + 1):
+            assert (transform_rewards(t64([bit] * n), k, "pass_at_k_training") == 0).all()
+
+
+@HYP
+@given(value=st.floats(-1e3, 1e3, allow_nan=False), n=st.integers(2, 12), data=st.data())
+def test_sloo_on_constant_groups_is_documented_nonzero(value: float, n: int, data: st.DataObject) -> None:
+    """sloo (Eq. 29) on a constant group c is k*c*(1/n - 1/(n-1)) for every sample, not 0."""
+    k = data.draw(st.integers(1, n - 1))
+    expected = k * value * (1 / n - 1 / (n - 1))
+    assert_close(transform_rewards(t64([value] * n), k, "sloo"), [expected] * n, abs(value))
+
+
+def test_binary_incorrect_samples_get_exact_zero_under_sloo_minus_one() -> None:
+    """sloo_minus_one's binary form gives incorrect samples 0: exactly 0.0, so frac_zero_advantage counts them."""
+    gen = torch.Generator().manual_seed(5)
+    g = (torch.rand(64, 16, generator=gen) < 0.3).to(torch.float32)
+    for k in (2, 4, 16):
+        out = transform_rewards(g, k, "sloo_minus_one")
+        assert (out[g == 0] == 0).all()
+
+
+def test_none_is_treated_as_nan() -> None:
+    """None in list or object-array input (TRL's "not scored") is NaN: same numbers as the NaN tensor."""
+    rows = [[0.2, None, 0.9, 0.4, None], [1.0, 0.0, None, 1.0, 0.0]]
+    nan_rows = t64([[math.nan if v is None else v for v in row] for row in rows])
+    for estimator in ALL_ESTIMATORS:
+        expected = transform_rewards(nan_rows, 2, estimator)
+        torch.testing.assert_close(
+            transform_rewards(rows, 2, estimator).to(torch.float64), expected, rtol=0, atol=1e-7
+        )
+        as_object = np.array(rows, dtype=object)
+        torch.testing.assert_close(
+            transform_rewards(as_object, 2, estimator).to(torch.float64), expected, rtol=0, atol=1e-7
+        )
+    value = maxg_at_k([0.5, None, 0.1], 2)
+    assert abs(value.item() - 0.5) < 1e-7
+    assert math.isnan(maxg_at_k([None, None], 1).item())
+
+
+# ==================================================================================================
+# 14. The successors' estimators: verl's grpo_passk (Tang et al.) and Chen et al.'s Pass@k Training.
+
+
+def verl_grpo_passk(g: Sequence[float]) -> list[float]:
+    """verl's compute_grpo_passk_outcome_advantage without std normalisation (norm_adv_by_std_in_grpo=False):
+    torch.topk(rewards, 2); the top sample gets r_max - r_second_max, every other sample 0."""
+    out = [0.0] * len(g)
+    if len(g) >= 2:
+        top, idx = torch.topk(t64(g), 2)
+        out[int(idx[0])] = top[0].item() - top[1].item()
+    return out
+
+
+def chen_pass_at_k_training(g: Sequence[float], k: int) -> list[float]:
+    """Chen et al. (arXiv 2508.10751), analytic form as published (README / code/passk_adv.py of
+    RUCAIBox/Passk_Training), exact integers, 0/0 := 0:
+    R = 1 - C(N_neg, k)/C(N, k), sigma = sqrt(R (1-R)), A_pos = (1-R)/sigma,
+    A_neg = (1 - R - C(N_neg-1, k-1)/C(N-1, k-1))/sigma."""
+    n, n_neg = len(g), sum(1 for v in g if v == 0)
+    R = 1 - comb(n_neg, k) / comb(n, k)
+    sigma = math.sqrt(R * (1 - R))
+    if sigma == 0:
+        return [0.0] * n
+    a_pos = (1 - R) / sigma
+    a_neg = (1 - R - comb(n_neg - 1, k - 1) / comb(n - 1, k - 1)) / sigma
+    return [a_pos if v == 1 else a_neg for v in g]
+
+
+def chen_by_subsets(g: Sequence[float], k: int) -> list[float]:
+    """Chen et al.'s construction by enumeration: a k-subset's reward is its max (pass@k); a sample's
+    advantage is the mean over the subsets holding it of (subset reward - mean subset reward) / std of the
+    subset rewards (population std over all C(n,k) subsets); 0 where that std is 0."""
+    n = len(g)
+    subsets = list(combinations(range(n), k))
+    reward = {S: max(g[j] for j in S) for S in subsets}
+    mean = _mean(list(reward.values()))
+    std = math.sqrt(_mean([(v - mean) ** 2 for v in reward.values()]))
+    if std == 0:
+        return [0.0] * n
+    return [_mean([(reward[S] - mean) / std for S in subsets if i in S]) for i in range(n)]
+
+
+def test_grpo_passk_matches_verl_and_equals_sloo_minus_one_at_k_n() -> None:
+    """For every n <= 10 and every kind of group: grpo_passk == verl's top-2 rule (unnormalised) ==
+    sloo_minus_one at k = n, exactly (scale 1). With NaN slots it uses the n' scored samples."""
+    for n in range(1, MAX_N + 1):
+        binary, other = sweep_rows(n, seed=400 + n)
+        for rows in (binary, other):
+            got = transform_rewards(t64(rows), n, "grpo_passk")
+            assert_close(got, [verl_grpo_passk(row) for row in rows], _scale(rows), tol=1e-12)
+            torch.testing.assert_close(got, transform_rewards(t64(rows), n, "sloo_minus_one"), rtol=0, atol=1e-12)
+            assert_close(got, [oracle_sloo_minus_one(row, n) for row in rows], _scale(rows))
+        h = [row[:-1] + [math.nan] for row in other]
+        got = transform_rewards(t64(h), n, "grpo_passk")
+        assert_close(got, [verl_grpo_passk(row[:-1]) + [0.0] for row in other], _scale(other), tol=1e-12)
+
+
+def test_grpo_passk_with_verls_std_normalisation_is_a_per_group_rescale() -> None:
+    """verl's default divides by the group's (unbiased) std + 1e-6: grpo_passk times 1/(std+eps) per group,
+    i.e. sloo_minus_one at k = n up to a per-group scale."""
+    gen = torch.Generator().manual_seed(6)
+    g = torch.randn(32, 8, generator=gen, dtype=torch.float64)
+    ours = transform_rewards(g, 8, "grpo_passk")
+    verl_default = torch.stack([t64(verl_grpo_passk(row.tolist())) / (row.std() + 1e-6) for row in g])
+    torch.testing.assert_close(ours / (g.std(-1, keepdim=True) + 1e-6), verl_default, rtol=1e-12, atol=1e-12)
+
+
+def test_grpo_passk_needs_k_equal_n() -> None:
+    with pytest.raises(ValueError, match=r"k = n only"):
+        transform_rewards(G4, 3, "grpo_passk")
+
+
+def test_pass_at_k_training_matches_published_formula_and_subset_construction() -> None:
+    """For every binary group with n <= 10 (all c) and every k <= n: the published closed form and the
+    subset-by-subset construction; its advantages sum to zero per group."""
+    for n in range(1, MAX_N + 1):
+        for c in range(n + 1):
+            g = [1.0] * c + [0.0] * (n - c)
+            for k in range(1, n + 1):
+                got = transform_rewards(t64(g), k, "pass_at_k_training")
+                assert_close(got, chen_pass_at_k_training(g, k), 1.0, tol=1e-9)
+                assert_close(got, chen_by_subsets(g, k), 1.0, tol=1e-9)
+                assert abs(got.sum().item()) <= 1e-9
+
+
+def test_pass_at_k_training_k1_is_grpo_with_population_std() -> None:
+    """At k = 1 Chen et al.'s advantage is (g_i - mean g) / std g (population std), 0 for constant groups."""
+    gen = torch.Generator().manual_seed(7)
+    g = (torch.rand(64, 8, generator=gen) < 0.4).to(torch.float64)
+    std = g.std(-1, unbiased=False, keepdim=True)
+    expected = torch.where(std > 0, (g - g.mean(-1, keepdim=True)) / torch.where(std > 0, std, 1.0), 0.0)
+    torch.testing.assert_close(transform_rewards(g, 1, "pass_at_k_training"), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_pass_at_k_training_rejects_continuous_rewards_and_drops_nans() -> None:
+    """Continuous rewards raise a ValueError naming the restriction; NaN slots are dropped (n' and c among the
+    scored samples) and get 0."""
+    with pytest.raises(ValueError, match=r"binary \(0/1\) rewards only"):
+        transform_rewards(G4, 2, "pass_at_k_training")
+    h = [1.0, math.nan, 0.0, 0.0, math.nan, 1.0, 0.0]
+    got = transform_rewards(t64(h), 3, "pass_at_k_training")
+    expected = chen_pass_at_k_training([1.0, 0.0, 0.0, 1.0, 0.0], 3)
+    assert_close(got, [expected[0], 0.0, expected[1], expected[2], 0.0, expected[3], expected[4]], 1.0)
+
+
+@pytest.mark.parametrize("p", [0.15, 0.6])
+def test_pass_at_k_training_mean_is_not_the_pass_at_k_gradient(p: float) -> None:
+    """Documented: Chen et al.'s advantage is not an unbiased pass@k gradient. Bernoulli(p), n = 8, k = 4:
+    the Monte Carlo mean of sum_i A_i * d/dp log p(x_i) differs from k(1-p)^(k-1) by many standard errors
+    (its scale involves 1/sigma and n/k); its sign agrees."""
+    gen = torch.Generator().manual_seed(16)
+    x = (torch.rand(MC_GROUPS, MC_N, generator=gen) < p).to(torch.float64)
+    score = x / p - (1 - x) / (1 - p)
+    k = 4
+    per_group = (transform_rewards(x, k, "pass_at_k_training") * score).sum(-1)
+    exact = k * (1 - p) ** (k - 1)
+    se = per_group.std().item() / math.sqrt(MC_GROUPS)
+    assert abs(per_group.mean().item() - exact) > 10 * se
+    assert per_group.mean().item() > 0

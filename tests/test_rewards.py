@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
+import re
 import threading
 import time
 
@@ -12,6 +14,7 @@ import pytest
 
 from pkpo_trl.rewards import (
     REWARDS,
+    TRL_CONTEXT_KWARGS,
     RewardConfigError,
     completion_text,
     extract_final_answer,
@@ -110,6 +113,12 @@ def test_math_verify_equivalences():
     assert math_verify_equivalent("\\left( 3, \\frac{\\pi}{2} \\right)", "\\boxed{(3, \\frac{\\pi}{2})}") == 1.0
     assert math_verify_equivalent("#### 1,000", "\\boxed{1000}") == 1.0
     assert math_verify_equivalent("7", "\\boxed{8}") == 0.0
+
+
+def test_math_verify_reads_answers_as_trl_accuracy_reward_does():
+    """\\boxed{} first; a number without an anchor (\\boxed{}, 'Answer:', 'answer is') is not an answer."""
+    completions = ["It is 72", "The answer is $71$, so \\boxed{72}", "I think 72. \\boxed{71}", "The answer is 72"]
+    assert reward("math_verify", completions, ["72"] * 4) == [0.0, 1.0, 0.0, 1.0]
 
 
 def test_answer_column_is_configurable():
@@ -230,6 +239,19 @@ def test_custom_reward_by_import_path(tmp_path, monkeypatch):
     assert funcs[2](prompts=["p", "q"], completions=["1", "2"], answer=["1", "3"]) == [1.0, 0.0]
 
 
+def test_custom_reward_by_dotted_path_as_trl_takes_it(tmp_path, monkeypatch):
+    (tmp_path / "my_dotted_pkg").mkdir()
+    (tmp_path / "my_dotted_pkg" / "__init__.py").write_text("")
+    (tmp_path / "my_dotted_pkg" / "rewards.py").write_text(
+        "def length_reward(completions, **kwargs):\n    return [float(len(c)) for c in completions]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    funcs = get_reward_funcs(["my_dotted_pkg.rewards.length_reward", f"{__name__}.column_reward"])
+    assert [f.__name__ for f in funcs] == ["length_reward", "column_reward"]
+    assert funcs[0](prompts=["p"], completions=["abc"]) == [3.0]
+    assert funcs[1](prompts=["p", "q"], completions=["1", "2"], answer=["1", "3"]) == [1.0, 0.0]
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
@@ -238,8 +260,19 @@ def test_custom_reward_by_import_path(tmp_path, monkeypatch):
         (f"{__name__}:missing", "has no attribute 'missing'"),
         ("sys:maxsize", "not callable"),
         (":f", "'module:function'"),
+        ("no_such_module_xyz.f", "Cannot import module 'no_such_module_xyz'"),
+        (f"{__name__}.missing", "has no attribute 'missing'"),
+        ("sys.maxsize", "not callable"),
     ],
 )
 def test_unknown_rewards_raise_clear_errors(name, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         get_reward_funcs([name])
+
+
+def test_trl_context_kwargs_are_what_grpo_trainer_passes():
+    """The one list of TRL's non-column reward kwargs matches what GRPOTrainer._calculate_rewards sets."""
+    from trl import GRPOTrainer
+
+    source = inspect.getsource(GRPOTrainer._calculate_rewards)
+    assert set(re.findall(r'reward_kwargs\["(\w+)"\]\s*=\s*self\.', source)) == set(TRL_CONTEXT_KWARGS)

@@ -66,6 +66,7 @@ def train(
     callbacks=None,
     peft_config=None,
     resume: str | None = None,
+    eval_dataset: Dataset | None = None,
     **config,
 ):
     tokenizer = build_char_tokenizer()
@@ -92,6 +93,7 @@ def train(
         recording(reward_fn, rewards),
         args=args,
         train_dataset=prompt_dataset(),
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         callbacks=callbacks,
         peft_config=peft_config,
@@ -189,3 +191,120 @@ def test_plain_grpo_config_is_rejected_with_a_clear_message(tmp_path):
     args = GRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, num_generations=4)
     with pytest.raises(TypeError, match="needs a PKPOConfig"):
         PKPOTrainer(build_tiny_gemma2(len(tokenizer)), binary_reward, args=args, processing_class=tokenizer)
+
+
+def test_arguments_can_be_passed_positionally_as_to_grpo_trainer(tmp_path):
+    from transformers import TrainerCallback
+
+    class Marker(TrainerCallback):
+        pass
+
+    tokenizer = build_char_tokenizer()
+    args = PKPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, num_generations=N_GEN, pkpo_k=2)
+    marker = Marker()
+    # model, reward_funcs, args, train_dataset, eval_dataset, processing_class, reward_processing_classes, callbacks
+    trainer = PKPOTrainer(
+        build_tiny_gemma2(len(tokenizer)), binary_reward, args, prompt_dataset(), None, tokenizer, None, [marker]
+    )
+    assert marker in trainer.callback_handler.callbacks
+
+
+def test_captured_rewards_are_a_copy_of_trls_tensor(tmp_path):
+    # A subclass (or a later TRL) that changes the returned reward tensor in place after PKPO has seen it must
+    # not change the advantages PKPO computed from it.
+    class ZeroesRewardsAfterwards(RecordingPKPOTrainer):
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            rewards.zero_()
+            return rewards
+
+    trainer = train(tmp_path, trainer_cls=ZeroesRewardsAfterwards, pkpo_k=2, scale_rewards="none")
+    for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
+        expected = transform_rewards(torch.tensor(rewards).view(-1, N_GEN), 2).view(-1)
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
+
+
+def test_scoring_rewards_twice_per_batch_is_an_error(tmp_path):
+    # Stands for a TRL version whose _generate_and_score_completions calls _calculate_rewards a second time:
+    # PKPO could not tell which call's rewards the returned batch was built from.
+    class ScoresTwice(GRPOTrainer):
+        def _generate_and_score_completions(self, inputs):
+            output = super()._generate_and_score_completions(inputs)
+            prompts = [x["prompt"] for x in inputs]
+            self._calculate_rewards(inputs, prompts, ["x"] * len(inputs), [[5]] * len(inputs))
+            return output
+
+    class Trainer(RecordingPKPOTrainer, ScoresTwice):
+        pass
+
+    with pytest.raises(RuntimeError, match="_calculate_rewards ran 2 times"):
+        train(tmp_path, trainer_cls=Trainer, pkpo_k=2, max_steps=1)
+
+
+@pytest.mark.parametrize("scale_rewards", ["batch", "group"])
+def test_scaling_uses_the_std_of_scored_completions_only(tmp_path, scale_rewards):
+    # As TRL's own scaling (nanstd): the zeros forced onto unscorable completions do not shrink the std.
+    from trl.trainer.utils import nanstd
+
+    def continuous_sometimes_unscorable(completion_ids, **kwargs):
+        return [None if i % 3 == 0 else v for i, v in enumerate(continuous_reward(completion_ids))]
+
+    trainer = train(tmp_path, pkpo_k=2, scale_rewards=scale_rewards, reward_fn=continuous_sometimes_unscorable)
+    for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
+        groups = torch.tensor([math.nan if r is None else r for r in rewards]).view(-1, N_GEN)
+        raw = transform_rewards(groups, 2)
+        scored = raw.masked_fill(groups.isnan(), math.nan)
+        std = nanstd(scored) if scale_rewards == "batch" else nanstd(scored, dim=1, keepdim=True)
+        expected = (raw / (std + 1e-4)).view(-1)
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-4, atol=1e-5)
+
+
+def test_reward_values_that_are_not_numbers_name_the_function_and_value(tmp_path):
+    def string_reward(completion_ids, **kwargs):
+        return ["1.0"] * len(completion_ids)
+
+    with pytest.raises(TypeError, match=r"reward function 'string_reward' returned '1\.0' \(str\)"):
+        train(tmp_path, reward_fn=string_reward, pkpo_k=2, max_steps=1)
+
+
+# Renders tool calls and tool results, which TRL requires of a template used with `environment_factory`.
+TOOL_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' }}{% if message['content'] is string %}{{ message['content'] }}{% endif %}"
+    "{% for call in message.get('tool_calls') or [] %}"
+    "{{ call['function']['name'] }}({{ call['function']['arguments'] | tojson }}){% endfor %}"
+    "{{ '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+def test_prompts_supplied_by_an_environment_are_counted_as_solved(tmp_path, monkeypatch):
+    # TRL allows a data set without a `prompt` column when an environment's reset() supplies the prompt.
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+
+    class AdditionEnvironment:
+        def reset(self, a: int, **kwargs) -> str:
+            return f"{a}+{a % 3}="
+
+    tokenizer = build_char_tokenizer()
+    tokenizer.chat_template = TOOL_CHAT_TEMPLATE
+    args = PKPOConfig(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, num_generations=N_GEN, pkpo_k=2, max_steps=2,
+        per_device_train_batch_size=8, max_completion_length=4, logging_steps=1, save_strategy="no",
+        gradient_checkpointing=False, seed=0,
+    )  # fmt: skip
+    trainer = PKPOTrainer(
+        build_tiny_gemma2(len(tokenizer)),
+        lambda completion_ids, **kwargs: [1.0] * len(completion_ids),  # every prompt solved
+        args=args,
+        train_dataset=Dataset.from_dict({"a": list(range(16))}),
+        processing_class=tokenizer,
+        environment_factory=AdditionEnvironment,
+    )
+    trainer.train()
+    # 2 steps x 2 prompts, all distinct, all solved.
+    solved = [
+        entry["pkpo/num_prompts_solved"] for entry in trainer.state.log_history if "pkpo/num_prompts_solved" in entry
+    ]
+    assert solved == [2.0, 4.0]

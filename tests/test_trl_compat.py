@@ -1,14 +1,23 @@
 """The TRL internals PKPOTrainer relies on. If a TRL upgrade moves them, these fail loudly here
-instead of a run silently training with GRPO's advantages."""
+instead of a run silently training with GRPO's advantages.
+
+The real checks are behavioural: the advantages that reach TRL's loss are the PKPO transform of the rewards TRL
+gathered, here for every way GRPOTrainer batches (evaluation groups of ``num_generations_eval``, a generation
+batch reused over ``num_iterations``, split over ``gradient_accumulation_steps`` or ``steps_per_generation``),
+in ``test_trainer.py`` for plain training and in ``test_distributed.py`` for two processes."""
 
 from __future__ import annotations
 
 import inspect
 
+import pytest
+import torch
+from datasets import Dataset
 from packaging.version import Version
+from test_trainer import N_GEN, continuous_reward, train
 from trl import GRPOTrainer, __version__
 
-from pkpo_trl import PKPOTrainer
+from pkpo_trl import PKPOTrainer, transform_rewards
 
 
 def test_trl_version_is_in_the_supported_range():
@@ -22,18 +31,83 @@ def test_override_points_exist_with_the_expected_signatures():
     assert list(score.parameters) == ["self", "inputs"]
 
 
-def test_grpo_computes_advantages_from_gathered_rewards_and_returns_them():
-    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
-    # Advantages are built from the output of _calculate_rewards (all processes) ...
-    assert "rewards_per_func = self._calculate_rewards(" in source
-    # ... sliced to this process by index * len(prompts) ...
-    assert "self.accelerator.process_index * len(prompts)" in source
-    # ... and handed to the loss under this key.
-    assert '"advantages": advantages' in source
-    loss_source = inspect.getsource(GRPOTrainer._compute_loss)
-    assert 'inputs["advantages"]' in loss_source
-
-
 def test_pkpo_trainer_overrides_only_the_documented_points():
     own = {name for name, value in vars(PKPOTrainer).items() if callable(value) and hasattr(GRPOTrainer, name)}
     assert own == {"__init__", "_calculate_rewards", "_generate_and_score_completions"}
+
+
+def test_pkpo_trainer_signature_is_grpo_trainers():
+    # Parameter names, order, kinds, defaults and annotations: a GRPO script's call works unchanged.
+    assert inspect.signature(PKPOTrainer.__init__) == inspect.signature(GRPOTrainer.__init__)
+
+
+class EventRecorder(PKPOTrainer):
+    """Records, in order, each scored generation batch (mode and gathered rewards) and each loss call's advantages."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.events: list[list] = []
+
+    def _generate_and_score_completions(self, inputs):
+        self.events.append(["batch", "train" if self.model.training else "eval", None])
+        return super()._generate_and_score_completions(inputs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self.events[-1][2] = rewards[:, 0].tolist()
+        return rewards
+
+    def _compute_loss(self, model, inputs):
+        self.events.append(["loss", inputs["advantages"].detach().clone()])
+        return super()._compute_loss(model, inputs)
+
+
+def assert_loss_sees_the_transform(trainer, k: int, n_eval: int = N_GEN, reuses: int = 1) -> dict[str, int]:
+    """Each batch's loss calls, together, see the transform of its gathered rewards (``reuses`` times in
+    training: num_iterations). Returns the number of batches per mode."""
+    counts = {"train": 0, "eval": 0}
+    batches = []
+    for event in trainer.events:
+        if event[0] == "batch":
+            batches.append((event[1], event[2], []))
+        else:
+            batches[-1][2].append(event[1])
+    for mode, rewards, losses in batches:
+        n = N_GEN if mode == "train" else n_eval
+        expected = transform_rewards(torch.tensor(rewards).view(-1, n), min(k, n)).view(-1)
+        expected = expected.repeat(reuses if mode == "train" else 1)
+        seen = torch.cat(losses)
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
+        assert seen.abs().sum() > 0, "degenerate check: all advantages were zero"
+        counts[mode] += 1
+    return counts
+
+
+def test_evaluation_groups_of_num_generations_eval_get_the_transform_with_a_k_they_support(tmp_path):
+    eval_dataset = Dataset.from_dict({"prompt": [f"{i}*{i}=" for i in range(4)]})
+    trainer = train(
+        tmp_path, trainer_cls=EventRecorder, reward_fn=continuous_reward, scale_rewards="none", pkpo_k=3,
+        eval_dataset=eval_dataset, num_generations_eval=2, per_device_eval_batch_size=8, eval_strategy="steps",
+        eval_steps=2, max_steps=2,
+    )  # fmt: skip
+    assert assert_loss_sees_the_transform(trainer, k=3, n_eval=2) == {"train": 2, "eval": 1}
+    # Groups of 2 support k <= 2: evaluation says which k it used.
+    assert [e["eval_pkpo/k"] for e in trainer.state.log_history if "eval_pkpo/k" in e] == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("setting", "batches", "reuses"),
+    [
+        (dict(num_iterations=2), 2, 2),  # each generation batch trains 2 optimizer steps, whole
+        (dict(gradient_accumulation_steps=2), 4, 1),  # one batch per step, split over 2 micro-batches
+        (dict(steps_per_generation=2), 2, 1),  # one batch per 2 optimizer steps, half each
+    ],
+    ids=["num_iterations", "gradient_accumulation_steps", "steps_per_generation"],
+)
+def test_reused_and_split_generation_batches_reach_the_loss_as_the_transform(tmp_path, setting, batches, reuses):
+    trainer = train(
+        tmp_path, trainer_cls=EventRecorder, reward_fn=continuous_reward, scale_rewards="none", pkpo_k=2,
+        max_steps=4, **setting,
+    )  # fmt: skip
+    assert trainer.state.global_step == 4
+    assert assert_loss_sees_the_transform(trainer, k=2, reuses=reuses) == {"train": batches, "eval": 0}

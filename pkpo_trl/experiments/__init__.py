@@ -4,7 +4,8 @@
   its gradient, the optimal ``theta`` per ``k`` (Figure 1) and score-function gradient estimates.
 - :mod:`.variance`: variance of the gradient estimators vs ``k`` (Figure 4).
 - :mod:`.training`: SGD on ``theta`` with fixed ``k`` and with ``k`` annealing.
-- :mod:`.plots`: the figures; :mod:`.runner` and ``python -m pkpo_trl.experiments``: everything at once.
+- :mod:`.runner` and ``python -m pkpo_trl.experiments``: everything at once; the figures are in
+  :mod:`pkpo_trl.plotting`.
 
 All estimator math comes from :mod:`pkpo_trl.estimators`; nothing here re-implements it.
 """
@@ -21,7 +22,7 @@ from .toy import (
     sample_policy,
     score,
 )
-from .training import TrainingResult, constant_k, step_anneal, train_schedules, train_theta
+from .training import TrainingResult, train_schedules, train_theta
 from .variance import DEFAULT_ESTIMATORS, VarianceResult, gradient_variance
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "SIGMA",
     "TrainingResult",
     "VarianceResult",
-    "constant_k",
     "exact_grad_maxg_at_k",
     "exact_maxg_at_k",
     "gradient_estimates",
@@ -40,7 +40,6 @@ __all__ = [
     "reward_cdf",
     "sample_policy",
     "score",
-    "step_anneal",
     "train_schedules",
     "train_theta",
 ]

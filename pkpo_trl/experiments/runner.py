@@ -9,7 +9,8 @@ Settings (full / quick):
 - toy (paper Figure 1): ``k in {1, 2, 4, 8, 16, 32}``, ``sigma = 0.1``, exact curves by quadrature,
   optima by golden-section search, Monte Carlo check points from :func:`pkpo_trl.estimators.maxg_at_k`.
 - variance (paper Figure 4): ``n = 16`` (quick 8), ``k = 1..n``, ``theta in {0.0, 0.5, 0.9}``
-  (quick ``{0.5, 0.9}``), 50 000 groups (quick 4 000), common random numbers across estimators.
+  (quick ``{0.5, 0.9}``), 50 000 groups (quick 4 000), common random numbers across estimators; plus the
+  binary variant (success iff ``0.9 <= x <= 1``) at ``theta in {0.7, 0.9}`` (quick ``{0.9}``).
 - training: SGD with ``lr = 0.05``, ``n = 16``, 4 groups per step, 300 steps (quick 60), 32 runs (quick 4),
   schedules ``k = 1, 4, 8`` and ``8 -> 1`` switching half-way, from ``theta0 = 0`` and from the
   sparse-reward start ``theta0 = -0.2``.
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 
 from .toy import SIGMA, exact_maxg_at_k, mc_maxg_at_k, optimal_theta
-from .training import KScheduleFn, TrainingResult, constant_k, step_anneal, train_schedules
+from .training import TrainingResult, train_schedules
 from .variance import DEFAULT_ESTIMATORS, VarianceResult, gradient_variance
 
 __all__ = [
@@ -77,6 +78,7 @@ class VarianceConfig:
     """Settings of the Figure 4 reproduction."""
 
     thetas: tuple[float, ...] = (0.0, 0.5, 0.9)
+    binary_thetas: tuple[float, ...] = (0.7, 0.9)
     n: int = 16
     num_groups: int = 50_000
     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS
@@ -86,7 +88,9 @@ class VarianceConfig:
     @classmethod
     def make(cls, quick: bool = False, seed: int = 0) -> VarianceConfig:
         """Full or quick preset."""
-        return cls(thetas=(0.5, 0.9), n=8, num_groups=4000, seed=seed) if quick else cls(seed=seed)
+        if quick:
+            return cls(thetas=(0.5, 0.9), binary_thetas=(0.9,), n=8, num_groups=4000, seed=seed)
+        return cls(seed=seed)
 
 
 @dataclass
@@ -113,11 +117,12 @@ class TrainingConfig:
         """Full or quick preset."""
         return cls(steps=60, num_runs=4, seed=seed) if quick else cls(seed=seed)
 
-    def schedules(self) -> dict[str, KScheduleFn]:
-        """Name -> schedule: each fixed ``k``, then ``k_start -> k_end`` switching half-way."""
-        out = {f"k={k}": constant_k(k) for k in self.ks}
+    def schedules(self) -> dict[str, str]:
+        """Name -> k schedule spec (:class:`pkpo_trl.annealing.KSchedule`): each fixed ``k``, then
+        ``k_start -> k_end`` switching half-way."""
+        out = {f"k={k}": f"constant:{k}" for k in self.ks}
         a, b = self.anneal
-        out[f"anneal {a}->{b}"] = step_anneal(a, b, self.steps // 2)
+        out[f"anneal {a}->{b}"] = f"steps:0={a},{self.steps // 2}={b}"
         return out
 
 
@@ -126,7 +131,7 @@ def progress_units(section: str, cfg: ToyConfig | VarianceConfig | TrainingConfi
     if section == "toy":
         return 2 * len(cfg.ks)
     if section == "variance":
-        return len(cfg.thetas) * cfg.n
+        return (len(cfg.thetas) + len(cfg.binary_thetas)) * cfg.n
     if section == "training":
         return len(cfg.starts) * (len(cfg.ks) + 1) * cfg.steps
     raise ValueError(section)
@@ -190,7 +195,7 @@ def run_toy(cfg: ToyConfig, out: Path | None = None, progress: Any = None) -> di
         "seconds": time.perf_counter() - t0,
     }
     if out is not None:
-        from .plots import plot_maxg_vs_theta
+        from ..plotting import plot_maxg_vs_theta
 
         _save(plot_maxg_vs_theta(thetas.tolist(), curves, optima, mc, cfg.sigma), out / FIGURES["toy"])
         (out / "toy.json").write_text(json.dumps(record, indent=1))
@@ -205,11 +210,20 @@ def run_variance(
     Returns ``(record, results)``; with ``out``, also writes ``variance.json`` and the figure.
     """
     t0 = time.perf_counter()
+    panels = [(theta, False) for theta in cfg.thetas] + [(theta, True) for theta in cfg.binary_thetas]
     results = [
         gradient_variance(
-            theta, cfg.n, None, cfg.estimators, cfg.num_groups, cfg.seed + i, cfg.sigma, progress=progress
+            theta,
+            cfg.n,
+            None,
+            cfg.estimators,
+            cfg.num_groups,
+            cfg.seed + i,
+            cfg.sigma,
+            progress=progress,
+            binary=binary,
         )
-        for i, theta in enumerate(cfg.thetas)
+        for i, (theta, binary) in enumerate(panels)
     ]
     summary = []
     for res in results:
@@ -220,21 +234,28 @@ def run_variance(
             if k >= 2 and k <= res.n - 1 and v["sloo_minus_one"][j] < v["sloo"][j] < v["s"][j]
         ]
         checkable = [k for k in res.ks if 2 <= k <= res.n - 1]
-        # Unbiasedness check: the largest |mean - exact gradient| in standard errors, over k and estimators.
+        # Unbiasedness check: the largest |mean - exact gradient| in standard errors, over k and the unbiased
+        # estimators (all but pass_at_k_training, whose mean is reported as a ratio to the exact gradient).
         z = max(
             abs(m - g) / se
             for e in res.mean
+            if e != "pass_at_k_training"
             for m, g, se in zip(res.mean[e], res.exact_gradient, res.standard_error(e))
             if math.isfinite(m) and se > 0
         )
-        summary.append(
-            {
-                "theta": res.theta,
-                "ordering_holds_for_k": ordered,
-                "ordering_fails_for_k": [k for k in checkable if k not in ordered],
-                "max_abs_z_mean_vs_exact_gradient": z,
-            }
-        )
+        entry = {
+            "theta": res.theta,
+            "binary": res.binary,
+            "ordering_holds_for_k": ordered,
+            "ordering_fails_for_k": [k for k in checkable if k not in ordered],
+            "max_abs_z_mean_vs_exact_gradient": z,
+        }
+        if "pass_at_k_training" in res.mean:
+            entry["pass_at_k_training_mean_over_exact"] = [
+                _finite(m / g) if math.isfinite(m) and g != 0 else None
+                for m, g in zip(res.mean["pass_at_k_training"], res.exact_gradient)
+            ]
+        summary.append(entry)
     record = {
         "config": asdict(cfg),
         "results": [
@@ -249,7 +270,7 @@ def run_variance(
         "seconds": time.perf_counter() - t0,
     }
     if out is not None:
-        from .plots import plot_variance
+        from ..plotting import plot_variance
 
         _save(plot_variance(results), out / FIGURES["variance"])
         (out / "variance.json").write_text(json.dumps(record, indent=1))
@@ -305,7 +326,7 @@ def run_training(
         "seconds": time.perf_counter() - t0,
     }
     if out is not None:
-        from .plots import plot_training
+        from ..plotting import plot_training
 
         _save(plot_training(results, cfg.eval_ks, references), out / FIGURES["training"])
         (out / "training.json").write_text(json.dumps(record, indent=1))
@@ -355,13 +376,15 @@ def _markdown(sections: dict[str, dict], meta: dict) -> str:
             f"## Gradient-estimator variance vs k (paper Figure 4; n = {cfg['n']}, {cfg['num_groups']} groups)",
             "",
             f"Figure: `{FIGURES['variance']}`. Variance over groups of sum_i A_i (x_i - theta)/sigma^2. "
-            "`sloo` and `l2o` need k <= n-1; `l2o` equals `sloo` algebraically.",
+            "`sloo` and `l2o` need k <= n-1; `grpo_passk` exists at k = n only (= `sloo_minus_one` there); "
+            "`pass_at_k_training` needs 0/1 rewards (binary panels) and is not unbiased.",
             "",
         ]
         for res, summ in zip(var["results"], var["summary"]):
             ests = list(res["variance"])
             lines += [
-                f"### theta = {res['theta']:g}",
+                f"### theta = {res['theta']:g}"
+                + (" (binary: success iff 0.9 <= x <= 1)" if res.get("binary") else ""),
                 "",
                 f"sloo_minus_one < sloo < s holds for k = {summ['ordering_holds_for_k'] or 'none'}"
                 + (f"; fails for k = {summ['ordering_fails_for_k']}" if summ["ordering_fails_for_k"] else "")

@@ -38,12 +38,14 @@ from ..estimators import maxg_at_k, transform_rewards
 __all__ = [
     "SIGMA",
     "exact_grad_maxg_at_k",
+    "exact_grad_pass_at_k",
     "exact_maxg_at_k",
     "gradient_estimates",
     "mc_maxg_at_k",
     "optimal_theta",
     "reward",
     "reward_cdf",
+    "success",
     "sample_policy",
     "score",
 ]
@@ -58,6 +60,26 @@ _CHUNK = 1024  # thetas per vectorised quadrature call
 def reward(x: torch.Tensor) -> torch.Tensor:
     """The toy reward ``g(x) = x^2`` for ``0 <= x <= 1``, else ``0`` (paper Figure 1)."""
     return torch.where((x >= 0) & (x <= 1), x * x, torch.zeros_like(x))
+
+
+SUCCESS_LOW: float = 0.9
+"""The binary variant of the toy: a sample succeeds when ``0.9 <= x <= 1`` (reward ``x^2 >= 0.81``)."""
+
+
+def success(x: torch.Tensor) -> torch.Tensor:
+    """0/1 reward of the binary variant: ``1`` for ``SUCCESS_LOW <= x <= 1``, else ``0``."""
+    return ((x >= SUCCESS_LOW) & (x <= 1)).to(torch.float64)
+
+
+def exact_grad_pass_at_k(theta: torch.Tensor | float, k: int, sigma: float = SIGMA) -> torch.Tensor:
+    """``d/dtheta pass@k`` of the binary variant: ``pass@k = 1 - (1-p)^k`` with
+    ``p = Phi((1-theta)/sigma) - Phi((0.9-theta)/sigma)``, so the gradient is ``k (1-p)^(k-1) dp/dtheta``,
+    ``dp/dtheta = (phi((0.9-theta)/sigma) - phi((1-theta)/sigma)) / sigma``."""
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    lo, hi = (SUCCESS_LOW - theta) / sigma, (1 - theta) / sigma
+    p = ndtr(hi) - ndtr(lo)
+    dp = (torch.exp(-0.5 * lo * lo) - torch.exp(-0.5 * hi * hi)) / (math.sqrt(2 * math.pi) * sigma)
+    return k * (1 - p) ** (k - 1) * dp
 
 
 def reward_cdf(t: torch.Tensor, theta: torch.Tensor | float, sigma: float = SIGMA) -> torch.Tensor:
@@ -195,20 +217,25 @@ def gradient_estimates(
     sigma: float = SIGMA,
     generator: torch.Generator | None = None,
     x: torch.Tensor | None = None,
+    binary: bool = False,
 ) -> torch.Tensor:
     """One PKPO policy-gradient estimate of ``d/dtheta maxg@k`` per group of ``n`` samples.
 
     ``grad_hat = sum_i A_i (x_i - theta) / sigma^2`` with ``A = transform_rewards(g(x), k, estimator)``
-    (paper Eq. 21/30/33, MaxPO's L2O), vectorised over ``theta.shape + (num_groups, n)``.
+    (paper Eq. 21/29/33, the zero-sum l2o, the successors' estimators), vectorised over
+    ``theta.shape + (num_groups, n)``.
 
     Args:
         theta: policy mean(s); a tensor of shape ``[R]`` runs ``R`` independent policies at once.
-        k, n: the objective's ``k`` and the group size (``k <= n``, ``k <= n-1`` for sloo/l2o).
+        k, n: the objective's ``k`` and the group size (``k <= n``, ``k <= n-1`` for sloo/l2o, ``k = n`` for
+            grpo_passk).
         num_groups: independent groups per ``theta``.
         estimator: a name in :data:`pkpo_trl.estimators.ESTIMATORS`.
         generator: torch random generator (ignored when ``x`` is given).
         x: optional pre-drawn samples of shape ``theta.shape + (num_groups, n)`` (common random numbers
             across estimators).
+        binary: use the 0/1 reward :func:`success` instead of :func:`reward` (the estimate is then of
+            ``d/dtheta pass@k``).
 
     Returns:
         ``theta.shape + (num_groups,)`` gradient estimates.
@@ -216,7 +243,7 @@ def gradient_estimates(
     theta = torch.as_tensor(theta, dtype=torch.float64)
     if x is None:
         x = sample_policy(theta, (num_groups, n), sigma, generator)
-    advantages = transform_rewards(reward(x), k, estimator)
+    advantages = transform_rewards(success(x) if binary else reward(x), k, estimator)
     return (advantages * score(x, theta, sigma)).sum(-1)
 
 

@@ -10,34 +10,23 @@ plain SGD on the averaged estimate
 *exact* objective values of the current ``theta`` (:func:`pkpo_trl.experiments.toy.exact_maxg_at_k`), so
 they carry no evaluation noise.
 
-A k schedule maps the optimizer step to ``k``: :func:`constant_k` or :func:`step_anneal` (large ``k``
-first to explore, then ``k = 1`` to exploit, as the paper's annealing experiments do).
+The k schedule is :class:`pkpo_trl.annealing.KSchedule`, the one PKPOTrainer anneals with: a spec such as
+``"constant:8"`` or ``"steps:0=8,150=1"`` (large ``k`` first to explore, then ``k = 1`` to exploit, as the
+paper's annealing experiments do), or an int for a constant ``k``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ..annealing import KSchedule
 from .toy import SIGMA, exact_maxg_at_k, gradient_estimates
 
-__all__ = ["KScheduleFn", "TrainingResult", "constant_k", "step_anneal", "train_theta", "train_schedules"]
-
-KScheduleFn = Callable[[int], int]
-"""A function ``step -> k`` (0-based optimizer step)."""
-
-
-def constant_k(k: int) -> KScheduleFn:
-    """Schedule that uses ``k`` at every step."""
-    return lambda step: k
-
-
-def step_anneal(k_start: int, k_end: int, switch_step: int) -> KScheduleFn:
-    """Schedule ``k_start`` for steps ``< switch_step`` and ``k_end`` afterwards (e.g. 8 then 1)."""
-    return lambda step: k_start if step < switch_step else k_end
+__all__ = ["TrainingResult", "train_schedules", "train_theta"]
 
 
 @dataclass
@@ -74,7 +63,7 @@ class TrainingResult:
 
 
 def train_theta(
-    schedule: KScheduleFn,
+    schedule: KSchedule | str | int,
     *,
     steps: int = 300,
     lr: float = 0.05,
@@ -92,7 +81,8 @@ def train_theta(
     """SGD on ``theta`` following ``schedule``; returns exact ``maxg@k`` curves for ``k in eval_ks``.
 
     Args:
-        schedule: ``step -> k``; each ``k`` must satisfy ``k <= n`` (``k <= n-1`` for sloo/l2o).
+        schedule: a :class:`~pkpo_trl.annealing.KSchedule`, its spec, or an int (constant ``k``); each ``k``
+            must satisfy ``k <= n`` (``k <= n-1`` for sloo/l2o).
         steps: optimizer steps.
         lr: SGD step size. The toy's ``maxg@1`` has curvature about -20 at its optimum (the reward drops
             to 0 at ``x = 1``), so ``lr`` must stay below ~0.1 for ``k = 1`` to be stable.
@@ -107,12 +97,13 @@ def train_theta(
     Returns:
         A :class:`TrainingResult`.
     """
+    schedule = schedule if isinstance(schedule, KSchedule) else KSchedule.parse(schedule)
     gen = torch.Generator().manual_seed(seed)
     theta = torch.full((num_runs,), float(theta0), dtype=torch.float64)
     ks: list[int] = []
     thetas = [theta.clone()]
     for step in range(steps):
-        k = int(schedule(step))
+        k = schedule(step, steps)
         ks.append(k)
         grad = gradient_estimates(theta, k, n, groups_per_step, estimator, sigma, gen).mean(-1)
         theta = theta + lr * grad
@@ -135,7 +126,7 @@ def train_theta(
 
 
 def train_schedules(
-    schedules: dict[str, KScheduleFn], *, seed: int = 0, progress: Any = None, **kwargs: Any
+    schedules: dict[str, KSchedule | str | int], *, seed: int = 0, progress: Any = None, **kwargs: Any
 ) -> dict[str, TrainingResult]:
     """Run :func:`train_theta` for each named schedule with the same seed (common random numbers).
 

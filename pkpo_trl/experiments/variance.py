@@ -3,13 +3,16 @@
 For a fixed policy ``theta`` and group size ``n`` we draw many independent groups, form one gradient
 estimate per group with each estimator (``grad_hat = sum_i A_i (x_i - theta) / sigma^2``, see
 :func:`pkpo_trl.experiments.toy.gradient_estimates`) and report its variance as a function of ``k``.
-All estimators are unbiased for ``d/dtheta maxg@k``, so lower variance is strictly better; the paper
-finds ``sloo_minus_one < sloo < s``. The same samples are reused for every ``(k, estimator)``
-(common random numbers), so differences between curves are not sampling noise between curves.
+PKPO's estimators (``s``, ``sloo``, ``sloo_minus_one``, ``l2o``) are unbiased for ``d/dtheta maxg@k``, so
+among them lower variance is strictly better; the paper finds ``sloo_minus_one < sloo < s``. The same
+samples are reused for every ``(k, estimator)`` (common random numbers), so differences between curves
+are not sampling noise between curves.
 
 ``sloo`` and ``l2o`` need ``k <= n - 1`` (their baseline is a max@k estimate on the ``n - 1`` other
-samples); at ``k = n`` only ``s`` and ``sloo_minus_one`` are defined. ``l2o`` equals ``sloo`` algebraically
-(see :mod:`pkpo_trl.estimators`), so its curve lies on top of ``sloo``'s.
+samples). ``grpo_passk`` exists only at ``k = n``, where it equals ``sloo_minus_one``. With
+``binary=True`` the rewards are the 0/1 :func:`~pkpo_trl.experiments.toy.success` and the target is
+``d/dtheta pass@k``; ``pass_at_k_training`` (0/1 rewards only) joins there. It is not unbiased (its mean is
+reported next to the exact gradient), so its variance is on another scale than the others'.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from typing import Any
 import torch
 
 from ..estimators import ESTIMATORS
-from .toy import SIGMA, exact_grad_maxg_at_k, gradient_estimates, sample_policy
+from .toy import SIGMA, exact_grad_maxg_at_k, exact_grad_pass_at_k, gradient_estimates, sample_policy
 
 __all__ = ["DEFAULT_ESTIMATORS", "VarianceResult", "gradient_variance"]
 
-DEFAULT_ESTIMATORS: tuple[str, ...] = ("s", "sloo", "sloo_minus_one", "l2o")
+DEFAULT_ESTIMATORS: tuple[str, ...] = ("s", "sloo", "sloo_minus_one", "l2o", "grpo_passk", "pass_at_k_training")
 
 
 @dataclass
@@ -34,7 +37,7 @@ class VarianceResult:
     """Per-estimator variance and mean of the gradient estimate, indexed like ``ks``.
 
     ``variance[e][j]`` and ``mean[e][j]`` are ``nan`` where estimator ``e`` is undefined for ``ks[j]``.
-    ``exact_gradient[j]`` is the quadrature value of ``d/dtheta maxg@ks[j]``.
+    ``exact_gradient[j]`` is the exact ``d/dtheta maxg@ks[j]`` (``pass@k`` when ``binary``).
     """
 
     theta: float
@@ -45,6 +48,7 @@ class VarianceResult:
     exact_gradient: list[float]
     variance: dict[str, list[float]] = field(default_factory=dict)
     mean: dict[str, list[float]] = field(default_factory=dict)
+    binary: bool = False
 
     def standard_error(self, estimator: str) -> list[float]:
         """Monte Carlo standard error of ``mean[estimator]``, ``sqrt(variance / num_groups)``."""
@@ -65,6 +69,7 @@ def gradient_variance(
     sigma: float = SIGMA,
     chunk: int = 50_000,
     progress: Any = None,
+    binary: bool = False,
 ) -> VarianceResult:
     """Variance over groups of the per-group gradient estimate, for every ``k`` and estimator.
 
@@ -77,6 +82,8 @@ def gradient_variance(
         seed: seed of the torch generator.
         chunk: groups per vectorised call (bounds memory).
         progress: optional ``tqdm`` bar; ``update(1)`` is called once per ``k``.
+        binary: 0/1 rewards (the toy's :func:`~pkpo_trl.experiments.toy.success`), target ``pass@k``;
+            without it, binary-only estimators are skipped (``nan``).
 
     Returns:
         A :class:`VarianceResult`.
@@ -93,19 +100,27 @@ def gradient_variance(
         num_groups=num_groups,
         seed=seed,
         ks=ks,
-        exact_gradient=[float(exact_grad_maxg_at_k(theta, k, sigma)) for k in ks],
+        exact_gradient=[
+            float(exact_grad_pass_at_k(theta, k, sigma) if binary else exact_grad_maxg_at_k(theta, k, sigma))
+            for k in ks
+        ],
+        binary=binary,
     )
     for e in estimators:
         result.variance[e] = []
         result.mean[e] = []
     for k in ks:
         for e in estimators:
-            if k > n - ESTIMATORS[e].min_others:
+            spec = ESTIMATORS[e]
+            if k > n - spec.min_others or (spec.k_is_n and k != n) or (spec.binary_only and not binary):
                 result.variance[e].append(math.nan)
                 result.mean[e].append(math.nan)
                 continue
             est = torch.cat(
-                [gradient_estimates(theta, k, n, 0, e, sigma, x=x[i : i + chunk]) for i in range(0, num_groups, chunk)]
+                [
+                    gradient_estimates(theta, k, n, 0, e, sigma, x=x[i : i + chunk], binary=binary)
+                    for i in range(0, num_groups, chunk)
+                ]
             )
             result.variance[e].append(float(est.var()))
             result.mean[e].append(float(est.mean()))

@@ -91,8 +91,8 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
     sys.path.insert(0, str(ROOT))
 
 from pkpo_trl.data import generate_arithmetic  # noqa: E402
-from pkpo_trl.estimators import pass_at_k  # noqa: E402
-from pkpo_trl.rewards import REWARDS  # noqa: E402
+from pkpo_trl.evaluate import SamplingSettings, evaluate_model  # noqa: E402
+from pkpo_trl.rewards import REWARDS, get_reward_funcs  # noqa: E402
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2  # noqa: E402
 
 __all__ = [
@@ -545,80 +545,19 @@ def _last_logged(log_history: Sequence[dict[str, Any]], key: str) -> float | Non
 # ---------------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def sample_correct_counts(
-    model,
-    tokenizer,
-    prompts: Sequence[Any],
-    answers: Sequence[str],
-    scorer: Callable[[str, str], float],
-    num_samples: int,
-    max_new_tokens: int,
-    batch_size: int = 1024,
-    seed: int = 0,
-) -> list[int]:
-    """For each prompt, how many of ``num_samples`` completions (temperature 1, full distribution,
-    ``model.generate`` in batches of ``batch_size`` sequences) score ``>= 1``."""
-    was_training = model.training
-    model.eval()
-    torch.manual_seed(seed)
-    texts_in = [
-        p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
-    add_special = all(isinstance(p, str) for p in prompts)  # chat templates already hold BOS
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    counts = [0] * len(prompts)
-    prompts_per_batch = max(1, batch_size // num_samples)
-    device = next(model.parameters()).device
-    try:
-        for start in range(0, len(prompts), prompts_per_batch):
-            chunk = list(range(start, min(start + prompts_per_batch, len(prompts))))
-            enc = tokenizer(
-                [texts_in[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=add_special
-            ).to(device)
-            out = model.generate(
-                input_ids=enc["input_ids"].repeat_interleave(num_samples, 0),
-                attention_mask=enc["attention_mask"].repeat_interleave(num_samples, 0),
-                do_sample=True,
-                temperature=1.0,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            for j, i in enumerate(chunk):
-                samples = texts[j * num_samples : (j + 1) * num_samples]
-                counts[i] = sum(scorer(text, answers[i]) >= 1.0 for text in samples)
-    finally:
-        tokenizer.padding_side = padding_side
-        model.train(was_training)
-    return counts
-
-
-def pass_at_ks(counts: Sequence[int], num_samples: int, ks: Sequence[int]) -> dict[str, float]:
-    """Mean unbiased pass@k over prompts (:func:`pkpo_trl.pass_at_k`) for every ``k <= num_samples``."""
-    c = torch.tensor(list(counts))
-    return {f"pass@{k}": pass_at_k(num_samples, c, k).mean().item() for k in ks if k <= num_samples}
-
-
 def evaluate_pass_at_k(model, tokenizer, setting: Setting, prompts, answers, seed: int = 0) -> dict[str, float]:
-    """pass@k on ``prompts`` with ``setting.eval_samples`` samples each."""
-    counts = sample_correct_counts(
-        model,
-        tokenizer,
-        prompts,
-        answers,
-        make_scorer(setting.reward),
-        setting.eval_samples,
-        rl_config(setting)["max_completion_length"],
-        setting.eval_batch_size,
-        seed,
+    """Mean unbiased pass@k on ``prompts`` with ``setting.eval_samples`` samples each (temperature 1, full
+    distribution), for every ``k <= eval_samples``: the package's :func:`pkpo_trl.evaluate.evaluate_model`."""
+    sampling = SamplingSettings(
+        num_samples=setting.eval_samples,
+        max_new_tokens=rl_config(setting)["max_completion_length"],
+        batch_size=setting.eval_batch_size,
+        seed=seed,
     )
-    return pass_at_ks(counts, setting.eval_samples, setting.eval_ks)
+    ks = [k for k in setting.eval_ks if k <= setting.eval_samples]
+    rewards = get_reward_funcs([setting.reward])
+    stats = evaluate_model(model, tokenizer, prompts, answers, rewards, sampling, ks, progress=False)
+    return {f"pass@{k}": stats["pass@k"][str(k)]["mean"] for k in ks}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -728,7 +667,7 @@ def run_method(
     history = trainer.state.log_history
     pkpo_logged = {  # PKPOTrainer's own per-step metrics (thinned), a cross-check of the tracker's count
         key: _thin([entry[key] for entry in history if key in entry])
-        for key in ("pkpo/k", "pkpo/num_prompts_solved", "pkpo/pass@1", "pkpo/pass@k")
+        for key in ("pkpo/k", "pkpo/num_prompts_solved", "pkpo/pass@1", "pkpo/pass@k_at_current_k")
         if any(key in entry for entry in history)
     }
     curve = _thin(tracker.curve)

@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
+from .callbacks import PassAtKCallback
 from .config import PKPOConfig
 from .data import DataArguments, load_datasets
 from .model_card import write_model_card
@@ -42,7 +43,7 @@ RUN_CONFIG_FILE = "pkpo_run_config.json"
 _RESUMABLE_KEYS = {
     "output_dir", "logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "report_to", "run_name",
     "logging_steps", "save_steps", "save_total_limit", "max_steps", "num_train_epochs", "eval_steps",
-    "push_to_hub", "hub_model_id", "hub_token", "dataloader_num_workers", "disable_tqdm", "plot",
+    "push_to_hub", "hub_model_id", "hub_token", "dataloader_num_workers", "disable_tqdm", "plot", "pass_at_ks",
 }  # fmt: skip
 
 
@@ -75,6 +76,13 @@ class TrainScriptArguments:
             "help": "Start a new run in an output directory that holds another run (checkpoints, or a different "
             "config); its old checkpoint-* folders are deleted. Without it, such a directory is refused unless "
             "resuming."
+        },
+    )
+    pass_at_ks: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Fixed ks whose pass@k is logged as `pass@k/<k>` for both trainers (PassAtKCallback); default: "
+            "powers of 2 up to num_generations."
         },
     )
     plot: bool = field(
@@ -330,6 +338,8 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
+    ks = script_args.pass_at_ks or [2**i for i in range(training_args.num_generations.bit_length())]
+    PassAtKCallback(ks).attach(trainer)  # the same fixed-k numbers for --trainer pkpo and grpo
     if trainer.accelerator.is_main_process:
         if script_args.overwrite_output_dir and resume is None:
             removed = remove_checkpoints(training_args.output_dir)

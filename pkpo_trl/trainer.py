@@ -38,6 +38,7 @@ from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
 from trl.trainer.utils import is_async_callable, nanstd
 
 from .annealing import KAnnealingCallback, KSchedule
+from .callbacks import PassAtKCallback
 from .config import PKPOConfig
 from .estimators import ESTIMATORS, is_binary, maxg_at_k, transform_rewards
 
@@ -61,8 +62,11 @@ class PKPOTrainer(GRPOTrainer):
 
     - ``pkpo/k``: the k used for the batch (annealed when a schedule is set; in evaluation, groups of
       ``num_generations_eval`` too small for k use the largest k they support).
-    - ``pkpo/pass@1``, ``pkpo/pass@k``: unbiased estimates (Eq. 8) from the batch's groups, a
-      completion counting as a success when its reward is ``>= args.pkpo_success_threshold``.
+    - ``pkpo/pass@1``, ``pkpo/pass@k_at_current_k``: unbiased estimates (Eq. 8) from the batch's groups,
+      a completion counting as a success when its reward is ``>= args.pkpo_success_threshold``; the
+      second at the k being optimised, which annealing changes mid-run. For fixed ks (comparable across
+      a run and with a GRPO baseline) pass a :class:`~pkpo_trl.callbacks.PassAtKCallback` in
+      ``callbacks``: it is attached to this trainer and logs ``pass@k/<k>``.
     - ``pkpo/max@k``: the unbiased max@k estimate (Eq. 19) of the raw reward (continuous rewards only).
     - ``pkpo/frac_groups_no_success``: groups where no completion succeeded (no pass@k signal).
     - ``pkpo/frac_zero_advantage``: completions whose advantage is exactly 0.
@@ -133,6 +137,9 @@ class PKPOTrainer(GRPOTrainer):
             func if isinstance(func, torch.nn.Module) else _checked_reward_func(func, name)
             for func, name in zip(self.reward_funcs, self.reward_func_names, strict=True)
         ]
+        for callback in callbacks:
+            if isinstance(callback, PassAtKCallback):  # it needs the trainer, which a callback is not given
+                callback.attach(self)
         self._pkpo_gathered_rewards: torch.Tensor | None = None
         self._pkpo_reward_calls = 0
         self._pkpo_warned_eval_clamp = False
@@ -248,7 +255,7 @@ class PKPOTrainer(GRPOTrainer):
         success = (groups >= self.args.pkpo_success_threshold).to(groups.dtype).masked_fill(groups.isnan(), torch.nan)
         metrics["pkpo/k"].append(float(k))
         metrics["pkpo/pass@1"].append(success.nanmean().item())  # maxg@1 is the plain mean
-        metrics["pkpo/pass@k"].append(maxg_at_k(success, k).nanmean().item())
+        metrics["pkpo/pass@k_at_current_k"].append(maxg_at_k(success, k).nanmean().item())
         if not is_binary(groups):
             metrics["pkpo/max@k"].append(maxg_at_k(groups, k).nanmean().item())
         solved = (success == 1).any(dim=1)

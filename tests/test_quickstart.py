@@ -42,7 +42,8 @@ def test_quickstart_recipe_runs_on_the_real_gguf_model(tmp_path):
     assert "values were not passed" not in result.stderr  # accelerate's warning about its defaults
     assert "Could not find a config file" not in result.stderr  # PEFT's warning on saving over a GGUF base
     assert (out / "adapter_model.safetensors").exists()
-    assert "'pkpo/pass@k'" in result.stdout + result.stderr  # the metrics were logged
+    assert "'pkpo/pass@k_at_current_k'" in result.stdout + result.stderr  # the metrics were logged
+    assert "'pass@k/8'" in result.stdout + result.stderr  # pkpo-train adds the fixed-k PassAtKCallback
     plot = tmp_path / "quickstart-pass_at_k.png"
     assert plot.exists() and f"plot written to {plot}" in result.stdout
 

@@ -1,0 +1,329 @@
+"""`pkpo-eval` on tiny offline models: pass@k equals a brute-force count on the cached samples, a resumed
+evaluation equals an uninterrupted one, several models in one call, re-scoring without generation, bad
+input refused before any generation."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pkpo_trl.data import DatasetError
+from pkpo_trl.evaluate import CacheError, EvalInputError, parse_and_run, resolve_model
+from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
+
+N = 8
+KS = [1, 2, 4, 8]
+MARKED: set[str] = set()  # completions `raises_on_marked` raises on
+
+
+def has_seven(completions, **kwargs) -> list[float]:
+    """A reward a random tiny model earns sometimes: the completion contains a '7'."""
+    return [1.0 if "7" in c else 0.0 for c in completions]
+
+
+def has_one(completions, **kwargs) -> list[float]:
+    return [1.0 if "1" in c else 0.0 for c in completions]
+
+
+def raises_on_marked(completions, **kwargs) -> list[float]:
+    if any(c in MARKED for c in completions):
+        raise ValueError("cannot score this completion")
+    return has_seven(completions)
+
+
+def brute_force_pass_at_k(successes: list[bool], k: int) -> float:
+    """The fraction of k-subsets holding at least one success: the definition of pass@k on n samples."""
+    subsets = list(itertools.combinations(successes, k))
+    return sum(any(s) for s in subsets) / len(subsets)
+
+
+def save_tiny(path: Path, **overrides) -> Path:
+    tokenizer = build_char_tokenizer()
+    build_tiny_gemma2(len(tokenizer), **overrides).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_adapter(base: Path, out: Path, **model_overrides) -> Path:
+    from peft import LoraConfig, get_peft_model
+
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer), **model_overrides)
+    model.config._name_or_path = str(base)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    rows = [{"question": f"{a}+{b}", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (12, 5), (7, 7)]]
+    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "no_answer.jsonl").write_text("".join(json.dumps({"question": r["question"]}) + "\n" for r in rows))
+    save_tiny(root / "model_a")
+    save_tiny(root / "model_b", seed=1, initializer_range=0.5)  # peaked logits: samples unlike model_a's
+    save_adapter(root / "model_a", root / "adapter_a")
+    save_adapter(root / "other_base", root / "adapter_other", hidden_size=48)
+    return root
+
+
+def data_options(root: Path) -> list[str]:
+    return [
+        "--dataset_name", str(root / "data.jsonl"), "--split", "train", "--prompt_format", "plain",
+        "--prompt_template", "{question}=", "--answer_format", "raw",
+    ]  # fmt: skip
+
+
+def sampling_options(**overrides) -> list[str]:
+    options = {"num_samples": N, "max_new_tokens": 4, "batch_size": 2 * N, "reward_funcs": "test_evaluate:has_seven"}
+    options.update(overrides)
+    return [item for key, value in options.items() for item in (f"--{key}", str(value))]
+
+
+@pytest.fixture(scope="module")
+def full_run(workdir) -> tuple[dict, Path]:
+    """Three models in one call (one of them base + adapter), options from a YAML --config plus the command line."""
+    out = workdir / "full"
+    config = workdir / "eval.yaml"
+    config.write_text(yaml.safe_dump({"labels": ["a", "b", "a_lora"], "greedy": True, "seed": 3}))
+    results = parse_and_run(
+        [
+            str(workdir / "model_a"), str(workdir / "model_b"), str(workdir / "model_a"),
+            "--adapters", "none", "none", str(workdir / "adapter_a"), "--config", str(config),
+            "--output_dir", str(out), *data_options(workdir), *sampling_options(),
+        ]
+    )  # fmt: skip
+    return results, out
+
+
+def cache_records(path: Path, kind: str) -> list[dict]:
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == kind]
+
+
+def test_pass_at_k_equals_brute_force_on_the_cached_samples(full_run):
+    results, out = full_run
+    assert results["settings"]["ks"] == KS
+    for label in ("a", "b"):
+        samples = cache_records(out / "samples" / f"{label}.jsonl", "samples")
+        assert len(samples) == 4 and all(len(r["samples"]) == N for r in samples)
+        success = [["7" in text for text in r["samples"]] for r in samples]
+        model = results["models"][label]
+        assert model["correct"] == [sum(s) for s in success]
+        assert model["solved"] == sum(any(s) for s in success)
+        for k in KS:
+            per_prompt = [brute_force_pass_at_k(s, k) for s in success]
+            assert model["pass@k"][str(k)]["mean"] == pytest.approx(statistics.mean(per_prompt), abs=1e-12)
+            assert model["pass@k"][str(k)]["se"] == pytest.approx(statistics.stdev(per_prompt) / 2, abs=1e-12)
+        greedy = [r["greedy"] for r in samples]
+        assert model["greedy"]["solved"] == sum("7" in g for g in greedy)
+    # the estimates are not degenerate: some prompt is solved sometimes but not always
+    assert any(0 < c < N for label in ("a", "b") for c in results["models"][label]["correct"])
+
+
+def test_several_models_in_one_call_share_prompts_table_and_plot(full_run, capsys):
+    results, out = full_run
+    assert list(results["models"]) == ["a", "b", "a_lora"]
+    keys = {label: [r["key"] for r in cache_records(out / "samples" / f"{label}.jsonl", "samples")] for label in "ab"}
+    assert keys["a"] == keys["b"]  # the same prompts
+    a, b = (cache_records(out / "samples" / f"{label}.jsonl", "samples") for label in "ab")
+    assert [r["samples"] for r in a] != [r["samples"] for r in b]  # ... answered by different models
+    assert results["models"]["a_lora"]["model"]["adapter"] == str(out.parent / "adapter_a")
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["models"]["b"]["pass@k"] == results["models"]["b"]["pass@k"]
+    assert (out / "pass_at_k.png").stat().st_size > 10_000
+
+
+def test_resume_from_a_half_written_cache_equals_the_uninterrupted_run(full_run, workdir):
+    results, out = full_run
+    resumed = workdir / "resumed"
+    (resumed / "samples").mkdir(parents=True)
+    lines = (out / "samples" / "a.jsonl").read_text().splitlines(keepends=True)
+    # header, prompts 0-2 (chunks of 2 prompts: the second chunk is half done), prompt 3 cut off mid-write
+    (resumed / "samples" / "a.jsonl").write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
+    again = parse_and_run(
+        [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3", "--output_dir", str(resumed),
+         *data_options(workdir), *sampling_options()]
+    )  # fmt: skip
+    model = again["models"]["a"]
+    assert model["num_generated"] == 2  # only the unfinished chunk
+    for key in ("pass@k", "correct", "solved", "greedy"):
+        assert model[key] == results["models"]["a"][key]
+    assert cache_records(resumed / "samples" / "a.jsonl", "samples") == cache_records(
+        out / "samples" / "a.jsonl", "samples"
+    )
+
+
+def test_rescoring_with_another_reward_generates_nothing(full_run, workdir):
+    _, out = full_run
+    shutil.copytree(out, workdir / "rescore")
+    again = parse_and_run(
+        [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3",
+         "--output_dir", str(workdir / "rescore"), *data_options(workdir),
+         *sampling_options(reward_funcs="test_evaluate:has_one")]
+    )  # fmt: skip
+    model = again["models"]["a"]
+    assert model["num_generated"] == 0
+    samples = cache_records(workdir / "rescore" / "samples" / "a.jsonl", "samples")
+    assert model["correct"] == [sum("1" in text for text in r["samples"]) for r in samples]
+
+
+def test_a_reward_raising_on_one_completion_scores_it_failed_and_warns_once(full_run, workdir, caplog):
+    _, out = full_run
+    shutil.copytree(out, workdir / "raising")
+    samples = cache_records(out / "samples" / "a.jsonl", "samples")
+    marked = samples[1]["samples"][0]
+    MARKED.add(marked)
+    try:
+        with caplog.at_level(logging.WARNING):
+            again = parse_and_run(
+                [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3",
+                 "--output_dir", str(workdir / "raising"), *data_options(workdir),
+                 *sampling_options(reward_funcs="test_evaluate:raises_on_marked")]
+            )  # fmt: skip
+    finally:
+        MARKED.clear()
+    model = again["models"]["a"]
+    failed = sum(text == marked for r in samples for text in [*r["samples"], r["greedy"]])
+    assert model["num_failed"] == sum(text == marked for r in samples for text in r["samples"]) >= 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "raises_on_marked" in r.getMessage()]
+    assert len(warnings) == 1 and f"raised on {failed} of" in warnings[0].getMessage()
+    expected = [sum("7" in t and t != marked for t in r["samples"]) for r in samples]
+    assert model["correct"] == expected
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input: refused before any generation (no sample is ever written)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def no_samples_written(out: Path) -> bool:
+    caches = list((out / "samples").glob("*.jsonl")) if (out / "samples").exists() else []
+    return not any(cache_records(path, "samples") for path in caches)
+
+
+@pytest.mark.parametrize(
+    "case, error, match",
+    [
+        ("missing_path", EvalInputError, "no such file or directory"),
+        ("unknown_hub_id", EvalInputError, "Cannot load the model 'nobody-xyz/no-such-model'"),
+        ("adapter_for_another_base", EvalInputError, "does not fit the base model"),
+        ("no_answer_column", DatasetError, "answer"),
+        ("k_above_n", EvalInputError, "pass@8 but --num_samples is 4"),
+    ],
+)
+def test_bad_input_is_refused_before_generation(workdir, tmp_path, case, error, match):
+    good = str(workdir / "model_a")
+    args = [good, "--output_dir", str(tmp_path), *data_options(workdir), *sampling_options()]
+    if case == "missing_path":
+        args = [good, "./no/such/model", *args[1:]]
+    elif case == "unknown_hub_id":
+        args = [good, "nobody-xyz/no-such-model", *args[1:]]
+    elif case == "adapter_for_another_base":
+        args = [good, good, "--adapters", "none", str(workdir / "adapter_other"), *args[1:]]
+    elif case == "no_answer_column":
+        args += ["--dataset_name", str(workdir / "no_answer.jsonl")]
+    elif case == "k_above_n":
+        args += ["--num_samples", "4", "--ks", "1", "8"]
+    with pytest.raises(error, match=match):
+        parse_and_run(args)
+    assert no_samples_written(tmp_path)
+
+
+def test_unreadable_or_foreign_cache_is_refused_before_generation(full_run, workdir, tmp_path):
+    _, out = full_run
+    (tmp_path / "samples").mkdir()
+    lines = (out / "samples" / "a.jsonl").read_text().splitlines(keepends=True)
+    cache = tmp_path / "samples" / "a.jsonl"
+    args = [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3", "--output_dir",
+            str(tmp_path), *data_options(workdir), *sampling_options()]  # fmt: skip
+    cache.write_text(lines[0] + "{not json\n" + "".join(lines[1:3]))
+    with pytest.raises(CacheError, match="corrupt .line 2"):
+        parse_and_run(args)
+    cache.write_text("".join(lines[:3]))
+    with pytest.raises(CacheError, match="other settings .*temperature"):
+        parse_and_run([*args, "--temperature", "0.5"])
+    assert cache.read_text() == "".join(lines[:3])  # untouched
+
+
+def test_a_pkpo_train_run_directory_supplies_base_model_data_and_sampling(workdir, tmp_path):
+    from pkpo_trl.data import DataArguments
+    from pkpo_trl.evaluate import EvalArguments, prepare
+
+    run = tmp_path / "run"
+    shutil.copytree(workdir / "adapter_a", run)
+    run_config = {
+        "script": {"reward_funcs": ["test_evaluate:has_one"], "gguf_file": None},
+        "data": {"dataset_name": str(workdir / "data.jsonl"), "prompt_format": "plain",
+                 "prompt_template": "{question}=", "answer_format": "raw", "dataset_test_split": "train"},
+        "model": {"model_name_or_path": str(workdir / "model_a")},
+        "training": {"temperature": 0.7, "max_completion_length": 5, "pkpo_success_threshold": 0.5},
+    }  # fmt: skip
+    (run / "pkpo_run_config.json").write_text(json.dumps(run_config))
+    spec = resolve_model(str(run))
+    assert (spec.base, spec.adapter, spec.label) == (str(workdir / "model_a"), str(run), "run")
+    args, data_args = (
+        EvalArguments(models=[str(workdir / "model_a"), str(run)], num_samples=4, output_dir=str(tmp_path)),
+        DataArguments(),
+    )
+    specs, dataset, _, names, _, settings, ks, _ = prepare(args, data_args)
+    assert [s.adapter for s in specs] == [None, str(run)]
+    assert dataset["prompt"][0] == "1+2=" and len(dataset) == 4
+    assert names == ["test_evaluate:has_one"] and ks == [1, 2, 4]
+    assert (settings.temperature, settings.max_new_tokens, args.success_threshold) == (0.7, 5, 0.5)
+
+
+def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
+    exe = shutil.which("pkpo-eval", path=str(Path(sys.executable).parent))
+    cmd = [exe] if exe else [sys.executable, "-m", "pkpo_trl.evaluate"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [*cmd, "./no/such/model", "--output_dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode != 0
+    assert "pkpo-eval: error: Model './no/such/model': no such file or directory." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_prompt_computed_once_per_prompt_gives_the_samples_of_computing_it_per_sample(greedy):
+    import torch
+
+    from pkpo_trl.evaluate import SamplingSettings, _generate
+
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
+    texts = ["12+35=47\n23+58=81\n1+2=", "7+7=", "123+4="]  # different lengths: left padding
+    settings = SamplingSettings(num_samples=8, max_new_tokens=8)
+    torch.manual_seed(0)
+    per_sample = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=False)
+    torch.manual_seed(0)
+    shared = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
+    assert shared == per_sample
+    assert len(set(per_sample)) > 1  # not one degenerate string
+
+
+def test_pass_at_k_stats_over_prompts():
+    import torch
+
+    from pkpo_trl.evaluate import pass_at_k_stats
+
+    rewards = torch.zeros(3, 16)
+    rewards[1] = 1.0
+    rewards[2, :8] = 1.0
+    rewards[2, 8] = float("nan")  # unscored: failed
+    stats = pass_at_k_stats(rewards, [1, 16])
+    assert stats["pass@k"]["1"]["mean"] == pytest.approx((0 + 1 + 0.5) / 3)
+    assert stats["pass@k"]["16"]["mean"] == pytest.approx(2 / 3)
+    assert stats["pass@k"]["1"]["se"] == pytest.approx(statistics.stdev([0, 1, 0.5]) / 3**0.5)
+    assert (stats["solved"], stats["num_failed"], stats["correct"]) == (2, 1, [0, 16, 8])

@@ -26,8 +26,8 @@ GEMMA_LIKE_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
-# A tiny Gemma-2 that vLLM can also serve: vLLM's CPU attention supports head_dim 32, 64, 80, ... but not the
-# default's 16 (hidden 32 / 2 heads), so the vLLM tests use hidden 64 with 2 heads (head_dim 32).
+# A tiny Gemma-2 that vLLM can also serve: vLLM 0.31's CPU attention takes head_dim 32, 64, 80, ..., 256, 512
+# (vllm/v1/attention/backends/cpu_attn.py), not the default's 16 (hidden 32 / 2 heads): hidden 64, 2 heads -> 32.
 VLLM_TINY_GEMMA2 = {"hidden_size": 64, "num_heads": 2}
 
 

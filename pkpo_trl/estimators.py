@@ -495,7 +495,8 @@ def k_from_success_rate(success_rate, k_min: int, k_max: int) -> torch.Tensor:
     if not 1 <= k_min <= k_max:
         raise ValueError(f"need 1 <= k_min <= k_max, got k_min={k_min}, k_max={k_max}")
     p = torch.as_tensor(success_rate, dtype=torch.float64)
-    # p = 0 gives inf; the relative 1e-6 sends an integer 1/p rounded down in float (1/(1/3) in float32) to the tie's k.
+    # p = 0 gives inf; the relative 1e-6 sends an integer 1/p that float rounding put just below it
+    # (1/(1/3) in float32) to the tie's larger k.
     k = torch.floor((1.0 + 1e-6) / p.clamp(0.0, 1.0))
     k = torch.where(torch.isnan(p), float(k_max), k.clamp(k_min, k_max))
     return k.to(torch.int64)

@@ -30,9 +30,16 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOConfig, GRPOTrainer
 
-from .annealing import KAnnealingCallback, KSchedule
+from .annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule, KSchedule
 from .config import PKPOConfig
-from .estimators import ESTIMATORS, is_binary, maxg_at_k, transform_rewards
+from .estimators import (
+    ESTIMATORS,
+    is_binary,
+    k_from_success_rate,
+    maxg_at_k,
+    transform_rewards,
+    transform_rewards_mixture,
+)
 
 __all__ = ["PKPOTrainer"]
 
@@ -49,8 +56,11 @@ class PKPOTrainer(GRPOTrainer):
 
     Metrics added to the trainer's logs (train and eval, per logging step):
 
-    - ``pkpo/k``: the k used for the batch (annealed when a schedule is set).
-    - ``pkpo/pass@1``, ``pkpo/pass@k``: unbiased estimates (Eq. 8) from the batch's groups, a
+    - ``pkpo/k``: the k used for the batch (annealed when a schedule is set); with ``pkpo_k_mixture`` the
+      mixture's mean ``sum_k w_k k``, with ``pkpo_adaptive_k`` the mean of the groups' k.
+    - ``pkpo/k_mixture/w<k>`` (with ``pkpo_k_mixture``): the weight of each k in the mixture in use.
+    - ``pkpo/pass@1``, ``pkpo/pass@k``: unbiased estimates (Eq. 8) from the batch's groups (``pkpo/pass@k`` at
+      the largest k in use: the mixture's largest, or ``pkpo_k`` with ``pkpo_adaptive_k``), a
       completion counting as a success when its reward is ``>= args.pkpo_success_threshold``.
     - ``pkpo/max@k``: the unbiased max@k estimate (Eq. 19) of the raw reward (continuous rewards only).
     - ``pkpo/frac_groups_no_success``: groups where no completion succeeded (no pass@k signal).
@@ -76,9 +86,13 @@ class PKPOTrainer(GRPOTrainer):
         callbacks = list(callbacks or [])
         if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
             callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
+        if args.pkpo_k_mixture is not None and not any(isinstance(c, KMixtureCallback) for c in callbacks):
+            callbacks.append(KMixtureCallback(KMixtureSchedule.parse(args.pkpo_k_mixture)))
         super().__init__(model, reward_funcs, args, *pos, callbacks=callbacks, **kwargs)
         self._pkpo_gathered_rewards: torch.Tensor | None = None
         self._pkpo_solved_prompts: set[str] = set()
+        # pkpo_adaptive_k="history": prompt key -> success rate at its latest visit (restarts on resume).
+        self._pkpo_success_history: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------
     # k
@@ -90,6 +104,14 @@ class PKPOTrainer(GRPOTrainer):
             if isinstance(callback, KAnnealingCallback):
                 return callback.k
         return self.args.pkpo_k
+
+    @property
+    def pkpo_k_mixture(self) -> KMixture | None:
+        """The k mixture used to score the next training batch (``pkpo_k_mixture``), else ``None``."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, KMixtureCallback):
+                return callback.mixture
+        return None
 
     def _k_for_group_size(self, n: int) -> int:
         # Eval groups (num_generations_eval) may be smaller than k: use the largest k they support.
@@ -118,8 +140,10 @@ class PKPOTrainer(GRPOTrainer):
         rewards = self._combine_rewards(rewards_per_func)
         groups = rewards.view(-1, n)
         k = self._k_for_group_size(n)
+        k_mean = None
         if k >= 1:
-            advantages = transform_rewards(groups, k, self.args.pkpo_estimator).view(-1)
+            advantages, k, k_mean = self._pkpo_transform(groups, k, mode, inputs)
+            advantages = advantages.view(-1)
         else:  # a group too small for any baseline (e.g. num_generations_eval=1) carries no signal
             advantages = torch.zeros_like(rewards)
         advantages = self._scale(advantages, n)
@@ -128,8 +152,39 @@ class PKPOTrainer(GRPOTrainer):
         start = self.accelerator.process_index * local.shape[0]
         output["advantages"] = advantages[start : start + local.shape[0]].to(local.dtype)
         self._replace_logged_advantages(advantages)
-        self._log_pkpo_metrics(mode, groups, advantages, max(k, 1), inputs)
+        self._log_pkpo_metrics(mode, groups, advantages, max(k, 1), inputs, k_mean)
         return output
+
+    def _pkpo_transform(self, groups: torch.Tensor, k: int, mode: str, inputs) -> tuple[torch.Tensor, int, float]:
+        """The transformed rewards of ``groups`` under the configured k (``k``: the largest allowed), a mixture
+        of k, or adaptive k per prompt; also the largest k in use (for ``pkpo/pass@k``) and the mean k per group
+        (``pkpo/k``)."""
+        estimator = self.args.pkpo_estimator
+        mixture = self.pkpo_k_mixture
+        if mixture is not None:
+            mixture = mixture.capped(k)
+            for k_i in KMixtureSchedule.parse(self.args.pkpo_k_mixture).values:
+                self._metrics[mode][f"pkpo/k_mixture/w{k_i}"].append(mixture.as_dict().get(min(k_i, k), 0.0))
+            return transform_rewards_mixture(groups, mixture.as_dict(), estimator), max(mixture.ks), mixture.mean_k
+        if self.args.pkpo_adaptive_k == "history" and mode == "train":
+            per_group = self._history_k(groups, k, inputs)
+            return transform_rewards(groups, per_group, estimator), k, per_group.double().mean().item()
+        return transform_rewards(groups, k, estimator), k, float(k)
+
+    def _history_k(self, groups: torch.Tensor, k_max: int, inputs: Sequence) -> torch.Tensor:
+        """``pkpo_adaptive_k="history"``: each group's k from its prompt's success rate at the prompt's latest
+        earlier visit (:func:`~pkpo_trl.estimators.k_from_success_rate`), read before this batch is recorded,
+        so k never depends on the samples it weights. Then records this batch's success rates."""
+        prompts = gather_object([_prompt_key(example["prompt"]) for example in inputs])
+        keys = prompts[:: len(prompts) // groups.shape[0]]
+        rates = [self._pkpo_success_history.get(key, float("nan")) for key in keys]
+        k_min = min(self.args.pkpo_adaptive_k_min, k_max)
+        per_group = k_from_success_rate(torch.tensor(rates, dtype=torch.float64), k_min, k_max).to(groups.device)
+        success = (groups >= self.args.pkpo_success_threshold).to(torch.float64).masked_fill(groups.isnan(), torch.nan)
+        for key, rate in zip(keys, success.nanmean(dim=1).tolist()):
+            if rate == rate:  # a group with no scored completion leaves the history as it was
+                self._pkpo_success_history[key] = rate
+        return per_group
 
     # ------------------------------------------------------------------------------------------
     # Helpers.
@@ -157,10 +212,12 @@ class PKPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(advantages.tolist())
 
-    def _log_pkpo_metrics(self, mode: str, groups: torch.Tensor, advantages, k: int, inputs: Sequence) -> None:
+    def _log_pkpo_metrics(
+        self, mode: str, groups: torch.Tensor, advantages, k: int, inputs: Sequence, k_mean: float | None = None
+    ) -> None:
         metrics = self._metrics[mode]
         success = (groups >= self.args.pkpo_success_threshold).to(groups.dtype).masked_fill(groups.isnan(), torch.nan)
-        metrics["pkpo/k"].append(float(k))
+        metrics["pkpo/k"].append(float(k) if k_mean is None else k_mean)
         metrics["pkpo/pass@1"].append(success.nanmean().item())  # maxg@1 is the plain mean
         metrics["pkpo/pass@k"].append(maxg_at_k(success, k).nanmean().item())
         if not is_binary(groups):

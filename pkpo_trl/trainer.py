@@ -108,9 +108,13 @@ class PKPOTrainer(GRPOTrainer):
     @property
     def pkpo_k_mixture(self) -> KMixture | None:
         """The k mixture used to score the next training batch (``pkpo_k_mixture``), else ``None``."""
+        callback = self._pkpo_mixture_callback()
+        return None if callback is None else callback.mixture
+
+    def _pkpo_mixture_callback(self) -> KMixtureCallback | None:
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, KMixtureCallback):
-                return callback.mixture
+                return callback
         return None
 
     def _k_for_group_size(self, n: int) -> int:
@@ -160,10 +164,10 @@ class PKPOTrainer(GRPOTrainer):
         of k, or adaptive k per prompt; also the largest k in use (for ``pkpo/pass@k``) and the mean k per group
         (``pkpo/k``)."""
         estimator = self.args.pkpo_estimator
-        mixture = self.pkpo_k_mixture
-        if mixture is not None:
-            mixture = mixture.capped(k)
-            for k_i in KMixtureSchedule.parse(self.args.pkpo_k_mixture).values:
+        callback = self._pkpo_mixture_callback()
+        if callback is not None:
+            mixture = callback.mixture.capped(k)
+            for k_i in callback.schedule.values:
                 self._metrics[mode][f"pkpo/k_mixture/w{k_i}"].append(mixture.as_dict().get(min(k_i, k), 0.0))
             return transform_rewards_mixture(groups, mixture.as_dict(), estimator), max(mixture.ks), mixture.mean_k
         if self.args.pkpo_adaptive_k == "history" and mode == "train":

@@ -160,12 +160,13 @@ class PKPOTrainer(GRPOTrainer):
         return output
 
     def _pkpo_transform(self, groups: torch.Tensor, k: int, mode: str, inputs) -> tuple[torch.Tensor, int, float]:
-        """The transformed rewards of ``groups`` under the configured k (``k``: the largest allowed), a mixture
-        of k, or adaptive k per prompt; also the largest k in use (for ``pkpo/pass@k``) and the mean k per group
-        (``pkpo/k``)."""
+        """The transformed rewards of ``groups`` under the configured k (``k``, from :meth:`_k_for_group_size`),
+        a mixture of k, or adaptive k per prompt (at most ``k``); also the largest k in use (for ``pkpo/pass@k``)
+        and the mean k per group (``pkpo/k``)."""
         estimator = self.args.pkpo_estimator
         callback = self._pkpo_mixture_callback()
-        if callback is not None:
+        if callback is not None:  # its ks replace pkpo_k; eval groups smaller than a k use their largest k
+            k = groups.shape[-1] - ESTIMATORS[estimator].min_others
             mixture = callback.mixture.capped(k)
             for k_i in callback.schedule.values:
                 self._metrics[mode][f"pkpo/k_mixture/w{k_i}"].append(mixture.as_dict().get(min(k_i, k), 0.0))

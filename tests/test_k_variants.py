@@ -93,7 +93,10 @@ def test_mixture_schedule_values(spec, total, expected):
 
 def test_mixture_advantages_reach_the_loss_and_are_logged(tmp_path):
     mixture = {1: 0.25, 3: 0.75}
-    trainer = train(tmp_path, pkpo_k_mixture="1:0.25,3:0.75", scale_rewards="none", reward_fn=continuous_reward)
+    # pkpo_k=1 below the mixture's largest k: the mixture's ks replace pkpo_k, they are not capped by it.
+    trainer = train(
+        tmp_path, pkpo_k=1, pkpo_k_mixture="1:0.25,3:0.75", scale_rewards="none", reward_fn=continuous_reward
+    )
     assert len(trainer.rewards) == len(trainer.loss_advantages) == 2
     for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
         groups = torch.tensor(rewards).view(-1, N_GEN)

@@ -30,6 +30,12 @@ The max@k estimators are linear in the sorted rewards: each returns the weights 
 sum after one sort: ``O(n log n)`` per group, one vectorised call for the whole batch; tied rewards are read
 at their tie block's first rank (exactly equal values). Ratios of binomial coefficients are evaluated in log
 space (``lgamma``) so that groups of thousands of samples stay finite.
+
+Because ``A`` is linear in those weights, two extensions cost no extra sort: ``transform_rewards(rewards, k)``
+with ``k`` an integer tensor of one k per group (the weights are evaluated elementwise at each group's k), and
+:func:`transform_rewards_mixture` for the objective ``sum_k w_k max@k`` (``A = sum_k w_k A^(k)``, the per-k
+weights summed before the cumulative sum). :func:`k_from_success_rate` is the adaptive-k rule of
+``PKPOConfig.pkpo_adaptive_k``.
 """
 
 from __future__ import annotations
@@ -552,6 +558,39 @@ def _combine(terms: Sequence[tuple[tuple[torch.Tensor | None, ...], float]]) -> 
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=256)
+def _shared_mixture_weights(
+    name: str, n: int, terms: tuple[tuple[int, float], ...], device: torch.device
+) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """:func:`_shared_weights` of a mixture, ``sum_t w_t * weights(k_t)``, cached per mixture as well."""
+    if len(terms) == 1 and terms[0][1] == 1.0:
+        return _shared_weights(name, n, terms[0][0], device)
+    with torch.inference_mode(False), torch.no_grad():
+        shared = [(_shared_weights(name, n, k, device), w) for k, w in terms]
+        return _combine([(weights, w) for (weights, _), w in shared]), shared[0][0][1]
+
+
+def _distinct_k_tables(
+    name: str, n: int, k: torch.Tensor, device: torch.device
+) -> tuple[tuple[torch.Tensor | None, ...], bool, torch.Tensor]:
+    """For one k per group (float64 ``[..., 1]``, no NaN): the cached :func:`_shared_weights` of each distinct k,
+    stacked into ``[U, L]`` tables (``None`` for a weight that vanishes at every k), whether groups are usable,
+    and each group's row ``[...]``. One cached lookup per distinct k (at most ``n``: a handful for adaptive k),
+    then one gather per weight; cheaper than evaluating the log-space binomials at every ``(group, rank)``."""
+    distinct, row = torch.unique(k, return_inverse=True)
+    per_k = [_shared_weights(name, n, int(value), device) for value in distinct.tolist()]
+    tables: list[torch.Tensor | None] = []
+    for parts in zip(*(weights for weights, _ in per_k)):
+        present = [part for part in parts if part is not None]
+        if not present:
+            tables.append(None)
+            continue
+        size = present[0].shape[-1]
+        zeros = torch.zeros(size, dtype=torch.float64, device=device)
+        tables.append(torch.stack([zeros if part is None else part.expand(size) for part in parts]))
+    return tuple(tables), per_k[0][1], row.squeeze(-1)
+
+
 def _transform(rewards, terms: Terms, estimator: str) -> torch.Tensor:
     """``sum_t w_t * A^(k_t)`` for validated weights, in one sort."""
     if estimator not in ESTIMATORS:
@@ -572,14 +611,19 @@ def _transform(rewards, terms: Terms, estimator: str) -> torch.Tensor:
             f"estimator {estimator!r} is defined for binary (0/1) rewards only; these rewards are not all 0 or 1 "
             "(use 'sloo_minus_one' for continuous rewards)"
         )
-    per_group = has_nan or any(isinstance(k, torch.Tensor) for k, _ in terms)
-
     if spec.binary_only:  # a closed form in the correct count: no sort
         correct = g == 1
         c = correct.sum(-1, keepdim=True)
-        if not per_group:  # one table over c = 0..n for the whole batch
-            a_correct, a_incorrect = _combine([(_shared_weights(estimator, n, k, g.device)[0], w) for k, w in terms])
-            return torch.where(correct, a_correct[c], a_incorrect[c]).to(out_dtype)
+        if not has_nan:  # tables over c = 0..n (one per k), looked up at each group's c
+            parts = []
+            for k, w in terms:
+                if isinstance(k, int):
+                    parts.append((tuple(t[c] for t in _shared_weights(estimator, n, k, g.device)[0]), w))
+                else:
+                    tables, _, row = _distinct_k_tables(estimator, n, k, g.device)
+                    parts.append((tuple(t[row.unsqueeze(-1), c] for t in tables), w))
+            a_correct, a_incorrect = _combine(parts)
+            return torch.where(correct, a_correct, a_incorrect).to(out_dtype)
         valid = ~torch.isnan(g)
         n_valid = valid.sum(-1, keepdim=True).to(torch.float64)
         parts = []
@@ -591,12 +635,20 @@ def _transform(rewards, terms: Terms, estimator: str) -> torch.Tensor:
         return torch.where(valid & usable, out, 0.0).to(out_dtype)
 
     g_sorted, ranks, n_valid, order = _sort_groups(g, has_nan)
-    if not per_group:  # no NaN, one k per term: weights shared by the batch
-        shared = [(_shared_weights(estimator, n, k, g.device), w) for k, w in terms]
-        weights, usable = _combine([(ws, w) for (ws, _), w in shared]), shared[0][0][1]
-    else:
-        if n_valid is None:
-            n_valid = torch.full((*g.shape[:-1], 1), float(n), dtype=torch.float64, device=g.device)
+    if n_valid is None:  # no NaN: every group has all n; weights from cached tables
+        if all(isinstance(k, int) for k, _ in terms):
+            weights, usable = _shared_mixture_weights(estimator, n, tuple(terms), g.device)
+        else:
+            parts = []
+            for k, w in terms:
+                if isinstance(k, int):
+                    per_k, usable = _shared_weights(estimator, n, k, g.device)
+                else:
+                    tables, usable, row = _distinct_k_tables(estimator, n, k, g.device)
+                    per_k = tuple(None if t is None else t[row] for t in tables)
+                parts.append((per_k, w))
+            weights = _combine(parts)
+    else:  # NaN slots: each group's own n', weights evaluated elementwise
         parts = []
         for k, w in terms:
             kk, usable, n_safe = _group_parameters(n_valid, k, spec)
@@ -605,7 +657,7 @@ def _transform(rewards, terms: Terms, estimator: str) -> torch.Tensor:
     if spec.shift_invariant:
         g_sorted = g_sorted - g_sorted[..., :1]
     out = _linear(g_sorted, *weights).gather(-1, _tie_block_starts(g_sorted, ranks))
-    if per_group:
+    if n_valid is not None:
         out = torch.where(usable & (ranks >= 1), out, 0.0)
     elif not usable:
         out = torch.zeros_like(out)

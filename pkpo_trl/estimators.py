@@ -32,7 +32,7 @@ at their tie block's first rank (exactly equal values). Ratios of binomial coeff
 space (``lgamma``) so that groups of thousands of samples stay finite.
 
 Because ``A`` is linear in those weights, two extensions cost no extra sort: ``transform_rewards(rewards, k)``
-with ``k`` an integer tensor of one k per group (the weights are evaluated elementwise at each group's k), and
+with ``k`` an integer tensor of one k per group (the weights of each distinct k, gathered per group), and
 :func:`transform_rewards_mixture` for the objective ``sum_k w_k max@k`` (``A = sum_k w_k A^(k)``, the per-k
 weights summed before the cumulative sum). :func:`k_from_success_rate` is the adaptive-k rule of
 ``PKPOConfig.pkpo_adaptive_k``.
@@ -438,9 +438,9 @@ def transform_rewards(rewards, k: int | torch.Tensor, estimator: str = "sloo_min
             estimators with a baseline.
         k: ``1 <= k <= n``; ``k <= n-1`` for ``"sloo"`` and ``"l2o"``; ``k = n`` for ``"grpo_passk"``. Either one
             int for every group, or an integer tensor of shape ``rewards.shape[:-1]`` holding one k per group
-            (each group is then transformed with its own k, exactly as a call on that row alone would; the
-            whole batch is still one vectorised call: the weights are evaluated elementwise at each row's k,
-            with no loop over groups or over the distinct k values).
+            (each group is then transformed with its own k, exactly as a call on that row alone would; still
+            one vectorised call with no loop over groups: without NaNs, the cached weights of each distinct k
+            (at most n of them) are stacked and gathered per group; with NaNs, evaluated at each group's k).
         estimator: a name in :data:`ESTIMATORS`.
 
     Returns:

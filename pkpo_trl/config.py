@@ -57,11 +57,13 @@ class PKPOConfig(GRPOConfig):
         pkpo_adaptive_k (`str` or `None`, *optional*, defaults to `None`):
             `"history"`: choose k per prompt from its success rate `p` at its most recent earlier visit
             in training, `k = clamp(floor(1/p), pkpo_adaptive_k_min, pkpo_k)` (the k that maximises
-            `d pass@k / dp`); prompts not seen yet, or never solved, get `pkpo_k`. The k never depends
-            on the samples it weights, so the gradient stays unbiased. `pkpo_k` (or `pkpo_k_schedule`,
-            which then anneals the cap) is the largest k. Training batches only; eval uses `pkpo_k`.
+            `d pass@k / dp`); prompts not seen yet, or unsolved at their previous visit (p = 0), get
+            `pkpo_k`. The k never depends on the samples it weights, so the gradient stays unbiased.
+            `pkpo_k` (or `pkpo_k_schedule`, which then anneals the cap) is the largest k. Training
+            batches only; eval uses `pkpo_k`.
         pkpo_adaptive_k_min (`int`, *optional*, defaults to `1`):
-            The smallest k `pkpo_adaptive_k` gives (to easy prompts).
+            The smallest k `pkpo_adaptive_k` gives (to easy prompts), `<= pkpo_k`; under a `pkpo_k_schedule`
+            whose cap falls below it, the cap wins.
         pkpo_success_threshold (`float`, *optional*, defaults to `1.0`):
             A completion whose combined reward is at least this counts as a success in the logged
             pass@1 / pass@k metrics and the "prompts solved" count. It does not affect training.
@@ -200,4 +202,9 @@ class PKPOConfig(GRPOConfig):
                 raise ValueError(f"pkpo_adaptive_k_min must be an integer, got {self.pkpo_adaptive_k_min!r}")
             if not 1 <= self.pkpo_adaptive_k_min <= k_max:
                 raise ValueError(f"pkpo_adaptive_k_min={self.pkpo_adaptive_k_min} is outside [1, {k_max}]")
+            if self.pkpo_k_schedule is None and self.pkpo_adaptive_k_min > self.pkpo_k:
+                raise ValueError(
+                    f"pkpo_adaptive_k_min={self.pkpo_adaptive_k_min} exceeds pkpo_k={self.pkpo_k}, the largest k "
+                    "pkpo_adaptive_k gives (with pkpo_k_schedule, a cap below pkpo_adaptive_k_min wins)"
+                )
         return ()

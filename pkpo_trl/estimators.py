@@ -481,7 +481,7 @@ def transform_rewards_mixture(
 def k_from_success_rate(success_rate, k_min: int, k_max: int) -> torch.Tensor:
     """Adaptive k per prompt from an earlier estimate ``p`` of its pass@1 (``pkpo_adaptive_k="history"``)::
 
-        k(p) = clamp(floor(1 / p), k_min, k_max),    k(0) = k(NaN) = k_max (never solved / no estimate yet)
+        k(p) = clamp(floor(1 / p), k_min, k_max),    k(0) = k(NaN) = k_max (unsolved / no estimate yet)
 
     ``floor(1/p)`` is the integer k that maximises ``d pass@k / d p = k (1-p)^(k-1)`` (the ratio of
     consecutive terms, ``(k+1)(1-p)/k``, is >= 1 exactly while ``k <= 1/p - 1``; ties go to the larger k):

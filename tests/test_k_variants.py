@@ -46,6 +46,7 @@ def test_valid_mixture_and_adaptive_configs(tmp_path):
         (dict(pkpo_adaptive_k="loo"), "pkpo_adaptive_k='loo' is unknown"),
         (dict(pkpo_adaptive_k="history", pkpo_k=8, pkpo_estimator="grpo_passk"), "defined for k < n"),
         (dict(pkpo_adaptive_k="history", pkpo_adaptive_k_min=0), r"pkpo_adaptive_k_min=0 is outside \[1, 8\]"),
+        (dict(pkpo_adaptive_k="history", pkpo_k=2, pkpo_adaptive_k_min=3), "pkpo_adaptive_k_min=3 exceeds pkpo_k=2"),
     ],
 )
 def test_invalid_mixture_and_adaptive_settings_raise(tmp_path, kwargs, message):

@@ -2,11 +2,16 @@
 
     python benchmarks/bench_trainer.py            # 7 interleaved pairs of runs
     python benchmarks/bench_trainer.py --quick    # 3 pairs, fewer steps
+    python benchmarks/bench_trainer.py --methods pkpo,mixture,adaptive,grpo --prompts 8
+                                                  # PKPO's k options (issue 14) against plain PKPO
 
 Each run trains a fresh copy of the same tiny Gemma-2 (`pkpo_trl.tiny`, built in memory) for
 ``--steps`` optimizer steps; the step time is TRL's own ``step_time`` metric (generation, scoring,
 advantages and the backward pass), first step dropped as warm-up. Runs alternate PKPO, GRPO, PKPO,
-... so that machine noise hits both alike; the figure is the ratio of the medians.
+... so that machine noise hits both alike; the figure is the ratio of the medians. ``--methods`` picks
+the trainers, run in turn in every round: ``pkpo`` (k = 4), ``grpo``, ``mixture``
+(``pkpo_k_mixture="1:0.5,4:0.5"``), ``adaptive`` (``pkpo_adaptive_k="history"``, k <= 4); with
+``--prompts 8`` prompts come back every 4 steps, so ``adaptive`` runs its per-group-k path.
 """
 
 from __future__ import annotations
@@ -31,7 +36,34 @@ def reward(completion_ids, **kwargs) -> list[float]:
     return [float(sum(ids) % 2) for ids in completion_ids]
 
 
-def step_times(method: str, steps: int, out_dir: str) -> list[float]:
+PKPO_OPTIONS = {
+    "pkpo": {},
+    "mixture": {"pkpo_k_mixture": "1:0.5,4:0.5"},
+    "adaptive": {"pkpo_adaptive_k": "history"},
+}
+LABELS = {
+    "grpo": "GRPOTrainer",
+    "pkpo": "PKPOTrainer (k=4, sloo_minus_one)",
+    "mixture": "PKPOTrainer (pkpo_k_mixture='1:0.5,4:0.5')",
+    "adaptive": "PKPOTrainer (pkpo_adaptive_k='history', k<=4)",
+}
+
+
+def timed(fn, store: list[float]):
+    """``fn`` that appends its wall time (s) to ``store``."""
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        store.append(time.perf_counter() - start)
+        return out
+
+    return wrapper
+
+
+def step_times(method: str, steps: int, out_dir: str, prompts: int = 64) -> tuple[list[float], list[float]]:
+    """TRL's step times (first step dropped) and, for PKPO, the time of each advantage transform call
+    (``PKPOTrainer._pkpo_transform``: the k option's own work, once per generation batch)."""
     tokenizer = build_char_tokenizer()
     common = dict(
         output_dir=out_dir, per_device_train_batch_size=16, num_generations=8, max_completion_length=16,
@@ -41,11 +73,12 @@ def step_times(method: str, steps: int, out_dir: str) -> list[float]:
         # learn differently) cost the same to sample and the ratio measures the trainers alone.
         generation_kwargs={"min_new_tokens": 16},
     )  # fmt: skip
-    if method == "pkpo":
-        trainer_cls, args = PKPOTrainer, PKPOConfig(**common, pkpo_k=4, scale_rewards="batch")
+    if method in PKPO_OPTIONS:
+        config = PKPOConfig(**common, pkpo_k=4, scale_rewards="batch", **PKPO_OPTIONS[method])
+        trainer_cls, args = PKPOTrainer, config
     else:
         trainer_cls, args = GRPOTrainer, GRPOConfig(**common)
-    data = Dataset.from_dict({"prompt": [f"{i}+{i % 9}=" for i in range(64)]})
+    data = Dataset.from_dict({"prompt": [f"{i}+{i % 9}=" for i in range(prompts)]})
     trainer = trainer_cls(
         build_tiny_gemma2(len(tokenizer), hidden_size=64),
         reward,
@@ -54,9 +87,12 @@ def step_times(method: str, steps: int, out_dir: str) -> list[float]:
         processing_class=tokenizer,
     )
     trainer.remove_callback(PrinterCallback)  # with disable_tqdm it would print every log line
+    transform_times: list[float] = []
+    if method in PKPO_OPTIONS:
+        trainer._pkpo_transform = timed(trainer._pkpo_transform, transform_times)
     trainer.train()
     times = [entry["step_time"] for entry in trainer.state.log_history if "step_time" in entry]
-    return times[1:]  # the first step pays one-off costs
+    return times[1:], transform_times[1:]  # the first step pays one-off costs
 
 
 def main() -> None:
@@ -65,25 +101,40 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="optimizer steps per run")
     parser.add_argument("--quick", action="store_true", help="3 pairs of 6 steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (fewer = less noise)")
+    parser.add_argument("--methods", default="pkpo,grpo", help=f"comma-separated, from {sorted(LABELS)}")
+    parser.add_argument("--prompts", type=int, default=64, help="training prompts (8: revisited every 4 steps)")
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",")]
+    if unknown := set(methods) - set(LABELS):
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {sorted(LABELS)}")
     if args.quick:
         args.pairs, args.steps = 3, 6
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
 
-    samples: dict[str, list[float]] = {"pkpo": [], "grpo": []}
+    samples: dict[str, list[float]] = {method: [] for method in methods}
+    transforms: dict[str, list[float]] = {method: [] for method in methods}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in tqdm(range(args.pairs), desc="run pairs"):
-            for method in ("pkpo", "grpo"):
-                samples[method] += step_times(method, args.steps, tmp)
-    pkpo, grpo = statistics.median(samples["pkpo"]), statistics.median(samples["grpo"])
-    print(f"\n{args.pairs} interleaved run pairs x {args.steps - 1} timed steps, {time.perf_counter() - start:.0f} s")
-    print("| trainer | median step time (ms) | steps timed |")
-    print("|---|---|---|")
-    print(f"| GRPOTrainer | {grpo * 1e3:.1f} | {len(samples['grpo'])} |")
-    print(f"| PKPOTrainer (k=4, sloo_minus_one) | {pkpo * 1e3:.1f} | {len(samples['pkpo'])} |")
-    print(f"\nratio PKPO / GRPO = {pkpo / grpo:.3f} (target <= 1.02)")
+        for rounds in tqdm(range(args.pairs), desc="rounds"):
+            # Rotate the order every round, so that no method always runs first (or after the same one).
+            for method in methods[rounds % len(methods) :] + methods[: rounds % len(methods)]:
+                step, transform = step_times(method, args.steps, tmp, args.prompts)
+                samples[method] += step
+                transforms[method] += transform
+    medians = {method: statistics.median(values) for method, values in samples.items()}
+    print(f"\n{args.pairs} interleaved rounds x {args.steps - 1} timed steps, {time.perf_counter() - start:.0f} s")
+    print("| trainer | median step time (ms) | steps timed | median advantage transform (ms / batch) |")
+    print("|---|---|---|---|")
+    for method in methods:
+        transform = f"{statistics.median(transforms[method]) * 1e3:.3f}" if transforms[method] else "-"
+        print(f"| {LABELS[method]} | {medians[method] * 1e3:.1f} | {len(samples[method])} | {transform} |")
+    print()
+    if "pkpo" in medians and "grpo" in medians:
+        print(f"ratio PKPO / GRPO = {medians['pkpo'] / medians['grpo']:.3f} (target <= 1.02)")
+    for method in ("mixture", "adaptive"):
+        if method in medians and "pkpo" in medians:
+            print(f"ratio {method} / PKPO = {medians[method] / medians['pkpo']:.3f} (target <= 1.02)")
 
 
 if __name__ == "__main__":

@@ -4,19 +4,22 @@ Drop-in use: replace ``GRPOTrainer``/``GRPOConfig`` with :class:`PKPOTrainer`/:c
 The math lives in :mod:`pkpo_trl.estimators` (pure torch, importable without TRL's trainer).
 """
 
-from .estimators import ESTIMATORS, maxg_at_k, pass_at_k, transform_rewards
+from .estimators import ESTIMATORS, maxg_at_k, pass_at_k, transform_rewards, transform_rewards_mixture
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ESTIMATORS",
     "KAnnealingCallback",
+    "KMixture",
+    "KMixtureSchedule",
     "KSchedule",
     "PKPOConfig",
     "PKPOTrainer",
     "maxg_at_k",
     "pass_at_k",
     "transform_rewards",
+    "transform_rewards_mixture",
 ]
 
 
@@ -30,7 +33,7 @@ def __getattr__(name: str):
         from .config import PKPOConfig
 
         return PKPOConfig
-    if name in ("KAnnealingCallback", "KSchedule"):
+    if name in ("KAnnealingCallback", "KMixture", "KMixtureSchedule", "KSchedule"):
         from . import annealing
 
         return getattr(annealing, name)

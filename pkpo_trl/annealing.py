@@ -29,7 +29,15 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from .estimators import ESTIMATORS
 
-__all__ = ["KAnnealingCallback", "KSchedule", "check_k_values", "generation_start_step"]
+__all__ = [
+    "KAnnealingCallback",
+    "KMixture",
+    "KMixtureCallback",
+    "KMixtureSchedule",
+    "KSchedule",
+    "check_k_values",
+    "generation_start_step",
+]
 
 _KINDS = ("constant", "linear", "cosine", "piecewise", "steps")
 
@@ -179,3 +187,177 @@ def generation_start_step(args: TrainingArguments, step: int) -> int:
     accumulation = getattr(args, "gradient_accumulation_steps", 1) or 1
     every = (getattr(args, "steps_per_generation", 1) or 1) * (getattr(args, "num_iterations", 1) or 1)
     return (step * accumulation // every) * every // accumulation
+
+
+# --------------------------------------------------------------------------------------------------
+# Mixtures of k: the objective sum_k w_k pass@k, and schedules of mixtures.
+
+
+@dataclass(frozen=True)
+class KMixture:
+    """A mixture of k, ``{k: w_k}`` with the weights normalised to sum to 1 (``"1:1,8:1"`` is ``"1:0.5,8:0.5"``).
+
+    The objective is ``sum_k w_k pass@k`` and its unbiased gradient weights are ``A = sum_k w_k A^(k)``
+    (:func:`pkpo_trl.estimators.transform_rewards_mixture`).
+
+    Attributes:
+        terms: ``(k, w_k)`` pairs, k ascending, every ``w_k > 0``, ``sum_k w_k = 1``.
+    """
+
+    terms: tuple[tuple[int, float], ...]
+
+    @classmethod
+    def parse(cls, spec: str | int | dict[int, float] | KMixture) -> KMixture:
+        """``"1:0.5,8:0.5"`` (``k:weight`` pairs; weights >= 0, summing to > 0, normalised here), ``"8"`` or ``8``
+        (one k, weight 1), or a ``{k: weight}`` dict."""
+        if isinstance(spec, KMixture):
+            return spec
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            spec = {spec: 1.0}
+        elif isinstance(spec, str):
+            try:
+                pairs = [item.split(":") if ":" in item else (item, "1") for item in spec.replace(" ", "").split(",")]
+                weights: dict[int, float] = {}
+                for k, w in pairs:
+                    weights[_as_k(k)] = weights.get(_as_k(k), 0.0) + float(w)
+            except ValueError as err:
+                raise ValueError(f"invalid k mixture {spec!r} (expected e.g. '1:0.5,8:0.5'): {err}") from None
+            spec = weights
+        if not isinstance(spec, dict) or not spec:
+            raise ValueError(f"a k mixture is 'k:weight,...', an int or a {{k: weight}} dict, got {spec!r}")
+        spec = {k: float(w) for k, w in spec.items()}
+        for k, w in spec.items():
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"k mixture keys must be integers >= 1, got {k!r} in {spec!r}")
+            if not math.isfinite(w) or w < 0:
+                raise ValueError(f"k mixture weights must be finite and >= 0, got {w} for k={k} in {spec!r}")
+        total = math.fsum(spec.values())
+        if total <= 0:
+            raise ValueError(f"k mixture weights must sum to > 0, got {spec!r}")
+        return cls(tuple((k, w / total) for k, w in sorted(spec.items()) if w > 0))
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        return tuple(k for k, _ in self.terms)
+
+    @property
+    def mean_k(self) -> float:
+        """``sum_k w_k k``, logged as ``pkpo/k``."""
+        return math.fsum(k * w for k, w in self.terms)
+
+    def as_dict(self) -> dict[int, float]:
+        return dict(self.terms)
+
+    def capped(self, k_max: int) -> KMixture:
+        """Every k above ``k_max`` replaced by ``k_max`` (smaller eval groups)."""
+        out: dict[int, float] = {}
+        for k, w in self.terms:
+            out[min(k, k_max)] = out.get(min(k, k_max), 0.0) + w
+        return KMixture(tuple(sorted(out.items())))
+
+    def __str__(self) -> str:
+        return ",".join(f"{k}:{w:g}" for k, w in self.terms)
+
+
+def _blend(a: KMixture, b: KMixture, t: float) -> KMixture:
+    """``(1 - t) * a + t * b``, weight by weight."""
+    out = {k: (1 - t) * w for k, w in a.terms}
+    for k, w in b.terms:
+        out[k] = out.get(k, 0.0) + t * w
+    return KMixture(tuple((k, w) for k, w in sorted(out.items()) if w > 0))
+
+
+@dataclass(frozen=True)
+class KMixtureSchedule:
+    """A schedule of k mixtures; call it with ``(step, max_steps)`` to get the :class:`KMixture` in use.
+
+    Specs (``f = t / T`` the fraction of training, as for :class:`KSchedule`):
+
+    ====================================  ==============================================================
+    spec                                  mixture at step ``t``
+    ====================================  ==============================================================
+    ``"1:0.5,8:0.5"``                     constant (also ``"constant:1:0.5,8:0.5"``)
+    ``"linear:8->1"``                     ``(1 - f) * [8] + f * [1]``: weight moves from pass@8 to pass@1
+    ``"cosine:8->1:0.5,8:0.5"``           the same blend with ``f`` replaced by ``(1 - cos(pi f)) / 2``
+    ``"piecewise:0=8;0.5=1:0.5,8:0.5"``   breakpoints at fractions of training, separated by ``;``
+    ``"steps:0=8;100=1"``                 breakpoints in optimizer steps
+    ====================================  ==============================================================
+
+    ``linear``/``cosine`` blend the weights continuously: no rounding of k, every step optimises an exact
+    mixture objective (annealing k from 8 to 1 without jumps).
+    """
+
+    kind: str
+    points: tuple[tuple[float, KMixture], ...]
+
+    @classmethod
+    def parse(cls, spec: str | int | KMixture) -> KMixtureSchedule:
+        if isinstance(spec, (int, KMixture)) and not isinstance(spec, bool):
+            return cls("constant", ((0.0, KMixture.parse(spec)),))
+        if not isinstance(spec, str):
+            raise ValueError(f"k mixture schedule {spec!r} must be a string such as '1:0.5,8:0.5' or 'linear:8->1'")
+        kind, _, body = spec.partition(":")
+        kind = kind.strip().lower()
+        if kind not in _KINDS:  # a bare mixture
+            kind, body = "constant", spec
+        body = body.replace(" ", "")
+        try:
+            if kind == "constant":
+                points = ((0.0, KMixture.parse(body)),)
+            elif kind in ("linear", "cosine"):
+                start, end = body.split("->")
+                points = ((0.0, KMixture.parse(start)), (1.0, KMixture.parse(end)))
+            else:
+                pairs = [item.split("=", 1) for item in body.split(";") if item]
+                points = tuple(sorted(((float(pos), KMixture.parse(m)) for pos, m in pairs), key=lambda p: p[0]))
+                if not points or points[0][0] != 0:
+                    raise ValueError("the first breakpoint must be at 0")
+                if len({pos for pos, _ in points}) != len(points):
+                    raise ValueError("breakpoints must be distinct")
+                if kind == "piecewise" and points[-1][0] >= 1:
+                    raise ValueError("piecewise breakpoints are fractions of training in [0, 1)")
+        except ValueError as err:
+            raise ValueError(f"invalid k mixture schedule {spec!r}: {err}") from None
+        return cls(kind, points)
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        """Every k any mixture of the schedule uses (for validation against ``num_generations``)."""
+        return tuple(sorted({k for _, mixture in self.points for k in mixture.ks}))
+
+    def __call__(self, step: int, max_steps: int | None) -> KMixture:
+        if self.kind == "constant":
+            return self.points[0][1]
+        if self.kind == "steps":
+            return _last_at_or_before(self.points, step)
+        frac = min(max(step / max_steps, 0.0), 1.0) if max_steps else 0.0
+        if self.kind == "piecewise":
+            return _last_at_or_before(self.points, frac)
+        (_, start), (_, end) = self.points
+        t = frac if self.kind == "linear" else (1 - math.cos(math.pi * frac)) / 2
+        return _blend(start, end, t)
+
+
+class KMixtureCallback(TrainerCallback):
+    """Sets PKPO's k mixture from a :class:`KMixtureSchedule` at the start of every optimizer step (the
+    mixture counterpart of :class:`KAnnealingCallback`; added by the trainer when
+    ``PKPOConfig.pkpo_k_mixture`` is set).
+
+    Args:
+        schedule: a :class:`KMixtureSchedule` or a spec string such as ``"1:0.5,8:0.5"`` or ``"linear:8->1"``.
+    """
+
+    def __init__(self, schedule: KMixtureSchedule | str):
+        self.schedule = schedule if isinstance(schedule, KMixtureSchedule) else KMixtureSchedule.parse(schedule)
+        self.mixture = self.schedule(0, None)
+
+    def _update(self, args: TrainingArguments, state: TrainerState) -> None:
+        # As for KAnnealingCallback: the mixture of the step that starts the generation batch, so that a run
+        # resumed mid-batch scores with the same mixture as the uninterrupted run.
+        self.mixture = self.schedule(generation_start_step(args, state.global_step), state.max_steps)
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._update(args, state)
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._update(args, state)

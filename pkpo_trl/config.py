@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
 
-from .annealing import KSchedule, check_k_values
+from .annealing import KMixtureSchedule, KSchedule, check_k_values
 from .estimators import ESTIMATORS
 
 __all__ = ["PKPOConfig"]
@@ -45,6 +45,25 @@ class PKPOConfig(GRPOConfig):
             Anneal k during training, e.g. `"linear:8->1"`, `"cosine:8->1"`,
             `"piecewise:0=8,0.5=4,0.75=1"` (fractions of training) or `"steps:0=8,100=1"`. Overrides
             `pkpo_k` while set (`pkpo_k` is then neither used nor validated). See `pkpo_trl.annealing`.
+        pkpo_k_mixture (`str` or `None`, *optional*, defaults to `None`):
+            Optimise a mixture of pass@k objectives, `sum_k w_k pass@k`, with advantages
+            `A = sum_k w_k A^(k)` (exact: the transform is linear in the objective). `"1:0.5,8:0.5"`
+            (`k:weight` pairs; weights >= 0, summing to > 0, normalised to sum to 1), or a schedule of
+            mixtures: `"linear:8->1"` (the weights blend continuously from pass@8 to pass@1),
+            `"cosine:8->1:0.5,8:0.5"`, `"piecewise:0=8;0.5=1:0.5,8:0.5"`, `"steps:0=8;100=1"`. Every k
+            must be valid for the estimator and `num_generations`, as for `pkpo_k`. Overrides `pkpo_k`;
+            cannot be combined with `pkpo_k_schedule` (a mixture schedule replaces it) or
+            `pkpo_adaptive_k`. See `pkpo_trl.annealing.KMixtureSchedule`.
+        pkpo_adaptive_k (`str` or `None`, *optional*, defaults to `None`):
+            `"history"`: choose k per prompt from its success rate `p` at its most recent earlier visit
+            in training, `k = clamp(floor(1/p), pkpo_adaptive_k_min, pkpo_k)` (the k that maximises
+            `d pass@k / dp`); prompts not seen yet, or unsolved at their previous visit (p = 0), get
+            `pkpo_k`. The k never depends on the samples it weights, so the gradient stays unbiased.
+            `pkpo_k` (or `pkpo_k_schedule`, which then anneals the cap) is the largest k. Training
+            batches only; eval uses `pkpo_k`.
+        pkpo_adaptive_k_min (`int`, *optional*, defaults to `1`):
+            The smallest k `pkpo_adaptive_k` gives (to easy prompts), `<= pkpo_k`; under a `pkpo_k_schedule`
+            whose cap falls below it, the cap wins.
         pkpo_success_threshold (`float`, *optional*, defaults to `1.0`):
             A completion whose combined reward is at least this counts as a success in the logged
             pass@1 / pass@k metrics and the "prompts solved" count. It does not affect training.
@@ -80,6 +99,26 @@ class PKPOConfig(GRPOConfig):
             "is then neither used nor validated)."
         },
     )
+    pkpo_k_mixture: str | None = field(
+        default=None,
+        metadata={
+            "help": "Optional mixture of k, objective sum_k w_k pass@k: e.g. '1:0.5,8:0.5' (weights normalised), or a "
+            "mixture schedule 'linear:8->1', 'cosine:8->1:0.5,8:0.5', 'piecewise:0=8;0.5=1:0.5,8:0.5', "
+            "'steps:0=8;100=1'. Overrides pkpo_k; not with pkpo_k_schedule or pkpo_adaptive_k."
+        },
+    )
+    pkpo_adaptive_k: str | None = field(
+        default=None,
+        metadata={
+            "help": "Optional adaptive k per prompt: 'history' sets k = clamp(floor(1/p), pkpo_adaptive_k_min, "
+            "pkpo_k) from the prompt's success rate p at its previous visit (unbiased); unseen prompts get pkpo_k.",
+            "choices": ["history"],
+        },
+    )
+    pkpo_adaptive_k_min: int = field(
+        default=1,
+        metadata={"help": "Smallest k that pkpo_adaptive_k gives (to easy prompts)."},
+    )
     pkpo_success_threshold: float = field(
         default=1.0,
         metadata={"help": "Combined reward at or above which a completion counts as solved in the PKPO metrics."},
@@ -110,11 +149,15 @@ class PKPOConfig(GRPOConfig):
         # block a schedule that fits num_generations.
         if self.pkpo_k_schedule is not None:
             where, values = f"pkpo_k_schedule={self.pkpo_k_schedule!r}", KSchedule.parse(self.pkpo_k_schedule).values
+        elif self.pkpo_k_mixture is not None:  # the mixture's ks replace pkpo_k: checked with the mixture below
+            where, values = None, ()
         else:
             if isinstance(self.pkpo_k, bool) or not isinstance(self.pkpo_k, int):
                 raise ValueError(f"pkpo_k must be an integer, got {self.pkpo_k!r}")
             where, values = f"pkpo_k={self.pkpo_k}", (self.pkpo_k,)
-        check_k_values(values, where, self.num_generations, self.pkpo_estimator)
+        if values:
+            check_k_values(values, where, self.num_generations, self.pkpo_estimator)
+        self._validate_k_mixture_and_adaptive_k(self.num_generations - ESTIMATORS[self.pkpo_estimator].min_others)
 
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
@@ -131,3 +174,37 @@ class PKPOConfig(GRPOConfig):
                 UserWarning,
                 stacklevel=2,
             )
+
+    def _validate_k_mixture_and_adaptive_k(self, k_max: int) -> tuple[int, ...]:
+        """Check pkpo_k_mixture / pkpo_adaptive_k; returns the extra k values to range-check."""
+        if self.pkpo_k_mixture is not None:
+            if self.pkpo_k_schedule is not None:
+                raise ValueError(
+                    "pkpo_k_mixture and pkpo_k_schedule cannot both be set: schedule the mixture itself, e.g. "
+                    "pkpo_k_mixture='linear:8->1' (weights blend from pass@8 to pass@1) or 'steps:0=8;100=1:0.5,8:0.5'"
+                )
+            if self.pkpo_adaptive_k is not None:
+                raise ValueError("pkpo_k_mixture and pkpo_adaptive_k cannot both be set: choose one way to vary k")
+            values = KMixtureSchedule.parse(self.pkpo_k_mixture).values
+            for k in values:
+                if not 1 <= k <= k_max:
+                    raise ValueError(
+                        f"pkpo_k_mixture={self.pkpo_k_mixture!r} uses k={k} outside [1, {k_max}]: estimator "
+                        f"{self.pkpo_estimator!r} with num_generations={self.num_generations} needs 1 <= k <= {k_max}"
+                    )
+            return values
+        if self.pkpo_adaptive_k is not None:
+            if self.pkpo_adaptive_k != "history":
+                raise ValueError(f"pkpo_adaptive_k={self.pkpo_adaptive_k!r} is unknown; choose 'history' or None")
+            if ESTIMATORS[self.pkpo_estimator].k_is_n:
+                raise ValueError(f"pkpo_adaptive_k needs an estimator defined for k < n, not {self.pkpo_estimator!r}")
+            if isinstance(self.pkpo_adaptive_k_min, bool) or not isinstance(self.pkpo_adaptive_k_min, int):
+                raise ValueError(f"pkpo_adaptive_k_min must be an integer, got {self.pkpo_adaptive_k_min!r}")
+            if not 1 <= self.pkpo_adaptive_k_min <= k_max:
+                raise ValueError(f"pkpo_adaptive_k_min={self.pkpo_adaptive_k_min} is outside [1, {k_max}]")
+            if self.pkpo_k_schedule is None and self.pkpo_adaptive_k_min > self.pkpo_k:
+                raise ValueError(
+                    f"pkpo_adaptive_k_min={self.pkpo_adaptive_k_min} exceeds pkpo_k={self.pkpo_k}, the largest k "
+                    "pkpo_adaptive_k gives (with pkpo_k_schedule, a cap below pkpo_adaptive_k_min wins)"
+                )
+        return ()

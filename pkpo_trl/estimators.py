@@ -30,12 +30,19 @@ The max@k estimators are linear in the sorted rewards: each returns the weights 
 sum after one sort: ``O(n log n)`` per group, one vectorised call for the whole batch; tied rewards are read
 at their tie block's first rank (exactly equal values). Ratios of binomial coefficients are evaluated in log
 space (``lgamma``) so that groups of thousands of samples stay finite.
+
+Because ``A`` is linear in those weights, two extensions cost no extra sort: ``transform_rewards(rewards, k)``
+with ``k`` an integer tensor of one k per group (the weights of each distinct k, gathered per group), and
+:func:`transform_rewards_mixture` for the objective ``sum_k w_k max@k`` (``A = sum_k w_k A^(k)``, the per-k
+weights summed before the cumulative sum). :func:`k_from_success_rate` is the adaptive-k rule of
+``PKPOConfig.pkpo_adaptive_k``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,10 +52,12 @@ __all__ = [
     "ESTIMATORS",
     "Estimator",
     "is_binary",
+    "k_from_success_rate",
     "maxg_at_k",
     "pass_at_k",
     "register_estimator",
     "transform_rewards",
+    "transform_rewards_mixture",
 ]
 
 # --------------------------------------------------------------------------------------------------
@@ -335,9 +344,12 @@ def _sort_groups(
     return g_sorted, ranks, n_valid.to(torch.float64), order
 
 
-def _group_parameters(n_valid: torch.Tensor, k: int, spec: Estimator) -> tuple[torch.Tensor, ...]:
-    """k' = min(k, n' - min_others), whether each group is usable, and safe (n, k') for the unusable ones."""
-    kk = torch.clamp(torch.full_like(n_valid, float(k)), max=n_valid - spec.min_others)
+def _group_parameters(n_valid: torch.Tensor, k: int | torch.Tensor, spec: Estimator) -> tuple[torch.Tensor, ...]:
+    """k' = min(k, n' - min_others), whether each group is usable, and safe (n, k') for the unusable ones.
+    ``k`` is an int or a float64 tensor ``[..., 1]`` of one k per group. Usability does not depend on k
+    (``k' >= 1`` iff ``n' - min_others >= 1``), so the terms of a mixture agree on it."""
+    k = torch.full_like(n_valid, float(k)) if isinstance(k, int) else k
+    kk = torch.minimum(k, n_valid - spec.min_others)
     usable = (kk >= 1) & (n_valid >= (2 if spec.needs_others else 1))
     return torch.where(usable, kk, 1.0), usable, torch.where(usable, n_valid, 2.0)
 
@@ -411,7 +423,7 @@ def pass_at_k(num_samples, num_correct, k: int) -> torch.Tensor:
     return 1.0 - _binom_ratio(n - c, kk, n, kk)
 
 
-def transform_rewards(rewards, k: int, estimator: str = "sloo_minus_one") -> torch.Tensor:
+def transform_rewards(rewards, k: int | torch.Tensor, estimator: str = "sloo_minus_one") -> torch.Tensor:
     """PKPO-transformed rewards ``A_i`` for every completion of every group.
 
     Each estimator is documented at its function in this module (formula and paper equation); all but
@@ -424,47 +436,224 @@ def transform_rewards(rewards, k: int, estimator: str = "sloo_minus_one") -> tor
             gets ``A_i = 0``; a group left with ``n'`` scored completions uses ``k' = min(k, n' - min_others)``
             (``k' = n'`` for ``grpo_passk``) and gets all zeros when ``k' < 1``, or when ``n' < 2`` for the
             estimators with a baseline.
-        k: ``1 <= k <= n``; ``k <= n-1`` for ``"sloo"`` and ``"l2o"``; ``k = n`` for ``"grpo_passk"``.
+        k: ``1 <= k <= n``; ``k <= n-1`` for ``"sloo"`` and ``"l2o"``; ``k = n`` for ``"grpo_passk"``. Either one
+            int for every group, or an integer tensor of shape ``rewards.shape[:-1]`` holding one k per group
+            (each group is then transformed with its own k, exactly as a call on that row alone would; still
+            one vectorised call with no loop over groups: without NaNs, the cached weights of each distinct k
+            (at most n of them) are stacked and gathered per group; with NaNs, evaluated at each group's k).
         estimator: a name in :data:`ESTIMATORS`.
 
     Returns:
         Tensor of the shape of ``rewards``, in its floating dtype (computed in float64).
     """
+    return _transform(rewards, ((k, 1.0),), estimator)
+
+
+def transform_rewards_mixture(
+    rewards, mixture: Mapping[int, float], estimator: str = "sloo_minus_one"
+) -> torch.Tensor:
+    """PKPO-transformed rewards for a mixture of k: the objective ``sum_k w_k * max@k`` (pass@k for 0/1 rewards).
+
+    The transform is linear in the objective, so the mixture's unbiased gradient weights are the same
+    combination of the single-k ones::
+
+        A_i = sum_k w_k * A_i^(k) / sum_k w_k,     E[sum_i A_i grad log p(x_i)] = grad sum_k w_k max@k / sum_k w_k
+
+    The weights are normalised to sum to 1 (``{1: 1, 8: 1}`` equals ``{1: 0.5, 8: 0.5}``), so a one-term
+    mixture is :func:`transform_rewards` at that k. Since every ``A^(k)`` is linear in the sorted rewards
+    (see the module docstring), the mixture combines the per-k weights before one sort and one cumulative
+    sum: its cost is that of a single k. A mixture mixes ``1`` (a pass@1 signal, nonzero on easy prompts)
+    with a large k (a pass@k signal, nonzero on hard prompts) in every group of the same batch.
+
+    Args:
+        rewards: as in :func:`transform_rewards` (NaN rules included: each term uses its ``k' = min(k, n' -
+            min_others)``).
+        mixture: ``{k: w_k}`` with every k valid for the estimator and ``n`` (as in :func:`transform_rewards`),
+            finite weights ``w_k >= 0`` and ``sum_k w_k > 0``.
+        estimator: a name in :data:`ESTIMATORS`.
+
+    Returns:
+        Tensor of the shape of ``rewards``, in its floating dtype.
+    """
+    return _transform(rewards, _check_mixture(mixture), estimator)
+
+
+def k_from_success_rate(success_rate, k_min: int, k_max: int) -> torch.Tensor:
+    """Adaptive k per prompt from an earlier estimate ``p`` of its pass@1 (``pkpo_adaptive_k="history"``)::
+
+        k(p) = clamp(floor(1 / p), k_min, k_max),    k(0) = k(NaN) = k_max (unsolved / no estimate yet)
+
+    ``floor(1/p)`` is the integer k that maximises ``d pass@k / d p = k (1-p)^(k-1)`` (the ratio of
+    consecutive terms, ``(k+1)(1-p)/k``, is >= 1 exactly while ``k <= 1/p - 1``; ties go to the larger k):
+    the k at which a prompt's pass@k responds most to an improvement of its pass@1. Easy prompts get small
+    k (``p > 1/2`` gives 1), hard ones large k. When ``p`` comes from samples other than the ones being
+    weighted (earlier visits of the prompt) k is independent of the current samples given the policy, and
+    the transform stays an unbiased gradient of ``sum_x pass@k_x(x)``; choosing k from the current samples
+    instead is biased (README, "Adaptive k").
+
+    Args:
+        success_rate: ``[...]`` pass@1 estimates in [0, 1], NaN for "unknown".
+        k_min, k_max: ``1 <= k_min <= k_max``.
+
+    Returns:
+        ``[...]`` int64 tensor of k.
+    """
+    if not 1 <= k_min <= k_max:
+        raise ValueError(f"need 1 <= k_min <= k_max, got k_min={k_min}, k_max={k_max}")
+    p = torch.as_tensor(success_rate, dtype=torch.float64)
+    # p = 0 gives inf; the relative 1e-6 sends an integer 1/p that float rounding put just below it
+    # (1/(1/3) in float32) to the tie's larger k.
+    k = torch.floor((1.0 + 1e-6) / p.clamp(0.0, 1.0))
+    k = torch.where(torch.isnan(p), float(k_max), k.clamp(k_min, k_max))
+    return k.to(torch.int64)
+
+
+# --------------------------------------------------------------------------------------------------
+# The shared implementation: a weighted sum of transforms, each at one k or at a k per group.
+
+Terms = Sequence[tuple["int | torch.Tensor", float]]
+
+
+def _check_mixture(mixture: Mapping[int, float]) -> list[tuple[int, float]]:
+    """Validated ``(k, w_k / sum w)`` pairs (zero weights dropped)."""
+    if not isinstance(mixture, Mapping) or not mixture:
+        raise ValueError(f"a k mixture is a non-empty mapping {{k: weight}}, got {mixture!r}")
+    weights = {}
+    for k, w in mixture.items():
+        k = _check_k(k)
+        w = float(w)
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(f"k mixture weights must be finite and >= 0, got {w} for k={k}")
+        weights[k] = weights.get(k, 0.0) + w
+    total = math.fsum(weights.values())
+    if total <= 0:
+        raise ValueError(f"k mixture weights must sum to > 0, got {mixture!r}")
+    return [(k, w / total) for k, w in sorted(weights.items()) if w > 0]
+
+
+def _check_k_any(k, batch_shape: torch.Size, device: torch.device) -> int | torch.Tensor:
+    """An int k, or one k per group as a float64 tensor ``[..., 1]`` (an int where every group has the same k)."""
+    if isinstance(k, (torch.Tensor, np.ndarray, list, tuple)) and np.ndim(k) > 0:
+        kt = torch.as_tensor(k)
+        if kt.is_floating_point() or kt.is_complex() or kt.dtype == torch.bool:
+            raise ValueError(f"a per-group k must be an integer tensor, got dtype {kt.dtype}")
+        if kt.shape != batch_shape:
+            raise ValueError(f"a per-group k must have the batch shape {tuple(batch_shape)}, got {tuple(kt.shape)}")
+        if kt.numel() and int(kt.min()) < 1:
+            raise ValueError(f"k must be >= 1, got a per-group k with min {int(kt.min())}")
+        if kt.numel() == 0 or bool((kt == kt.flatten()[0]).all()):
+            return int(kt.flatten()[0]) if kt.numel() else 1
+        return kt.to(device=device, dtype=torch.float64).unsqueeze(-1)
+    return _check_k(k)
+
+
+def _combine(terms: Sequence[tuple[tuple[torch.Tensor | None, ...], float]]) -> tuple[torch.Tensor | None, ...]:
+    """``sum_t w_t * weights_t`` elementwise (``None``, a vanishing weight, counts as 0)."""
+    if len(terms) == 1 and terms[0][1] == 1.0:
+        return terms[0][0]
+    out: list[torch.Tensor | None] = []
+    for parts in zip(*(weights for weights, _ in terms)):
+        present = [(part, w) for part, (_, w) in zip(parts, terms) if part is not None]
+        out.append(sum(w * part for part, w in present) if present else None)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_mixture_weights(
+    name: str, n: int, terms: tuple[tuple[int, float], ...], device: torch.device
+) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """:func:`_shared_weights` of a mixture, ``sum_t w_t * weights(k_t)``, cached per mixture as well."""
+    if len(terms) == 1 and terms[0][1] == 1.0:
+        return _shared_weights(name, n, terms[0][0], device)
+    with torch.inference_mode(False), torch.no_grad():
+        shared = [(_shared_weights(name, n, k, device), w) for k, w in terms]
+        return _combine([(weights, w) for (weights, _), w in shared]), shared[0][0][1]
+
+
+def _distinct_k_tables(
+    name: str, n: int, k: torch.Tensor, device: torch.device
+) -> tuple[tuple[torch.Tensor | None, ...], bool, torch.Tensor]:
+    """For one k per group (float64 ``[..., 1]``, no NaN): the cached :func:`_shared_weights` of each distinct k,
+    stacked into ``[U, L]`` tables (``None`` for a weight that vanishes at every k), whether groups are usable,
+    and each group's row ``[...]``. One cached lookup per distinct k (at most ``n``: a handful for adaptive k),
+    then one gather per weight; cheaper than evaluating the log-space binomials at every ``(group, rank)``."""
+    distinct, row = torch.unique(k, return_inverse=True)
+    per_k = [_shared_weights(name, n, int(value), device) for value in distinct.tolist()]
+    tables: list[torch.Tensor | None] = []
+    for parts in zip(*(weights for weights, _ in per_k)):
+        present = [part for part in parts if part is not None]
+        if not present:
+            tables.append(None)
+            continue
+        size = present[0].shape[-1]
+        zeros = torch.zeros(size, dtype=torch.float64, device=device)
+        tables.append(torch.stack([zeros if part is None else part.expand(size) for part in parts]))
+    return tuple(tables), per_k[0][1], row.squeeze(-1)
+
+
+def _transform(rewards, terms: Terms, estimator: str) -> torch.Tensor:
+    """``sum_t w_t * A^(k_t)`` for validated weights, in one sort."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
     spec = ESTIMATORS[estimator]
     g, out_dtype = _as_float64(rewards)
     n, has_nan = _check_rewards(g)
-    k = _check_k(k)
-    if k > n - spec.min_others:
-        need = "n-1" if spec.min_others else "n"
-        raise ValueError(f"k={k} is too large for estimator {estimator!r} with n={n}: it needs k <= {need}")
-    if spec.k_is_n and k != n:
-        raise ValueError(f"estimator {estimator!r} is defined for k = n only (the whole group): got k={k}, n={n}")
+    terms = [(_check_k_any(k, g.shape[:-1], g.device), w) for k, w in terms]
+    for k, _ in terms:
+        k_max = k if isinstance(k, int) else int(k.max())
+        if k_max > n - spec.min_others:
+            need = "n-1" if spec.min_others else "n"
+            raise ValueError(f"k={k_max} is too large for estimator {estimator!r} with n={n}: it needs k <= {need}")
+        if spec.k_is_n and (k != n if isinstance(k, int) else bool((k != n).any())):
+            raise ValueError(f"estimator {estimator!r} is defined for k = n only (the whole group): got k={k}, n={n}")
     if spec.binary_only and not is_binary(g):
         raise ValueError(
             f"estimator {estimator!r} is defined for binary (0/1) rewards only; these rewards are not all 0 or 1 "
             "(use 'sloo_minus_one' for continuous rewards)"
         )
-
     if spec.binary_only:  # a closed form in the correct count: no sort
         correct = g == 1
         c = correct.sum(-1, keepdim=True)
-        if not has_nan:  # one table over c = 0..n for the whole batch
-            (a_correct, a_incorrect), _ = _shared_weights(estimator, n, k, g.device)
-            return torch.where(correct, a_correct[c], a_incorrect[c]).to(out_dtype)
+        if not has_nan:  # tables over c = 0..n (one per k), looked up at each group's c
+            parts = []
+            for k, w in terms:
+                if isinstance(k, int):
+                    parts.append((tuple(t[c] for t in _shared_weights(estimator, n, k, g.device)[0]), w))
+                else:
+                    tables, _, row = _distinct_k_tables(estimator, n, k, g.device)
+                    parts.append((tuple(t[row.unsqueeze(-1), c] for t in tables), w))
+            a_correct, a_incorrect = _combine(parts)
+            return torch.where(correct, a_correct, a_incorrect).to(out_dtype)
         valid = ~torch.isnan(g)
-        kk, usable, n_safe = _group_parameters(valid.sum(-1, keepdim=True).to(torch.float64), k, spec)
-        a_correct, a_incorrect = spec.fn(c.to(torch.float64), n_safe, kk)
+        n_valid = valid.sum(-1, keepdim=True).to(torch.float64)
+        parts = []
+        for k, w in terms:
+            kk, usable, n_safe = _group_parameters(n_valid, k, spec)
+            parts.append((spec.fn(c.to(torch.float64), n_safe, kk), w))
+        a_correct, a_incorrect = _combine(parts)
         out = torch.where(correct, a_correct, a_incorrect)
         return torch.where(valid & usable, out, 0.0).to(out_dtype)
 
     g_sorted, ranks, n_valid, order = _sort_groups(g, has_nan)
-    if n_valid is None:  # no NaN: weights shared by the batch
-        weights, usable = _shared_weights(estimator, n, k, g.device)
-    else:
-        kk, usable, n_safe = _group_parameters(n_valid, k, spec)
-        weights = spec.fn(ranks, n_safe, kk)
+    if n_valid is None:  # no NaN: every group has all n; weights from cached tables
+        if all(isinstance(k, int) for k, _ in terms):
+            weights, usable = _shared_mixture_weights(estimator, n, tuple(terms), g.device)
+        else:
+            parts = []
+            for k, w in terms:
+                if isinstance(k, int):
+                    per_k, usable = _shared_weights(estimator, n, k, g.device)
+                else:
+                    tables, usable, row = _distinct_k_tables(estimator, n, k, g.device)
+                    per_k = tuple(None if t is None else t[row] for t in tables)
+                parts.append((per_k, w))
+            weights = _combine(parts)
+    else:  # NaN slots: each group's own n', weights evaluated elementwise
+        parts = []
+        for k, w in terms:
+            kk, usable, n_safe = _group_parameters(n_valid, k, spec)
+            parts.append((spec.fn(ranks, n_safe, kk), w))
+        weights = _combine(parts)
     if spec.shift_invariant:
         g_sorted = g_sorted - g_sorted[..., :1]
     out = _linear(g_sorted, *weights).gather(-1, _tie_block_starts(g_sorted, ranks))

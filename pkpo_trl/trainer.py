@@ -37,10 +37,17 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
 from trl.trainer.utils import is_async_callable, nanstd
 
-from .annealing import KAnnealingCallback, KSchedule
+from .annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule, KSchedule
 from .callbacks import PassAtKCallback
 from .config import PKPOConfig
-from .estimators import ESTIMATORS, is_binary, maxg_at_k, transform_rewards
+from .estimators import (
+    ESTIMATORS,
+    is_binary,
+    k_from_success_rate,
+    maxg_at_k,
+    transform_rewards,
+    transform_rewards_mixture,
+)
 from .vllm_cpu import prepare_vllm_for_weight_sync
 
 __all__ = ["PKPOTrainer"]
@@ -62,12 +69,15 @@ class PKPOTrainer(GRPOTrainer):
     Metrics added to the trainer's logs (train and eval, per logging step):
 
     - ``pkpo/k``: the k used for the batch (annealed when a schedule is set; in evaluation, groups of
-      ``num_generations_eval`` too small for k use the largest k they support).
+      ``num_generations_eval`` too small for k use the largest k they support); with ``pkpo_k_mixture`` the
+      mixture's mean ``sum_k w_k k``, with ``pkpo_adaptive_k`` the mean of the groups' k.
+    - ``pkpo/k_mixture/w<k>`` (with ``pkpo_k_mixture``): the weight of each k in the mixture in use.
     - ``pkpo/pass@1``, ``pkpo/pass@k_at_current_k``: unbiased estimates (Eq. 8) from the batch's groups,
       a completion counting as a success when its reward is ``>= args.pkpo_success_threshold``; the
-      second at the k being optimised, which annealing changes mid-run. For fixed ks (comparable across
-      a run and with a GRPO baseline) pass a :class:`~pkpo_trl.callbacks.PassAtKCallback` in
-      ``callbacks``: it is attached to this trainer and logs ``pass@k/<k>``.
+      second at the k being optimised (the mixture's largest, or ``pkpo_k`` with ``pkpo_adaptive_k``), which
+      annealing changes mid-run. For fixed ks (comparable across a run and with a GRPO baseline) pass a
+      :class:`~pkpo_trl.callbacks.PassAtKCallback` in ``callbacks``: it is attached to this trainer and logs
+      ``pass@k/<k>``.
     - ``pkpo/max@k``: the unbiased max@k estimate (Eq. 19) of the raw reward (continuous rewards only).
     - ``pkpo/frac_groups_no_success``: groups where no completion succeeded (no pass@k signal).
     - ``pkpo/frac_zero_advantage``: completions whose advantage is exactly 0.
@@ -116,6 +126,8 @@ class PKPOTrainer(GRPOTrainer):
         callbacks = list(callbacks or [])
         if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
             callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
+        if args.pkpo_k_mixture is not None and not any(isinstance(c, KMixtureCallback) for c in callbacks):
+            callbacks.append(KMixtureCallback(KMixtureSchedule.parse(args.pkpo_k_mixture)))
         # vLLM's CPU build packs weights at load time in a way TRL's weight push cannot update (see vllm_cpu.py).
         prepare_vllm_for_weight_sync(args.use_vllm, args.vllm_mode)
         super().__init__(
@@ -147,6 +159,8 @@ class PKPOTrainer(GRPOTrainer):
         self._pkpo_reward_calls = 0
         self._pkpo_warned_eval_clamp = False
         self._pkpo_solved_prompts: set[str] = set()
+        # pkpo_adaptive_k="history": prompt key -> success rate at its latest visit (restarts on resume).
+        self._pkpo_success_history: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------
     # k
@@ -158,6 +172,18 @@ class PKPOTrainer(GRPOTrainer):
             if isinstance(callback, KAnnealingCallback):
                 return callback.k
         return self.args.pkpo_k
+
+    @property
+    def pkpo_k_mixture(self) -> KMixture | None:
+        """The k mixture used to score the next training batch (``pkpo_k_mixture``), else ``None``."""
+        callback = self._pkpo_mixture_callback()
+        return None if callback is None else callback.mixture
+
+    def _pkpo_mixture_callback(self) -> KMixtureCallback | None:
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, KMixtureCallback):
+                return callback
+        return None
 
     def _k_for_group_size(self, n: int, mode: str) -> int:
         """The k for groups of ``n``: :attr:`pkpo_k` in training (validated against ``num_generations``), and
@@ -207,8 +233,10 @@ class PKPOTrainer(GRPOTrainer):
         rewards = self._combine_rewards(rewards_per_func)
         groups = rewards.view(-1, n)
         k = self._k_for_group_size(n, mode)
+        k_mean = None
         if k >= 1:
-            advantages = transform_rewards(groups, k, self.args.pkpo_estimator).view(-1)
+            advantages, k, k_mean = self._pkpo_transform(groups, k, mode)
+            advantages = advantages.view(-1)
         else:  # a group too small for any baseline (e.g. num_generations_eval=1) carries no signal
             advantages = torch.zeros_like(rewards)
         advantages = self._scale(advantages, ~rewards.isnan(), n)
@@ -217,8 +245,39 @@ class PKPOTrainer(GRPOTrainer):
         start = self.accelerator.process_index * local.shape[0]
         output["advantages"] = advantages[start : start + local.shape[0]].to(local.dtype)
         self._replace_logged_advantages(advantages)
-        self._log_pkpo_metrics(mode, groups, advantages, max(k, 1))
+        self._log_pkpo_metrics(mode, groups, advantages, max(k, 1), k_mean)
         return output
+
+    def _pkpo_transform(self, groups: torch.Tensor, k: int, mode: str) -> tuple[torch.Tensor, int, float]:
+        """The transformed rewards of ``groups`` under the configured k (``k``, from :meth:`_k_for_group_size`),
+        a mixture of k, or adaptive k per prompt (at most ``k``); also the largest k in use (for ``pkpo/pass@k``)
+        and the mean k per group (``pkpo/k``)."""
+        estimator = self.args.pkpo_estimator
+        callback = self._pkpo_mixture_callback()
+        if callback is not None:  # its ks replace pkpo_k; eval groups smaller than a k use their largest k
+            k = groups.shape[-1] - ESTIMATORS[estimator].min_others
+            mixture = callback.mixture.capped(k)
+            for k_i in callback.schedule.values:
+                self._metrics[mode][f"pkpo/k_mixture/w{k_i}"].append(mixture.as_dict().get(min(k_i, k), 0.0))
+            return transform_rewards_mixture(groups, mixture.as_dict(), estimator), max(mixture.ks), mixture.mean_k
+        if self.args.pkpo_adaptive_k == "history" and mode == "train":
+            per_group = self._history_k(groups, k)
+            return transform_rewards(groups, per_group, estimator), k, per_group.double().mean().item()
+        return transform_rewards(groups, k, estimator), k, float(k)
+
+    def _history_k(self, groups: torch.Tensor, k_max: int) -> torch.Tensor:
+        """``pkpo_adaptive_k="history"``: each group's k from its prompt's success rate at the prompt's latest
+        earlier visit (:func:`~pkpo_trl.estimators.k_from_success_rate`), read before this batch is recorded,
+        so k never depends on the samples it weights. Then records this batch's success rates."""
+        keys = self._group_prompt_keys(groups.shape[0])
+        rates = [self._pkpo_success_history.get(key, float("nan")) for key in keys]
+        k_min = min(self.args.pkpo_adaptive_k_min, k_max)
+        per_group = k_from_success_rate(torch.tensor(rates, dtype=torch.float64), k_min, k_max).to(groups.device)
+        success = (groups >= self.args.pkpo_success_threshold).to(torch.float64).masked_fill(groups.isnan(), torch.nan)
+        for key, rate in zip(keys, success.nanmean(dim=1).tolist()):
+            if rate == rate:  # a group with no scored completion leaves the history as it was
+                self._pkpo_success_history[key] = rate
+        return per_group
 
     # ------------------------------------------------------------------------------------------
     # Helpers.
@@ -253,10 +312,12 @@ class PKPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(advantages.tolist())
 
-    def _log_pkpo_metrics(self, mode: str, groups: torch.Tensor, advantages, k: int) -> None:
+    def _log_pkpo_metrics(
+        self, mode: str, groups: torch.Tensor, advantages, k: int, k_mean: float | None = None
+    ) -> None:
         metrics = self._metrics[mode]
         success = (groups >= self.args.pkpo_success_threshold).to(groups.dtype).masked_fill(groups.isnan(), torch.nan)
-        metrics["pkpo/k"].append(float(k))
+        metrics["pkpo/k"].append(float(k) if k_mean is None else k_mean)
         metrics["pkpo/pass@1"].append(success.nanmean().item())  # maxg@1 is the plain mean
         metrics["pkpo/pass@k_at_current_k"].append(maxg_at_k(success, k).nanmean().item())
         if not is_binary(groups):
@@ -271,6 +332,12 @@ class PKPOTrainer(GRPOTrainer):
                 metrics["pkpo/frac_prompts_solved"].append(len(self._pkpo_solved_prompts) / len(self.train_dataset))
 
     def _update_solved_prompts(self, solved: torch.Tensor) -> None:
+        keys = self._group_prompt_keys(solved.numel())
+        self._pkpo_solved_prompts.update(keys[group] for group in solved.nonzero().flatten().tolist())
+
+    def _group_prompt_keys(self, num_groups: int) -> list[str]:
+        """A key (hash) of the prompt of each of the batch's ``num_groups`` groups, in the order of the gathered
+        rewards."""
         # TRL has just appended the prompts of all processes, in the order of the gathered rewards, to its
         # completions-table log (a deque of one generation batch): group g holds prompts [g*n, (g+1)*n). These are
         # the prompts the model saw, so they also exist when an environment's reset() supplied them (no `prompt`
@@ -278,16 +345,13 @@ class PKPOTrainer(GRPOTrainer):
         logged = self._logs["prompt"]
         total = len(logged)
         n = self.num_generations
-        if total < solved.numel() * n:
+        if total < num_groups * n:
             raise RuntimeError(
                 "pkpo_trl: GRPOTrainer logged fewer prompts than it scored completions; this TRL version is not "
                 "supported (see pyproject.toml)."
             )
-        start = total - solved.numel() * n
-        self._pkpo_solved_prompts.update(
-            _prompt_key(logged[start + group * n]) for group in solved.nonzero().flatten().tolist()
-        )
-
+        start = total - num_groups * n
+        return [_prompt_key(logged[start + group * n]) for group in range(num_groups)]
 
 def _check_reward_values(name: str, values):
     """``values`` if every entry is a real number or None, else a TypeError naming the function and the value."""

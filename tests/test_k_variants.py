@@ -1,0 +1,154 @@
+"""Mixtures of k and adaptive k (issue 14): PKPOConfig validation, mixture schedules, and what reaches
+PKPOTrainer's loss. The estimator math (per-group k, mixtures, unbiasedness) is in test_estimators.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_trainer import N_GEN, binary_reward, continuous_reward, train
+
+from pkpo_trl import PKPOConfig
+from pkpo_trl.annealing import KMixture, KMixtureCallback, KMixtureSchedule
+from pkpo_trl.estimators import k_from_success_rate, transform_rewards, transform_rewards_mixture
+
+# --------------------------------------------------------------------------------------------------
+# Config.
+
+
+def make(tmp_path, **kwargs) -> PKPOConfig:
+    defaults = dict(output_dir=str(tmp_path), report_to="none", use_cpu=True, num_generations=8)
+    defaults.update(kwargs)
+    return PKPOConfig(**defaults)
+
+
+def test_valid_mixture_and_adaptive_configs(tmp_path):
+    assert make(tmp_path, pkpo_k_mixture="1:0.5,8:0.5").pkpo_k_mixture == "1:0.5,8:0.5"
+    assert make(tmp_path, pkpo_k_mixture="linear:8->1").pkpo_k_mixture == "linear:8->1"
+    config = make(tmp_path, pkpo_adaptive_k="history", pkpo_k=8, pkpo_adaptive_k_min=2)
+    assert (config.pkpo_adaptive_k, config.pkpo_adaptive_k_min) == ("history", 2)
+    assert make(tmp_path, pkpo_adaptive_k="history", pkpo_k_schedule="linear:8->2").pkpo_adaptive_k == "history"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(pkpo_k_mixture="1:0.5,9:0.5"), r"uses k=9 outside \[1, 8\]"),
+        (dict(pkpo_k_mixture="1:1,8:1", pkpo_estimator="l2o"), r"uses k=8 outside \[1, 7\].*'l2o'"),
+        (dict(pkpo_k_mixture="linear:16->1"), r"uses k=16 outside"),
+        (dict(pkpo_k_mixture="1:-0.5,8:1"), "finite and >= 0"),
+        (dict(pkpo_k_mixture="1:0,8:0"), "sum to > 0"),
+        (dict(pkpo_k_mixture="1:a"), "invalid k mixture"),
+        (dict(pkpo_k_mixture="piecewise:0.5=8"), "first breakpoint must be at 0"),
+        (dict(pkpo_k_mixture="1:0.5,8:0.5", pkpo_k_schedule="linear:8->1"), "cannot both be set: schedule the mix"),
+        (dict(pkpo_k_mixture="1:0.5,8:0.5", pkpo_adaptive_k="history"), "pkpo_k_mixture and pkpo_adaptive_k"),
+        (dict(pkpo_adaptive_k="loo"), "pkpo_adaptive_k='loo' is unknown"),
+        (dict(pkpo_adaptive_k="history", pkpo_k=8, pkpo_estimator="grpo_passk"), "defined for k < n"),
+        (dict(pkpo_adaptive_k="history", pkpo_adaptive_k_min=0), r"pkpo_adaptive_k_min=0 is outside \[1, 8\]"),
+        (dict(pkpo_adaptive_k="history", pkpo_k=2, pkpo_adaptive_k_min=3), "pkpo_adaptive_k_min=3 exceeds pkpo_k=2"),
+    ],
+)
+def test_invalid_mixture_and_adaptive_settings_raise(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(tmp_path, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Mixtures and their schedules.
+
+
+def test_mixture_parsing_normalises_and_merges():
+    assert KMixture.parse("1:1,8:3").terms == ((1, 0.25), (8, 0.75))
+    assert KMixture.parse("8").terms == KMixture.parse(8).terms == ((8, 1.0),)
+    assert KMixture.parse({4: 2.0, 1: 0.0}).terms == ((4, 1.0),)
+    assert KMixture.parse("1:1,8:1,1:2").as_dict() == {1: 0.75, 8: 0.25}
+    assert KMixture.parse("1:0.25,8:0.75").mean_k == pytest.approx(6.25)
+    assert KMixture.parse("1:0.25,4:0.25,8:0.5").capped(4).as_dict() == {1: 0.25, 4: 0.75}
+    for bad in ("", "0:1", "1:inf", {1.5: 1.0}):
+        with pytest.raises(ValueError):
+            KMixture.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("spec", "total", "expected"),
+    [
+        ("1:0.5,8:0.5", 10, [{1: 0.5, 8: 0.5}] * 3),
+        ("constant:4", 10, [{4: 1.0}] * 3),
+        ("linear:8->1", 10, [{8: 1.0}, {1: 0.5, 8: 0.5}, {1: 1.0}]),
+        ("cosine:8->1:0.5,8:0.5", 10, [{8: 1.0}, {1: 0.25, 8: 0.75}, {1: 0.5, 8: 0.5}]),
+        ("piecewise:0=8;0.5=1:0.5,8:0.5;0.9=1", 10, [{8: 1.0}, {1: 0.5, 8: 0.5}, {1: 1.0}]),
+        ("steps:0=8;5=4:1,1:1;10=1", 10, [{8: 1.0}, {1: 0.5, 4: 0.5}, {1: 1.0}]),
+    ],
+)
+def test_mixture_schedule_values(spec, total, expected):
+    schedule = KMixtureSchedule.parse(spec)
+    for step, want in zip((0, 5, 10), expected, strict=True):
+        got = schedule(step, total).as_dict()
+        assert got.keys() == want.keys() and all(math.isclose(got[k], w) for k, w in want.items()), (step, got)
+
+
+# --------------------------------------------------------------------------------------------------
+# The trainer.
+
+
+def test_mixture_advantages_reach_the_loss_and_are_logged(tmp_path):
+    mixture = {1: 0.25, 3: 0.75}
+    # pkpo_k=1 below the mixture's largest k: the mixture's ks replace pkpo_k, they are not capped by it.
+    trainer = train(
+        tmp_path, pkpo_k=1, pkpo_k_mixture="1:0.25,3:0.75", scale_rewards="none", reward_fn=continuous_reward
+    )
+    assert len(trainer.rewards) == len(trainer.loss_advantages) == 2
+    for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
+        groups = torch.tensor(rewards).view(-1, N_GEN)
+        expected = transform_rewards_mixture(groups, mixture).view(-1)
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
+        single = transform_rewards(groups, 3).view(-1)
+        assert not torch.allclose(seen.sort().values, single.sort().values), "degenerate: mixture == k=3 alone"
+    logged = [entry for entry in trainer.state.log_history if "pkpo/k" in entry]
+    assert logged and all(entry["pkpo/k"] == pytest.approx(2.5) for entry in logged)
+    assert all(entry["pkpo/k_mixture/w1"] == pytest.approx(0.25) for entry in logged)
+
+
+def test_mixture_schedule_is_applied_per_step(tmp_path):
+    # linear:4->1 over 2 steps: step 0 is pass@4 alone, step 1 is half pass@4, half pass@1.
+    trainer = train(tmp_path, pkpo_k_mixture=f"linear:{N_GEN}->1", scale_rewards="none", max_steps=2)
+    assert any(isinstance(c, KMixtureCallback) for c in trainer.callback_handler.callbacks)
+    mixtures = [{N_GEN: 1.0}, {1: 0.5, N_GEN: 0.5}]
+    for rewards, seen, mixture in zip(trainer.rewards, trainer.loss_advantages, mixtures, strict=True):
+        expected = transform_rewards_mixture(torch.tensor(rewards).view(-1, N_GEN), mixture).view(-1)
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
+
+
+def test_adaptive_k_uses_each_prompts_previous_success_rate(tmp_path):
+    """pkpo_adaptive_k="history": replay the rule from the recorded prompts and rewards (k from the prompt's
+    success rate at its previous visit, pkpo_k for unseen prompts) and check that exactly those per-group
+    k reached the loss; the second epoch's groups have a history, and some get k != pkpo_k."""
+    visits: list[list[str]] = []
+
+    def reward(completion_ids, prompts, **kwargs):
+        visits.append(list(prompts))
+        return binary_reward(completion_ids)
+
+    reward.__name__ = "parity"
+    trainer = train(
+        tmp_path,
+        reward_fn=reward,
+        pkpo_adaptive_k="history",
+        pkpo_k=N_GEN,
+        scale_rewards="none",
+        max_steps=10,  # 16 prompts, 2 per step: steps 9-10 revisit 4 of them
+    )
+    history: dict[str, float] = {}
+    ks_used = []
+    for prompts, rewards, seen in zip(visits, trainer.rewards, trainer.loss_advantages, strict=True):
+        groups = torch.tensor(rewards).view(-1, N_GEN)
+        keys = prompts[::N_GEN]
+        ks = k_from_success_rate(torch.tensor([history.get(p, math.nan) for p in keys]), 1, N_GEN)
+        expected = transform_rewards(groups, ks).view(-1)
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
+        history.update(zip(keys, groups.mean(-1).tolist()))
+        ks_used += ks.tolist()
+    assert set(ks_used) > {N_GEN}, f"degenerate: every group used k = pkpo_k ({ks_used})"
+    logged = [entry["pkpo/k"] for entry in trainer.state.log_history if "pkpo/k" in entry]
+    assert min(logged) < N_GEN

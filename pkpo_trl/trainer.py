@@ -353,6 +353,7 @@ class PKPOTrainer(GRPOTrainer):
         start = total - num_groups * n
         return [_prompt_key(logged[start + group * n]) for group in range(num_groups)]
 
+
 def _check_reward_values(name: str, values):
     """``values`` if every entry is a real number or None, else a TypeError naming the function and the value."""
     for index, value in enumerate(values):

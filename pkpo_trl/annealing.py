@@ -115,10 +115,16 @@ def check_k_values(values, where: str, num_generations: int, estimator: str) -> 
     """Raise a ValueError naming ``where`` unless every k in ``values`` fits groups of ``num_generations``.
 
     The range is ``[1, num_generations - m]``, ``m`` being the estimator's ``min_others`` (1 for ``sloo`` and
-    ``l2o``, whose baselines need k samples besides the one they score).
+    ``l2o``, whose baselines need k samples besides the one they score); an estimator defined only for the
+    whole group (``grpo_passk``) needs ``k = num_generations``.
     """
     k_max = num_generations - ESTIMATORS[estimator].min_others
     for k in values:
+        if ESTIMATORS[estimator].k_is_n and k != num_generations:
+            raise ValueError(
+                f"{where} gives k={k}: estimator {estimator!r} is defined only for k = num_generations "
+                f"({num_generations}), the whole group"
+            )
         if not 1 <= k <= k_max:
             raise ValueError(
                 f"{where} gives k={k} outside [1, {k_max}]: estimator {estimator!r} with "

@@ -190,6 +190,8 @@ class PKPOTrainer(GRPOTrainer):
         in evaluation, whose groups (``num_generations_eval``) may be smaller, the largest k they support."""
         if mode == "train":
             return self.pkpo_k
+        if ESTIMATORS[self.args.pkpo_estimator].k_is_n:  # defined for the whole group only, whatever its size
+            return n
         k = min(self.pkpo_k, n - ESTIMATORS[self.args.pkpo_estimator].min_others)
         if k != self.pkpo_k and not self._pkpo_warned_eval_clamp:
             logger.warning(

@@ -37,11 +37,17 @@ def test_defaults(tmp_path):
         (dict(pkpo_k_schedule="piecewise:0.2=4"), "first breakpoint must be at 0"),
         (dict(multi_objective_aggregation="normalize_then_sum"), "multi_objective_aggregation='normalize_then_sum'"),
         (dict(scale_rewards="median"), "scale_rewards='median'"),
+        (dict(pkpo_k=4, pkpo_estimator="grpo_passk"), r"pkpo_k=4 gives k=4: estimator 'grpo_passk' is defined only"),
+        (dict(pkpo_k_schedule="linear:8->1", pkpo_estimator="grpo_passk"), "defined only for k = num_generations"),
     ],
 )
 def test_invalid_settings_raise(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         make(tmp_path, **kwargs)
+
+
+def test_grpo_passk_takes_the_whole_group(tmp_path):
+    assert make(tmp_path, pkpo_k=8, pkpo_estimator="grpo_passk").pkpo_k == 8
 
 
 def test_a_schedule_overrides_pkpo_k_without_it_being_validated(tmp_path):

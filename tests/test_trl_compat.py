@@ -62,17 +62,22 @@ class EventRecorder(PKPOTrainer):
         return super()._compute_loss(model, inputs)
 
 
-def assert_loss_sees_the_transform(trainer, k: int, n_eval: int = N_GEN, reuses: int = 1) -> dict[str, int]:
-    """Each batch's loss calls, together, see the transform of its gathered rewards (``reuses`` times in
-    training: num_iterations). Returns the number of batches per mode."""
-    counts = {"train": 0, "eval": 0}
+def _batches(trainer) -> list[tuple[str, list[float], list[torch.Tensor]]]:
+    """(mode, gathered rewards, advantages of each loss call) per generation batch, from the recorded events."""
     batches = []
     for event in trainer.events:
         if event[0] == "batch":
             batches.append((event[1], event[2], []))
         else:
             batches[-1][2].append(event[1])
-    for mode, rewards, losses in batches:
+    return batches
+
+
+def assert_loss_sees_the_transform(trainer, k: int, n_eval: int = N_GEN, reuses: int = 1) -> dict[str, int]:
+    """Each batch's loss calls, together, see the transform of its gathered rewards (``reuses`` times in
+    training: num_iterations). Returns the number of batches per mode."""
+    counts = {"train": 0, "eval": 0}
+    for mode, rewards, losses in _batches(trainer):
         n = N_GEN if mode == "train" else n_eval
         expected = transform_rewards(torch.tensor(rewards).view(-1, n), min(k, n)).view(-1)
         expected = expected.repeat(reuses if mode == "train" else 1)
@@ -111,3 +116,19 @@ def test_reused_and_split_generation_batches_reach_the_loss_as_the_transform(tmp
     )  # fmt: skip
     assert trainer.state.global_step == 4
     assert assert_loss_sees_the_transform(trainer, k=2, reuses=reuses) == {"train": batches, "eval": 0}
+
+
+def test_a_whole_group_estimator_scores_evaluation_groups_of_another_size_whole(tmp_path):
+    # grpo_passk is defined only for k = n: training groups use k = num_generations, evaluation groups of
+    # num_generations_eval (here larger) their own size, not the training k that such groups cannot take.
+    eval_dataset = Dataset.from_dict({"prompt": [f"{i}*{i}=" for i in range(4)]})
+    trainer = train(
+        tmp_path, trainer_cls=EventRecorder, reward_fn=continuous_reward, scale_rewards="none", pkpo_k=N_GEN,
+        pkpo_estimator="grpo_passk", eval_dataset=eval_dataset, num_generations_eval=2 * N_GEN,
+        per_device_eval_batch_size=2 * N_GEN, eval_strategy="steps", eval_steps=2, max_steps=2,
+    )  # fmt: skip
+    for mode, rewards, losses in _batches(trainer):
+        n = N_GEN if mode == "train" else 2 * N_GEN
+        expected = transform_rewards(torch.tensor(rewards).view(-1, n), n, "grpo_passk").view(-1)
+        torch.testing.assert_close(torch.cat(losses).sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
+    assert [e["eval_pkpo/k"] for e in trainer.state.log_history if "eval_pkpo/k" in e] == [2.0 * N_GEN]

@@ -23,6 +23,7 @@ run resumed from a checkpoint continues the schedule exactly where it stopped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -96,19 +97,29 @@ class KSchedule:
 
     def __call__(self, step: int, max_steps: int | None) -> int:
         """k at optimizer step ``step`` of ``max_steps`` (fractions need ``max_steps > 0``)."""
-        if self.kind == "constant":
-            return self.points[0][1]
-        if self.kind == "steps":
-            return _last_at_or_before(self.points, step)
-        frac = min(max(step / max_steps, 0.0), 1.0) if max_steps else 0.0
-        if self.kind == "piecewise":
-            return _last_at_or_before(self.points, frac)
-        (_, start), (_, end) = self.points
+        return _schedule_value(self.kind, self.points, step, max_steps, self._interpolate)
+
+    def _interpolate(self, start: int, end: int, frac: float) -> int:
         if self.kind == "linear":
             value = start + (end - start) * frac
         else:
             value = end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
         return math.floor(value + 0.5)  # round half up, not to even
+
+
+def _schedule_value(kind: str, points: tuple, step: int, max_steps: int | None, interpolate: Callable):
+    """The value at optimizer ``step`` of a schedule of ``kind`` (k or k mixture): a breakpoint's value for
+    ``constant``/``steps``/``piecewise``, else ``interpolate(start, end, frac)`` with ``frac = step / max_steps``
+    clipped to [0, 1] (0 without ``max_steps``)."""
+    if kind == "constant":
+        return points[0][1]
+    if kind == "steps":
+        return _last_at_or_before(points, step)
+    frac = min(max(step / max_steps, 0.0), 1.0) if max_steps else 0.0
+    if kind == "piecewise":
+        return _last_at_or_before(points, frac)
+    (_, start), (_, end) = points
+    return interpolate(start, end, frac)
 
 
 def check_k_values(values, where: str, num_generations: int, estimator: str) -> None:
@@ -332,16 +343,11 @@ class KMixtureSchedule:
         return tuple(sorted({k for _, mixture in self.points for k in mixture.ks}))
 
     def __call__(self, step: int, max_steps: int | None) -> KMixture:
-        if self.kind == "constant":
-            return self.points[0][1]
-        if self.kind == "steps":
-            return _last_at_or_before(self.points, step)
-        frac = min(max(step / max_steps, 0.0), 1.0) if max_steps else 0.0
-        if self.kind == "piecewise":
-            return _last_at_or_before(self.points, frac)
-        (_, start), (_, end) = self.points
-        t = frac if self.kind == "linear" else (1 - math.cos(math.pi * frac)) / 2
-        return _blend(start, end, t)
+        """The mixture at optimizer step ``step`` of ``max_steps`` (fractions need ``max_steps > 0``)."""
+        return _schedule_value(self.kind, self.points, step, max_steps, self._interpolate)
+
+    def _interpolate(self, start: KMixture, end: KMixture, frac: float) -> KMixture:
+        return _blend(start, end, frac if self.kind == "linear" else (1 - math.cos(math.pi * frac)) / 2)
 
 
 class KMixtureCallback(TrainerCallback):

@@ -4,26 +4,19 @@ writes configs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import import_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    """The benchmark script, imported as a module."""
-    path = ROOT / "benchmarks" / "bench_learning.py"
-    spec = importlib.util.spec_from_file_location("bench_learning", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_learning"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_benchmark("bench_learning")
 
 
 def _finite(x) -> bool:

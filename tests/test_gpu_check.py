@@ -3,25 +3,19 @@ GPU sessions. It reads a real recipe, builds both trainers and reports finite fi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import import_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    path = ROOT / "benchmarks" / "gpu_check.py"
-    spec = importlib.util.spec_from_file_location("gpu_check", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_benchmark("gpu_check")
 
 
 def test_word_tokenizer_has_the_model_vocabulary_and_round_trips(gpu_check):

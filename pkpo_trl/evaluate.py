@@ -146,8 +146,8 @@ class EvalArguments:
     reward_funcs: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Reward functions, as in pkpo-train: registered names or 'module:function' (default: the run's, "
-            "else math_verify)."
+            "help": "Reward functions, as in pkpo-train: registered names or import paths 'module:function' or "
+            "'pkg.module.function' (default: the run's, else math_verify)."
         },
     )
     reward_weights: list[float] | None = field(

@@ -64,7 +64,7 @@ class TrainScriptArguments:
         default_factory=lambda: ["math_verify"],
         metadata={
             "help": "Reward functions: registered names (math_verify, exact_match, numeric_match, first_number, "
-            "format) or import paths 'module:function'. Combined with --reward_weights."
+            "format) or import paths 'module:function' or 'pkg.module.function'. Combined with --reward_weights."
         },
     )
     gguf_file: str | None = field(

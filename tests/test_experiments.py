@@ -109,6 +109,25 @@ def test_gradient_estimates_are_unbiased(estimator):
     assert abs(float(est.mean()) - float(exact_grad_maxg_at_k(0.9, 4))) < 4.5 * se
 
 
+@pytest.mark.parametrize("theta", [0.3, 0.5, 1.0])
+def test_baselines_cut_the_variance_of_s_at_least_in_half(theta):
+    """Both leave-one-out baselines at least halve the gradient variance of the plain s estimator, for k in
+    2, 4, 8, 15 (n = 16)."""
+    res = gradient_variance(theta=theta, n=16, ks=[2, 4, 8, 15], num_groups=10_000, seed=18)
+    v = res.variance
+    for j, k in enumerate(res.ks):
+        assert max(v["sloo"][j], v["sloo_minus_one"][j]) < 0.5 * v["s"][j], (k, {e: v[e][j] for e in v})
+
+
+def test_variance_ordering_at_the_edge_has_a_wide_margin():
+    """At theta = 1 (mass on both sides of the reward's cliff at x = 1) sloo_minus_one < sloo < s holds with a
+    wide margin for k in 2, 4, 8, 15."""
+    res = gradient_variance(theta=1.0, n=16, ks=[2, 4, 8, 15], num_groups=10_000, seed=18)
+    v = res.variance
+    for j, k in enumerate(res.ks):
+        assert v["sloo_minus_one"][j] < 0.8 * v["sloo"][j] < 0.8 * 0.5 * v["s"][j], (k, {e: v[e][j] for e in v})
+
+
 def test_variance_ordering_near_the_optima():
     """sloo_minus_one < sloo < s at every k >= 2 for theta = 0.9 (between the k = 1 and k = 2 optima), n = 16;
     the zero-sum l2o (coefficient k/n) lies between sloo_minus_one and the paper's sloo (k/(n-1)) there."""

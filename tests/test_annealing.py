@@ -38,6 +38,19 @@ def test_malformed_schedules_raise(spec):
 
 
 @pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("piecewise:0=4,0.5=0", "k must be >= 1"),
+        ("wavy:8->1", "unknown kind 'wavy'"),
+        ("piecewise:0.2=4", "first breakpoint must be at 0"),
+    ],
+)
+def test_malformed_schedules_say_what_is_wrong(spec, message):
+    with pytest.raises(ValueError, match=message):
+        KSchedule.parse(spec)
+
+
+@pytest.mark.parametrize(
     "spec",
     ["steps:0=8,nan=2", "steps:nan=2,0=8", "steps:0=8,inf=2", "steps:0=8,-inf=2", "piecewise:0=8,nan=2"],
 )

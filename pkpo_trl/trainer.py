@@ -252,7 +252,7 @@ class PKPOTrainer(GRPOTrainer):
 
     def _pkpo_transform(self, groups: torch.Tensor, k: int, mode: str) -> tuple[torch.Tensor, int, float]:
         """The transformed rewards of ``groups`` under the configured k (``k``, from :meth:`_k_for_group_size`),
-        a mixture of k, or adaptive k per prompt (at most ``k``); also the largest k in use (for ``pkpo/pass@k``)
+        a mixture of k, or adaptive k per prompt (at most ``k``); also the largest k in use (for ``pkpo/pass@k_at_current_k``)
         and the mean k per group (``pkpo/k``)."""
         estimator = self.args.pkpo_estimator
         callback = self._pkpo_mixture_callback()

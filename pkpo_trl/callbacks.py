@@ -28,7 +28,14 @@ from transformers import TrainerCallback
 
 from .estimators import maxg_at_k
 
-__all__ = ["PassAtKCallback", "fixed_k_pass_at_k"]
+__all__ = ["PassAtKCallback", "combine_rewards", "fixed_k_pass_at_k"]
+
+
+def combine_rewards(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``g_i = sum_f w_f r_{f,i}`` per completion of a ``[B, F]`` reward tensor, NaN-skipping like TRL, and NaN
+    where no reward function scored the completion (the trainers leave those out of their groups)."""
+    rewards = (rewards_per_func * weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+    return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=1), torch.nan)
 
 
 def fixed_k_pass_at_k(
@@ -48,9 +55,7 @@ def fixed_k_pass_at_k(
         ks: the ks; those above ``group_size`` are skipped.
         threshold: success threshold on the combined reward.
     """
-    rewards = (rewards_per_func * weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
-    rewards = rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=1), torch.nan)
-    groups = rewards.view(-1, group_size).double()
+    groups = combine_rewards(rewards_per_func, weights).view(-1, group_size).double()
     success = (groups >= threshold).double().masked_fill(groups.isnan(), torch.nan)
     return {k: maxg_at_k(success, k).nanmean().item() for k in ks if k <= group_size}
 

@@ -38,7 +38,7 @@ from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
 from trl.trainer.utils import is_async_callable, nanstd
 
 from .annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule, KSchedule
-from .callbacks import PassAtKCallback
+from .callbacks import PassAtKCallback, combine_rewards
 from .config import PKPOConfig
 from .estimators import (
     ESTIMATORS,
@@ -232,7 +232,7 @@ class PKPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         n = self.num_generations if mode == "train" else self.num_generations_eval
 
-        rewards = self._combine_rewards(rewards_per_func)
+        rewards = combine_rewards(rewards_per_func, self.reward_weights)
         groups = rewards.view(-1, n)
         k = self._k_for_group_size(n, mode)
         k_mean = None
@@ -252,8 +252,8 @@ class PKPOTrainer(GRPOTrainer):
 
     def _pkpo_transform(self, groups: torch.Tensor, k: int, mode: str) -> tuple[torch.Tensor, int, float]:
         """The transformed rewards of ``groups`` under the configured k (``k``, from :meth:`_k_for_group_size`),
-        a mixture of k, or adaptive k per prompt (at most ``k``); also the largest k in use (for ``pkpo/pass@k_at_current_k``)
-        and the mean k per group (``pkpo/k``)."""
+        a mixture of k, or adaptive k per prompt (at most ``k``); also the largest k in use (for
+        ``pkpo/pass@k_at_current_k``) and the mean k per group (``pkpo/k``)."""
         estimator = self.args.pkpo_estimator
         callback = self._pkpo_mixture_callback()
         if callback is not None:  # its ks replace pkpo_k; eval groups smaller than a k use their largest k
@@ -283,12 +283,6 @@ class PKPOTrainer(GRPOTrainer):
 
     # ------------------------------------------------------------------------------------------
     # Helpers.
-
-    def _combine_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
-        """``sum_f w_f r_f`` per completion (NaN-skipping, like TRL), NaN where no function scored it."""
-        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
-        rewards = (rewards_per_func * weights).nansum(dim=1)
-        return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=1), torch.nan)
 
     def _scale(self, advantages: torch.Tensor, scored: torch.Tensor, n: int) -> torch.Tensor:
         """Divide by the std of the scored completions' advantages (batch or per group), as TRL does with nanstd.

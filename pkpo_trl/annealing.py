@@ -73,17 +73,7 @@ class KSchedule:
                 points = ((0.0, _as_k(start)), (1.0, _as_k(end)))
             elif kind in ("piecewise", "steps"):
                 pairs = [item.split("=") for item in body.split(",") if item]
-                unsorted = [(float(pos), _as_k(k)) for pos, k in pairs]
-                # Before sorting: NaN compares false with everything, so it would land anywhere in the order.
-                if not all(math.isfinite(pos) for pos, _ in unsorted):
-                    raise ValueError("breakpoints must be finite numbers")
-                points = tuple(sorted(unsorted))
-                if not points or points[0][0] != 0:
-                    raise ValueError("the first breakpoint must be at 0")
-                if len({pos for pos, _ in points}) != len(points):
-                    raise ValueError("breakpoints must be distinct")
-                if kind == "piecewise" and points[-1][0] >= 1:
-                    raise ValueError("piecewise breakpoints are fractions of training in [0, 1)")
+                points = _breakpoints(kind, [(float(pos), _as_k(k)) for pos, k in pairs])
             else:
                 raise ValueError(f"unknown kind {kind!r}, expected one of {_KINDS}")
         except ValueError as err:
@@ -142,6 +132,22 @@ def check_k_values(values, where: str, num_generations: int, estimator: str) -> 
                 f"num_generations={num_generations} needs 1 <= k <= {k_max} (an unbiased pass@k estimate "
                 "needs at least k samples per prompt)"
             )
+
+
+def _breakpoints(kind: str, unsorted: list[tuple[float, object]]) -> tuple:
+    """The ``(position, value)`` breakpoints of a ``steps`` or ``piecewise`` schedule, sorted by position and
+    checked: finite, distinct, the first at 0, and for ``piecewise`` fractions of training in [0, 1)."""
+    # Before sorting: NaN compares false with everything, so it would land anywhere in the order.
+    if not all(math.isfinite(pos) for pos, _ in unsorted):
+        raise ValueError("breakpoints must be finite numbers")
+    points = tuple(sorted(unsorted, key=lambda point: point[0]))
+    if not points or points[0][0] != 0:
+        raise ValueError("the first breakpoint must be at 0")
+    if len({pos for pos, _ in points}) != len(points):
+        raise ValueError("breakpoints must be distinct")
+    if kind == "piecewise" and points[-1][0] >= 1:
+        raise ValueError("piecewise breakpoints are fractions of training in [0, 1)")
+    return points
 
 
 def _as_k(text: str) -> int:
@@ -326,13 +332,7 @@ class KMixtureSchedule:
                 points = ((0.0, KMixture.parse(start)), (1.0, KMixture.parse(end)))
             else:
                 pairs = [item.split("=", 1) for item in body.split(";") if item]
-                points = tuple(sorted(((float(pos), KMixture.parse(m)) for pos, m in pairs), key=lambda p: p[0]))
-                if not points or points[0][0] != 0:
-                    raise ValueError("the first breakpoint must be at 0")
-                if len({pos for pos, _ in points}) != len(points):
-                    raise ValueError("breakpoints must be distinct")
-                if kind == "piecewise" and points[-1][0] >= 1:
-                    raise ValueError("piecewise breakpoints are fractions of training in [0, 1)")
+                points = _breakpoints(kind, [(float(pos), KMixture.parse(m)) for pos, m in pairs])
         except ValueError as err:
             raise ValueError(f"invalid k mixture schedule {spec!r}: {err}") from None
         return cls(kind, points)

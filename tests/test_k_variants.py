@@ -41,6 +41,8 @@ def test_valid_mixture_and_adaptive_configs(tmp_path):
         (dict(pkpo_k_mixture="1:0,8:0"), "sum to > 0"),
         (dict(pkpo_k_mixture="1:a"), "invalid k mixture"),
         (dict(pkpo_k_mixture="piecewise:0.5=8"), "first breakpoint must be at 0"),
+        (dict(pkpo_k_mixture="steps:0=8;nan=1"), "breakpoints must be finite"),
+        (dict(pkpo_k_mixture="steps:inf=1;0=8"), "breakpoints must be finite"),
         (dict(pkpo_k_mixture="1:0.5,8:0.5", pkpo_k_schedule="linear:8->1"), "cannot both be set: schedule the mix"),
         (dict(pkpo_k_mixture="1:0.5,8:0.5", pkpo_adaptive_k="history"), "pkpo_k_mixture and pkpo_adaptive_k"),
         (dict(pkpo_adaptive_k="loo"), "pkpo_adaptive_k='loo' is unknown"),

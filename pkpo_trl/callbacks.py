@@ -21,14 +21,24 @@ TRL averages per logging step (``eval_`` prefix in evaluation), like its own.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
 from .estimators import maxg_at_k
 
-__all__ = ["PassAtKCallback", "combine_rewards", "fixed_k_pass_at_k"]
+__all__ = ["PassAtKCallback", "combine_rewards", "fixed_k_pass_at_k", "prompt_key"]
+
+
+def prompt_key(prompt: Any) -> str:
+    """A stable key of a prompt (string or conversation): the trainer's per-prompt bookkeeping (prompts solved,
+    adapted k) and pkpo-eval's sample cache both use it."""
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def combine_rewards(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import inspect
 import json
 import logging
@@ -41,6 +40,7 @@ from typing import Any
 
 import torch
 
+from .callbacks import prompt_key
 from .data import DataArguments, load_task
 from .estimators import maxg_at_k, pass_at_k
 from .rewards import get_reward_funcs
@@ -370,12 +370,6 @@ class SamplingSettings:
     batch_size: int = 64
     greedy: bool = False
     engine: str = "transformers"
-
-
-def prompt_key(prompt: Any) -> str:
-    """A stable key of a prompt (string or conversation)."""
-    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _prompt_text(tokenizer, prompt: Any) -> str:

@@ -24,8 +24,6 @@ rely on, so an incompatible TRL fails a test rather than a run.
 # No `from __future__ import annotations`: PKPOTrainer.__init__'s annotations are evaluated, as GRPOTrainer's
 # are, so that the two signatures compare equal (tests/test_trl_compat.py).
 import functools
-import hashlib
-import json
 import logging
 import numbers
 from collections.abc import Callable
@@ -38,7 +36,7 @@ from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
 from trl.trainer.utils import is_async_callable, nanstd
 
 from .annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule, KSchedule
-from .callbacks import PassAtKCallback, combine_rewards
+from .callbacks import PassAtKCallback, combine_rewards, prompt_key
 from .config import PKPOConfig
 from .estimators import (
     ESTIMATORS,
@@ -347,7 +345,7 @@ class PKPOTrainer(GRPOTrainer):
                 "supported (see pyproject.toml)."
             )
         start = total - num_groups * n
-        return [_prompt_key(logged[start + group * n]) for group in range(num_groups)]
+        return [prompt_key(logged[start + group * n]) for group in range(num_groups)]
 
 
 def _check_reward_values(name: str, values):
@@ -377,8 +375,3 @@ def _checked_reward_func(func: Callable, name: str) -> Callable:
         return _check_reward_values(name, func(*args, **kwargs))
 
     return checked
-
-
-def _prompt_key(prompt) -> str:
-    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()

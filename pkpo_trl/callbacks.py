@@ -1,9 +1,11 @@
-"""Metrics any TRL GRPO-style trainer can log: fixed-k pass@k of the training and evaluation batches.
+"""Metrics any TRL GRPO-style trainer can log: fixed-k pass@k of the training and evaluation batches, and the
+distinct training prompts solved at least once so far.
 
 ``PKPOTrainer`` logs ``pkpo/pass@k_at_current_k`` at the k it optimises, which an annealing schedule
 changes mid-run, and ``trl.GRPOTrainer`` logs no pass@k at all. :class:`PassAtKCallback` logs
 ``pass@k/<k>`` for a fixed set of ks with either trainer, so a GRPO baseline and a PKPO run are compared
-on the same numbers::
+on the same numbers, and it counts the training prompts solved at least once (``solved/num_prompts``,
+``solved/frac_prompts``), the paper's "unblocking" signal, the same way for both::
 
     trainer = GRPOTrainer(model, reward_funcs, args=config, train_dataset=train)   # or PKPOTrainer
     PassAtKCallback(ks=(1, 4, 8, 16)).attach(trainer)
@@ -15,7 +17,9 @@ the trainer *instance's* ``_calculate_rewards`` (no class is patched): TRL calls
 batch, in training and evaluation, and it returns the rewards of every reward function for the
 completions of all processes, ``[B_global, F]``, grouped by prompt in runs of ``num_generations`` (of
 ``num_generations_eval`` in evaluation). This is the same TRL point ``PKPOTrainer`` relies on;
-``tests/test_trl_compat.py`` pins its signature. The metrics go into the trainer's ``_metrics[mode]``, which
+``tests/test_trl_compat.py`` pins its signature. Its ``prompts`` argument holds this process's prompt of
+each completion; gathered across processes (``gather_object``, as TRL gathers them for its completions
+table) they line up with the gathered rewards. The metrics go into the trainer's ``_metrics[mode]``, which
 TRL averages per logging step (``eval_`` prefix in evaluation), like its own.
 """
 
@@ -27,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
 from .estimators import maxg_at_k
@@ -71,7 +76,16 @@ def fixed_k_pass_at_k(
 
 
 class PassAtKCallback(TrainerCallback):
-    """Log ``pass@k/<k>`` (train) and ``eval_pass@k/<k>`` (evaluation) for fixed ``ks``.
+    """Log ``pass@k/<k>`` (train) and ``eval_pass@k/<k>`` (evaluation) for fixed ``ks``, and the training
+    prompts solved so far.
+
+    Metrics (per logging step, in the trainer's ``_metrics``):
+
+    - ``pass@k/<k>``: mean unbiased pass@k of the batch's groups (:func:`fixed_k_pass_at_k`).
+    - ``solved/num_prompts``, ``solved/frac_prompts`` (train): distinct training prompts with at least one
+      successful completion so far; the fraction is over ``len(train_dataset)``. Prompts are told apart by
+      :func:`prompt_key` of the prompt the trainer generated from (environment-supplied prompts included). The
+      count restarts when a run is resumed.
 
     Args:
         ks: the ks to log; a k larger than a batch's group size is not logged for that batch.
@@ -87,6 +101,7 @@ class PassAtKCallback(TrainerCallback):
         self.ks = sorted({int(k) for k in ks})
         self.success_threshold = success_threshold
         self.trainer = None
+        self.solved: set[str] = set()
 
     def attach(self, trainer) -> PassAtKCallback:
         """Record fixed-k pass@k on every batch ``trainer`` scores, and register as its callback."""
@@ -109,12 +124,25 @@ class PassAtKCallback(TrainerCallback):
             values = fixed_k_pass_at_k(rewards_per_func, trainer.reward_weights, n, self.ks, threshold)
             for k, value in values.items():
                 trainer._metrics[mode][f"pass@k/{k}"].append(value)
+            if mode == "train":
+                self._count_solved(gather_object(list(prompts))[::n], rewards_per_func, n, threshold)
             return rewards_per_func
 
         trainer._calculate_rewards = _calculate_rewards
         if self not in trainer.callback_handler.callbacks:
             trainer.add_callback(self)
         return self
+
+    def _count_solved(self, prompts: list[Any], rewards_per_func: torch.Tensor, n: int, threshold: float) -> None:
+        """Add the batch's solved prompts (one prompt per group) to :attr:`solved` and log the running count."""
+        groups = combine_rewards(rewards_per_func, self.trainer.reward_weights).view(-1, n)
+        solved = (groups >= threshold).any(dim=1).tolist()
+        self.solved.update(prompt_key(prompt) for prompt, hit in zip(prompts, solved, strict=True) if hit)
+        metrics = self.trainer._metrics["train"]
+        metrics["solved/num_prompts"].append(float(len(self.solved)))
+        dataset = self.trainer.train_dataset
+        if hasattr(dataset, "__len__") and len(dataset) > 0:
+            metrics["solved/frac_prompts"].append(len(self.solved) / len(dataset))
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.trainer is None:

@@ -78,7 +78,7 @@ def plot_pass_at_k(log_history: Sequence[dict], path: str | Path, title: str | N
         ("pkpo/pass@1", "pass@1 (train groups)"),
         ("pkpo/pass@k_at_current_k", "pass@k at the current k (train groups)"),
         ("pkpo/max@k", "max@k (train groups)"),
-        ("pkpo/frac_prompts_solved", "prompts solved so far"),
+        ("solved/frac_prompts", "prompts solved so far"),
         ("eval_pkpo/pass@1", "pass@1 (eval)"),
         ("eval_pkpo/pass@k_at_current_k", "pass@k at the current k (eval)"),
         *_fixed_k_keys(log_history),

@@ -73,16 +73,14 @@ class PKPOTrainer(GRPOTrainer):
     - ``pkpo/pass@1``, ``pkpo/pass@k_at_current_k``: unbiased estimates (Eq. 8) from the batch's groups,
       a completion counting as a success when its reward is ``>= args.pkpo_success_threshold``; the
       second at the k being optimised (the mixture's largest, or ``pkpo_k`` with ``pkpo_adaptive_k``), which
-      annealing changes mid-run. For fixed ks (comparable across a run and with a GRPO baseline) pass a
-      :class:`~pkpo_trl.callbacks.PassAtKCallback` in ``callbacks``: it is attached to this trainer and logs
-      ``pass@k/<k>``.
+      annealing changes mid-run. For fixed ks (comparable across a run and with a GRPO baseline) see below.
     - ``pkpo/max@k``: the unbiased max@k estimate (Eq. 19) of the raw reward (continuous rewards only).
     - ``pkpo/frac_groups_no_success``: groups where no completion succeeded (no pass@k signal).
     - ``pkpo/frac_zero_advantage``: completions whose advantage is exactly 0.
-    - ``pkpo/frac_prompts_solved``, ``pkpo/num_prompts_solved`` (train): distinct training prompts
-      solved at least once so far, the paper's "unblocking" signal; the fraction is over
-      ``len(train_dataset)``. Prompts are told apart by the prompt TRL generated from (environment-supplied
-      prompts included). The count restarts when a run is resumed.
+    - From a :class:`~pkpo_trl.callbacks.PassAtKCallback` (the one passed in ``callbacks``, else one with its
+      default ks), which logs the same numbers for a plain ``trl.GRPOTrainer``: ``pass@k/<k>`` at fixed ks,
+      and ``solved/num_prompts``, ``solved/frac_prompts``, the distinct training prompts solved at least once
+      so far (the paper's "unblocking" signal).
     """
 
     _tag_names = ["trl", "grpo", "pkpo"]
@@ -150,13 +148,14 @@ class PKPOTrainer(GRPOTrainer):
             func if isinstance(func, torch.nn.Module) else _checked_reward_func(func, name)
             for func, name in zip(self.reward_funcs, self.reward_func_names, strict=True)
         ]
-        for callback in callbacks:
-            if isinstance(callback, PassAtKCallback):  # it needs the trainer, which a callback is not given
-                callback.attach(self)
+        # A PassAtKCallback needs the trainer, which a callback is not given. One is always attached: it also
+        # counts the prompts solved, the same way as for a plain GRPOTrainer baseline.
+        pass_at_k = [callback for callback in callbacks if isinstance(callback, PassAtKCallback)]
+        for callback in pass_at_k or [PassAtKCallback()]:
+            callback.attach(self)
         self._pkpo_gathered_rewards: torch.Tensor | None = None
         self._pkpo_reward_calls = 0
         self._pkpo_warned_eval_clamp = False
-        self._pkpo_solved_prompts: set[str] = set()
         # pkpo_adaptive_k="history": prompt key -> success rate at its latest visit (restarts on resume).
         self._pkpo_success_history: dict[str, float] = {}
 
@@ -316,18 +315,9 @@ class PKPOTrainer(GRPOTrainer):
         metrics["pkpo/pass@k_at_current_k"].append(maxg_at_k(success, k).nanmean().item())
         if not is_binary(groups):
             metrics["pkpo/max@k"].append(maxg_at_k(groups, k).nanmean().item())
-        solved = (success == 1).any(dim=1)
-        metrics["pkpo/frac_groups_no_success"].append((~solved).float().mean().item())
+        no_success = ~(success == 1).any(dim=1)
+        metrics["pkpo/frac_groups_no_success"].append(no_success.float().mean().item())
         metrics["pkpo/frac_zero_advantage"].append((advantages == 0).float().mean().item())
-        if mode == "train":
-            self._update_solved_prompts(solved)
-            metrics["pkpo/num_prompts_solved"].append(float(len(self._pkpo_solved_prompts)))
-            if hasattr(self.train_dataset, "__len__") and len(self.train_dataset) > 0:
-                metrics["pkpo/frac_prompts_solved"].append(len(self._pkpo_solved_prompts) / len(self.train_dataset))
-
-    def _update_solved_prompts(self, solved: torch.Tensor) -> None:
-        keys = self._group_prompt_keys(solved.numel())
-        self._pkpo_solved_prompts.update(keys[group] for group in solved.nonzero().flatten().tolist())
 
     def _group_prompt_keys(self, num_groups: int) -> list[str]:
         """A key (hash) of the prompt of each of the batch's ``num_groups`` groups, in the order of the gathered

@@ -36,18 +36,19 @@ def expected(batch: list[int], k: int) -> float:
     return sum(brute_force_pass_at_k(g, k) for g in groups) / len(groups)
 
 
-def scripted_reward():
+def scripted_reward(seen: list[list[str]]):
     calls = iter(SCRIPT)
 
-    def scripted(completions, **kwargs) -> list[float]:
+    def scripted(prompts, completions, **kwargs) -> list[float]:
         batch = next(calls)
         assert len(batch) == len(completions)
+        seen.append(list(prompts))
         return [float(r) for r in batch]
 
     return scripted
 
 
-def run(trainer_cls, config_cls, attach_after: bool):
+def run(trainer_cls, config_cls, attach_after: bool, seen: list[list[str]]):
     tokenizer = build_char_tokenizer()
     data = Dataset.from_dict({"prompt": [f"{i}+{i}=" for i in range(8)]})
     args = config_cls(
@@ -58,7 +59,7 @@ def run(trainer_cls, config_cls, attach_after: bool):
     callback = PassAtKCallback(ks=KS)
     trainer = trainer_cls(
         build_tiny_gemma2(len(tokenizer)),
-        scripted_reward(),
+        scripted_reward(seen),
         args=args,
         train_dataset=data,
         eval_dataset=data.select(range(2)),
@@ -73,17 +74,40 @@ def run(trainer_cls, config_cls, attach_after: bool):
 
 
 def fixed_k_logs(history: list[dict]) -> list[dict]:
+    keep = ("pass@k/", "solved/")
     return [
-        {k: v for k, v in entry.items() if "pass@k/" in k} for entry in history if any("pass@k/" in k for k in entry)
+        {k: v for k, v in entry.items() if any(p in k for p in keep)}
+        for entry in history
+        if any(p in k for k in entry for p in keep)
     ]
+
+
+def brute_force_solved(seen: list[list[str]]) -> list[float]:
+    """Distinct prompts with a success so far, after each training batch."""
+    solved: set[str] = set()
+    counts = []
+    for prompts, batch in zip(seen[:2], SCRIPT[:2], strict=True):
+        solved |= {prompt for prompt, reward in zip(prompts, batch, strict=True) if reward}
+        counts.append(float(len(solved)))
+    return counts
 
 
 def test_pkpo_and_grpo_log_the_same_fixed_k_pass_at_k_equal_to_brute_force(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    pkpo = fixed_k_logs(run(PKPOTrainer, PKPOConfig, attach_after=False))  # PKPOTrainer attaches it itself
-    grpo = fixed_k_logs(run(GRPOTrainer, GRPOConfig, attach_after=True))
-    assert pkpo == grpo
-    want = [{f"pass@k/{k}": expected(batch, k) for k in KS if k <= N_GEN} for batch in SCRIPT[:2]]
+    seen_pkpo: list[list[str]] = []
+    seen_grpo: list[list[str]] = []
+    pkpo = fixed_k_logs(run(PKPOTrainer, PKPOConfig, attach_after=False, seen=seen_pkpo))  # attached by PKPOTrainer
+    grpo = fixed_k_logs(run(GRPOTrainer, GRPOConfig, attach_after=True, seen=seen_grpo))
+    assert seen_pkpo == seen_grpo and pkpo == grpo
+    solved = brute_force_solved(seen_pkpo)
+    want = [
+        {
+            **{f"pass@k/{k}": expected(batch, k) for k in KS if k <= N_GEN},
+            "solved/num_prompts": count,
+            "solved/frac_prompts": count / 8,
+        }
+        for batch, count in zip(SCRIPT[:2], solved, strict=True)
+    ]
     want.append({f"eval_pass@k/{k}": expected(SCRIPT[2], k) for k in KS if k <= N_GEN})
     assert len(pkpo) == 3
     for got, exp in zip(pkpo, want, strict=True):

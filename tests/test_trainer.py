@@ -115,7 +115,7 @@ def test_trains_and_changes_parameters(tmp_path):
     fixed = ("pkpo/k", "pkpo/pass@1", "pkpo/pass@k_at_current_k", "pkpo/frac_groups_no_success")
     for key in (*fixed, "pkpo/frac_zero_advantage"):
         assert key in logged
-    assert "pkpo/frac_prompts_solved" in logged and "pkpo/num_prompts_solved" in logged
+    assert "solved/frac_prompts" in logged and "solved/num_prompts" in logged
 
 
 def test_lora_changes_only_adapter_weights(tmp_path):
@@ -305,6 +305,6 @@ def test_prompts_supplied_by_an_environment_are_counted_as_solved(tmp_path, monk
     trainer.train()
     # 2 steps x 2 prompts, all distinct, all solved.
     solved = [
-        entry["pkpo/num_prompts_solved"] for entry in trainer.state.log_history if "pkpo/num_prompts_solved" in entry
+        entry["solved/num_prompts"] for entry in trainer.state.log_history if "solved/num_prompts" in entry
     ]
     assert solved == [2.0, 4.0]

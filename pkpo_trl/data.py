@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import datasets
+from trl import ScriptArguments
 
 from .rewards.matchers import AnswerFormat, extract_gold
 
@@ -68,8 +69,17 @@ class DatasetError(ValueError):
 
 
 @dataclass
-class DataArguments:
-    """Which data set to train and evaluate on, and how to turn it into prompts (read by ``pkpo-train``)."""
+class DataArguments(ScriptArguments):
+    """Which data set to train and evaluate on, and how to turn it into prompts (read by ``pkpo-train`` and
+    ``pkpo-eval``).
+
+    The data set fields are those of ``trl.ScriptArguments`` (``dataset_name``, ``dataset_config``,
+    ``dataset_train_split``, ``dataset_test_split``); ``dataset_name`` is declared again only for its default, the
+    built-in ``addition`` task. An empty or ``None`` ``dataset_test_split`` means no evaluation set. The other two
+    fields of ``trl.ScriptArguments`` are refused (an error when true): ``dataset_streaming``, since a split is
+    loaded whole, to be subsampled and mapped, and ``ignore_bias_buffers``, a DDP workaround of TRL's DPO script
+    that its GRPO script does not apply either.
+    """
 
     dataset_name: str = field(
         default="addition",
@@ -78,15 +88,6 @@ class DataArguments:
             "Face Hub data set id (e.g. `openai/gsm8k`, `HuggingFaceH4/MATH-500`) or a local .json/.jsonl/.csv/"
             ".parquet file."
         },
-    )
-    dataset_config: str | None = field(
-        default=None,
-        metadata={"help": "Hub data set configuration (the `name` of `datasets.load_dataset`); presets fill it in."},
-    )
-    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    dataset_test_split: str | None = field(
-        default="test",
-        metadata={"help": "Split to evaluate on; empty or `None` for no evaluation set."},
     )
     num_train_examples: int | None = field(
         default=None,
@@ -153,6 +154,11 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
+        if self.dataset_streaming or self.ignore_bias_buffers:
+            raise ValueError(
+                "dataset_streaming and ignore_bias_buffers (trl.ScriptArguments options) are not supported: a split "
+                "is loaded whole, to be subsampled and mapped, and no DDP bias-buffer workaround is applied."
+            )
         if self.prompt_format not in ("chat", "plain"):
             raise ValueError(f"prompt_format must be 'chat' or 'plain', got {self.prompt_format!r}.")
         if self.answer_format not in (None, "auto", "raw", "gsm8k", "boxed"):

@@ -152,6 +152,7 @@ def load_model_and_tokenizer(
         # attached, and Trainer refuses to train a model whose quantization method is GGUF.
         quantizer.remove_quantization_config(model)
     tokenizer = AutoTokenizer.from_pretrained(path, **gguf_kwargs)
+    # GRPOTrainer does this too; pkpo-eval and benchmarks/ pad batches for model.generate without a trainer.
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.generation_config is not None and model.generation_config.pad_token_id is None:

@@ -45,6 +45,8 @@ _RESUMABLE_KEYS = {
     "output_dir", "logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "report_to", "run_name",
     "logging_steps", "save_steps", "save_total_limit", "max_steps", "num_train_epochs", "eval_steps",
     "push_to_hub", "hub_model_id", "hub_token", "dataloader_num_workers", "disable_tqdm", "plot", "pass_at_ks",
+    # trl.ScriptArguments fields that DataArguments refuses (always false): run configs saved before it had them match.
+    "dataset_streaming", "ignore_bias_buffers",
 }  # fmt: skip
 
 
@@ -96,7 +98,7 @@ class TrainScriptArguments:
 # ~300 GRPO / transformers training options last.
 _HEADINGS = {
     TrainScriptArguments: "script options (pkpo-train)",
-    DataArguments: "data options (pkpo_trl.data.DataArguments)",
+    DataArguments: "data options (pkpo_trl.data.DataArguments, a trl.ScriptArguments)",
     "pkpo": "PKPO options (pkpo_trl.PKPOConfig)",
     ModelConfig: "model and LoRA options (trl.ModelConfig)",
     "training": "GRPO and training options (trl.GRPOConfig, transformers.TrainingArguments)",

@@ -1,10 +1,17 @@
 """PKPOTrainer: TRL's GRPOTrainer with PKPO-transformed rewards as advantages.
 
-The only module that overrides TRL internals (private GRPOTrainer methods and metric stores). Two
-other pieces of TRL knowledge live elsewhere, each in one place: the keyword arguments GRPOTrainer
-passes to reward functions besides dataset columns (``pkpo_trl.rewards.registry.TRL_CONTEXT_KWARGS``,
-checked against TRL's source by ``tests/test_rewards.py``) and ``trl.import_utils.is_vllm_available``
-(``config.py``, to validate ``use_vllm``).
+Where pkpo_trl relies on TRL beyond its public API (no other module does):
+
+* this module: the private GRPOTrainer methods it overrides (below), its ``_metrics`` store and micro-batch
+  counter ``_step``, and the type aliases and helpers of ``trl.trainer.grpo_trainer`` / ``trl.trainer.utils``;
+* ``callbacks.py``: ``PassAtKCallback`` wraps a trainer instance's ``_calculate_rewards`` (the same point as
+  here) and appends to its ``_metrics``, so that a plain ``GRPOTrainer`` logs the same metrics;
+* ``rewards/registry.py``: ``TRL_CONTEXT_KWARGS``, the keyword arguments GRPOTrainer passes to reward functions
+  besides dataset columns (checked against TRL's source by ``tests/test_rewards.py``);
+* ``config.py``: ``trl.import_utils.is_vllm_available``, to validate ``use_vllm``.
+
+(``train.py``'s ``--help`` grouping overrides a private method of transformers' ``HfArgumentParser``, which
+``TrlParser`` inherits.)
 
 GRPOTrainer computes advantages inline in ``_generate_and_score_completions``; there is no smaller
 hook. We therefore wrap two methods and leave everything else (generation with transformers or

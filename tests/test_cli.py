@@ -49,8 +49,6 @@ def test_every_recipe_parses_into_valid_configs(recipe):
             assert raw.get("eval_on_start") is True
         assert raw.get("bf16") is True and model.dtype == "bfloat16"
     assert script.trainer in ("pkpo", "grpo")
-    assert recipe.read_text().lstrip().startswith("#"), "each recipe starts with a comment saying what it is for"
-    assert "Hardware" in recipe.read_text() or "hardware" in recipe.read_text()
 
 
 @pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.name)

@@ -223,6 +223,15 @@ def test_data_arguments_drive_load_datasets():
         DataArguments(prompt_format="markdown")
 
 
+def test_data_arguments_are_trls_script_arguments_and_refuse_the_options_that_do_not_apply():
+    from trl import ScriptArguments
+
+    assert isinstance(DataArguments(), ScriptArguments) and DataArguments().dataset_name == "addition"
+    for option in ("dataset_streaming", "ignore_bias_buffers"):
+        with pytest.raises(ValueError, match="dataset_streaming and ignore_bias_buffers .* are not supported"):
+            DataArguments(**{option: True})
+
+
 def test_load_task_takes_data_arguments_or_a_name_with_overrides():
     args = DataArguments(dataset_name="addition", task_seed=3, task_digits=3, task_few_shot=2, prompt_format="plain")
     by_args = load_task(args, "train", num_examples=20)

@@ -20,7 +20,6 @@ from nbclient.exceptions import CellExecutionError
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = int(os.environ.get("PKPO_NOTEBOOK_CELL_TIMEOUT", "600"))
-QUICK_LINE = 'QUICK = os.environ.get("PKPO_QUICK", "0") == "1"'
 
 
 # Run in the notebook's kernel after its last cell; an AssertionError fails the test with the cell's traceback.
@@ -78,13 +77,6 @@ def test_notebook_is_stored_without_outputs(path):
             continue
         assert cell.get("outputs", []) == [], f"{path.name}: code cell {i} has stored outputs"
         assert cell.get("execution_count") is None, f"{path.name}: code cell {i} has an execution_count"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_first_code_cell_reads_quick_flag(path):
-    nb = nbformat.read(path, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code and QUICK_LINE in code[0].source, f"{path.name}: first code cell must contain {QUICK_LINE!r}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))

@@ -108,7 +108,9 @@ def plot_pass_at_k(log_history: Sequence[dict], path: str | Path, title: str | N
     return path
 
 
-def plot_pass_at_k_curves(results: dict, path: str | Path, title: str | None = None) -> Path:
+def plot_pass_at_k_curves(
+    results: dict, path: str | Path, title: str | None = None, ylabel: str = "pass@k (unbiased, ±1 s.e. over prompts)"
+) -> Path:
     """Plot pass@k against k (log-2 axis), one line per model, with ±1 standard error bands.
 
     Args:
@@ -116,6 +118,7 @@ def plot_pass_at_k_curves(results: dict, path: str | Path, title: str | None = N
             model, ``pass@k[k] = {"mean", "se"}``.
         path: the PNG to write.
         title: figure title (default: prompts × samples).
+        ylabel: y-axis label (say what the standard errors are over).
 
     Returns:
         The path written.
@@ -136,12 +139,14 @@ def plot_pass_at_k_curves(results: dict, path: str | Path, title: str | None = N
     ax.set_xticks(ks)
     ax.set_xticklabels([str(k) for k in ks])
     ax.set_xlabel("k")
-    ax.set_ylabel("pass@k (unbiased, ±1 s.e. over prompts)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
-    sampling = results["settings"]["sampling"]
-    ax.set_title(title or f"{results['settings']['num_prompts']} prompts × {sampling['num_samples']} samples")
+    if title is None:
+        settings = results["settings"]
+        title = f"{settings['num_prompts']} prompts × {settings['sampling']['num_samples']} samples"
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

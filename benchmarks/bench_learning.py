@@ -73,10 +73,8 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pkpo_trl" / "bench_learning"
 CURVE_POINTS = 101  # points kept of each solved-prompts curve in the JSON
 
-# ---------------------------------------------------------------------------------------------------------
-# Methods: name -> (label, trainer, config fields that differ from the setting's shared ones)
-# ---------------------------------------------------------------------------------------------------------
 
+# Methods: name -> (label, trainer, the config fields that differ from the setting's shared ones).
 ANNEAL = "piecewise:0=8,0.5=4,0.75=1"
 ANNEAL_LATE = "piecewise:0=8,0.75=4,0.9=1"  # less time at k = 1
 METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -90,10 +88,6 @@ METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "pkpo_mixture": ("PKPO mixture 0.5 pass@1 + 0.5 pass@8", "pkpo", {"pkpo_k_mixture": "1:0.5,8:0.5"}),
     "pkpo_adaptive": ("PKPO adaptive k (history, 1..8)", "pkpo", {"pkpo_k": 8, "pkpo_adaptive_k": "history"}),
 }
-
-# ---------------------------------------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -190,11 +184,6 @@ def completions_per_step(config: dict[str, Any]) -> int:
     return config["per_device_train_batch_size"] * config.get("gradient_accumulation_steps", 1)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Data and initial model
-# ---------------------------------------------------------------------------------------------------------
-
-
 def subset_rows(setting: Setting, subset: Subset, split: str) -> tuple[list[str], list[str]]:
     """``(prompts, answers)`` of one subset; bare ``"a+b="`` prompts when ``few_shot`` is 0."""
     num = subset.num_train if split == "train" else subset.num_eval
@@ -276,11 +265,6 @@ def _quiet(trainer) -> None:
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# One run: train one method for one seed, then evaluate
-# ---------------------------------------------------------------------------------------------------------
 
 
 def evaluate_subsets(model, tokenizer, setting: Setting, data: dict, seed: int) -> dict[str, dict[str, float]]:
@@ -415,11 +399,6 @@ def run_jobs(setting: Setting, jobs: list[tuple[str, int]], shared: tuple, worke
     return [results[job] for job in jobs]
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Summary, targets, table, plots
-# ---------------------------------------------------------------------------------------------------------
-
-
 def mean_std_se(values: Sequence[float]) -> dict[str, float]:
     """``{"mean", "std", "se", "n"}`` of ``values`` (sample std; std and se are 0 for one value)."""
     x = torch.tensor([float(v) for v in values], dtype=torch.float64)
@@ -518,11 +497,6 @@ def plot(results: dict[str, Any], stem: Path) -> list[Path]:
         path = stem.parent / f"{stem.name}_passk_{subset}.png"
         paths.append(plot_pass_at_k_curves(curves, path, title=title, ylabel="pass@k (±1 s.e. over seeds)"))
     return paths
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Driver
-# ---------------------------------------------------------------------------------------------------------
 
 
 def machine_info(workers: int) -> dict[str, Any]:

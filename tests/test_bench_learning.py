@@ -1,6 +1,6 @@
-"""benchmarks/bench_learning.py: the quick mode's smallest configuration end to end (one seed, two RL steps,
-a tiny warm-up) writes a JSON with the expected structure and finite numbers, and the GPU setting only
-writes configs."""
+"""benchmarks/bench_learning.py: the quick mode's smallest configuration of the mixed-difficulty setting end to
+end (one seed, two RL steps, a tiny warm-up) writes a JSON with per-subset numbers that agree with each other,
+plots, and a table; runs in parallel reproduce serial runs; ``--report`` redoes the summary from the JSON."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ import pytest
 from conftest import import_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL = [
+    "--quick", "--seeds", "0", "--rl-steps", "2", "--warmup-steps", "5", "--train-prompts", "32",
+    "--eval-prompts", "4", "--cache-dir", "none", "--no-progress", "--workers", "1",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -19,74 +23,78 @@ def bench():
     return import_benchmark("bench_learning")
 
 
-def _finite(x) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
-
-
 def test_summary_statistics(bench):
     stat = bench.mean_std_se([1.0, 2.0, 3.0])
     assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0) and stat["se"] == pytest.approx(1 / math.sqrt(3))
 
 
+def test_targets_compare_with_grpo(bench):
+    def stat(mean, se=0.0):
+        return {"mean": mean, "se": se}
+
+    summary = {
+        "grpo": {"metrics": {"solved/hard": stat(10.0), "eval/all/pass@1": stat(0.20, 0.01)}},
+        "pkpo_k8": {"metrics": {"solved/hard": stat(12.4), "eval/all/pass@1": stat(0.195)}},
+        "pkpo_mixture": {"metrics": {"solved/hard": stat(12.5), "eval/all/pass@1": stat(0.185)}},
+    }
+    targets = bench.check_targets(summary, [("solved/hard", 1.25), ("eval/all/pass@1", "se")])
+    assert set(targets) == {"pkpo_k8", "pkpo_mixture"}
+    k8, mixture = targets["pkpo_k8"]["checks"], targets["pkpo_mixture"]["checks"]
+    assert k8["solved/hard"]["value"] == pytest.approx(1.24) and not k8["solved/hard"]["met"]
+    assert k8["eval/all/pass@1"]["met"] and not mixture["eval/all/pass@1"]["met"]
+    assert mixture["solved/hard"]["met"] and not targets["pkpo_mixture"]["all_met"]
+
+
 @pytest.mark.slow
-def test_quick_smallest_configuration_writes_complete_json(bench, tmp_path):
-    methods = ["grpo", "pkpo_anneal"]
-    argv = [
-        "--setting", "tiny", "--quick", "--seeds", "0", "--methods", ",".join(methods),
-        "--rl-steps", "2", "--warmup-steps", "5", "--train-prompts", "32", "--eval-prompts", "4",
-        "--out", str(tmp_path), "--cache-dir", "none", "--no-progress", "--workers", "1",
-    ]  # fmt: skip
-    bench.main(argv)
-
-    data = json.loads((tmp_path / "learning_tiny_quick.json").read_text())
-    assert (tmp_path / "learning_tiny_quick.png").stat().st_size > 0
-    assert data["seeds"] == [0]
-    assert set(data["methods"]) == set(methods) and set(data["summary"]) == set(methods)
-    assert len(data["runs"]) == len(methods)
-    batch = data["shared_rl_config"]["per_device_train_batch_size"]
-    for key in ("pass@1", "pass@16"):
-        assert 0.0 <= data["before_rl"]["hard_eval"][key] <= 1.0
-
+def test_quick_mixed_setting_writes_consistent_results(bench, tmp_path):
+    methods = ["grpo", "pkpo_mixture", "pkpo_adaptive"]
+    results = bench.main(["--setting", "mixed", *SMALL, "--methods", ",".join(methods), "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "learning_mixed_quick.json").read_text())
+    assert data["seeds"] == [0] and [r["method"] for r in data["runs"]] == methods
+    for path in data["paths"]:
+        assert Path(path).stat().st_size > 0
+    assert {Path(p).name for p in data["paths"]} >= {f"learning_mixed_quick_passk_{s}.png" for s in ("easy", "hard")}
+    per_step = data["shared_rl_config"]["per_device_train_batch_size"]
     for run in data["runs"]:
-        curve = run["curve"]
-        assert curve["completions"] == [i * batch for i in range(3)], "one point per generation batch"
-        assert curve["solved"] == sorted(curve["solved"]) and len(curve["frac_solved"]) == 3
-        assert run["completions_sampled"] == 2 * batch
-        assert _finite(run["seconds_per_step_median"]) and run["seconds_per_step_median"] > 0
-        assert all(_finite(v) and 0.0 <= v <= 1.0 for v in run["eval"].values())
-    assert "pkpo/k" in data["runs"][1]["pkpo_logged"], "PKPOTrainer's own metrics are kept"
-
-    for name in methods:
-        summary = data["summary"][name]
-        for stat in (summary["num_prompts_solved"], summary["frac_prompts_solved"], summary["seconds_per_step"]):
-            assert set(stat) == {"mean", "std", "se", "n"} and all(_finite(v) for v in stat.values())
-        assert set(summary["eval"]) == {"pass@1", "pass@4", "pass@8", "pass@16"}
-        assert all(_finite(v) for stat in summary["eval"].values() for v in stat.values())
-        assert len(summary["curve"]["completions"]) == len(summary["curve"]["frac_solved_mean"]) == 3
-    assert set(data["targets"]) == {"pkpo_anneal"}, "targets are checked for each annealed method run"
-    assert {"solved_ratio_vs_grpo", "solved_ratio_met", "pass@1_met"} <= set(data["targets"]["pkpo_anneal"])
+        metrics, curves = run["metrics"], run["curves"]
+        assert curves["completions"] == [0, per_step, 2 * per_step], "one point per optimizer step"
+        for subset in ("easy", "hard"):
+            assert curves[subset] == sorted(curves[subset]) and curves[subset][-1] == metrics[f"solved/{subset}"]
+            assert 0 <= metrics[f"solved/{subset}"] <= 32
+        # the per-subset counts add up to the trainer's logged count of all prompts solved
+        assert metrics["solved/easy"] + metrics["solved/hard"] == run["logged"]["solved/num_prompts"][-1]
+        for k in (1, 4, 16):
+            easy, hard, every = (metrics[f"eval/{s}/pass@{k}"] for s in ("easy", "hard", "all"))
+            assert 0.0 <= hard <= 1.0 and every == pytest.approx((easy + hard) / 2), "4 + 4 held-out prompts"
+        assert metrics["seconds_per_step"] > 0
+    assert "pkpo/k" in data["runs"][1]["logged"] and "pkpo/k" not in data["runs"][0]["logged"]
+    assert set(data["targets"]) == {"pkpo_mixture", "pkpo_adaptive"}
+    assert set(data["targets"]["pkpo_mixture"]["checks"]) == {"eval/hard/pass@16", "solved/hard", "eval/all/pass@1"}
     assert data["table_markdown"].count("\n") == 1 + len(methods)
+
+    # --report recomputes the same summary from the saved runs
+    again = bench.main(["--report", str(tmp_path / "learning_mixed_quick.json")])
+    assert again["summary"] == json.loads(json.dumps(results["summary"]))
+    assert again["table_markdown"] == results["table_markdown"]
 
 
 @pytest.mark.slow
 def test_parallel_runs_reproduce_serial_runs(bench, tmp_path, monkeypatch):
-    """``--workers 2`` runs each (seed, method) in its own process: the numbers must be those of the serial
+    """``--workers 2`` runs each (method, seed) in its own process: the numbers must be those of the serial
     run (same seeds, same initial model), only the order of execution differs."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the worker processes import the script by name
-    common = [
-        "--setting", "tiny", "--quick", "--seeds", "0", "1", "--methods", "pkpo_k8",
-        "--rl-steps", "2", "--warmup-steps", "5", "--train-prompts", "32", "--eval-prompts", "4",
-        "--cache-dir", "none", "--no-progress",
-    ]  # fmt: skip
-    serial = bench.main([*common, "--out", str(tmp_path / "serial")])
+    common = ["--setting", "tiny", *SMALL, "--seeds", "0", "1", "--methods", "pkpo_k8"]
+    serial = bench.main([*common, "--out", str(tmp_path / "serial"), "--workers", "1"])
     parallel = bench.main([*common, "--out", str(tmp_path / "parallel"), "--workers", "2"])
     assert parallel["machine"]["parallel_runs"] == 2
     for one, two in zip(serial["runs"], parallel["runs"], strict=True):
-        assert one["completions_sampled"] == 2 * 512, "both RL steps ran"
         assert (one["method"], one["seed"]) == (two["method"], two["seed"])
-        assert one["curve"] == two["curve"]
-        assert one["eval"] == two["eval"]
-        assert one["train_reward_per_step"] == two["train_reward_per_step"]
+        assert len(one["curves"]["completions"]) == 3, "both RL steps ran"
+        assert one["curves"] == two["curves"]
+        assert {k: v for k, v in one["metrics"].items() if k != "seconds_per_step"} == {
+            k: v for k, v in two["metrics"].items() if k != "seconds_per_step"
+        }
+        assert one["logged"]["reward"] == two["logged"]["reward"]
     with pytest.raises(SystemExit, match="--workers"):
         bench.main([*common, "--out", str(tmp_path), "--workers", "0"])
 
@@ -95,14 +103,3 @@ def test_training_pool_smaller_than_one_step_is_refused(bench, tmp_path):
     """32 prompts per step (512 completions / n = 16) from a pool of 16 would train for zero steps."""
     with pytest.raises(ValueError, match="at least 32 training prompts"):
         bench.main(["--setting", "tiny", "--quick", "--train-prompts", "16", "--out", str(tmp_path)])
-
-
-def test_gpu_setting_only_writes_configs(bench, tmp_path, capsys):
-    assert bench.main(["--setting", "gemma2-gpu", "--out", str(tmp_path)]) is None
-    data = json.loads((tmp_path / "learning_gemma2-gpu_configs.json").read_text())
-    assert set(data["methods"]) == set(bench.DEFAULT_METHODS)
-    for entry in data["methods"].values():
-        config = entry["config"]
-        assert config["use_vllm"] is True and config["num_generations"] == 16
-        assert config["learning_rate"] == (0.0 if entry["label"].startswith("no update") else 1e-5)
-    assert "--execute" in capsys.readouterr().out

@@ -304,7 +304,5 @@ def test_prompts_supplied_by_an_environment_are_counted_as_solved(tmp_path, monk
     )
     trainer.train()
     # 2 steps x 2 prompts, all distinct, all solved.
-    solved = [
-        entry["solved/num_prompts"] for entry in trainer.state.log_history if "solved/num_prompts" in entry
-    ]
+    solved = [entry["solved/num_prompts"] for entry in trainer.state.log_history if "solved/num_prompts" in entry]
     assert solved == [2.0, 4.0]

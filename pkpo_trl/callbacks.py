@@ -47,10 +47,11 @@ def prompt_key(prompt: Any) -> str:
 
 
 def combine_rewards(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``g_i = sum_f w_f r_{f,i}`` per completion of a ``[B, F]`` reward tensor, NaN-skipping like TRL, and NaN
-    where no reward function scored the completion (the trainers leave those out of their groups)."""
-    rewards = (rewards_per_func * weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
-    return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=1), torch.nan)
+    """``g = sum_f w_f r_f`` over the last dimension of a ``[..., F]`` reward tensor (TRL's ``[B, F]``), NaN-skipping
+    like TRL, and NaN where no reward function scored the completion (the trainers leave those out of their
+    groups, pkpo-eval counts them as failed)."""
+    rewards = (rewards_per_func * weights.to(rewards_per_func)).nansum(dim=-1)
+    return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=-1), torch.nan)
 
 
 def fixed_k_pass_at_k(

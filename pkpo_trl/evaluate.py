@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from .callbacks import prompt_key
+from .callbacks import combine_rewards, prompt_key
 from .data import DataArguments, load_task
 from .estimators import maxg_at_k, pass_at_k
 from .rewards import get_reward_funcs
@@ -601,13 +601,6 @@ def score_completions(
     return out
 
 
-def combine_rewards(per_func: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
-    """``g = sum_f w_f r_f`` over ``[F, ...]`` rewards, NaN-skipping like TRL; NaN where no function scored."""
-    w = torch.as_tensor(list(weights), dtype=per_func.dtype).view(-1, *([1] * (per_func.ndim - 1)))
-    combined = (per_func * w).nansum(0)
-    return combined.masked_fill(per_func.isnan().all(0), math.nan)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Statistics
 # ---------------------------------------------------------------------------------------------------------
@@ -836,8 +829,11 @@ def evaluate_model(
         per_func.append([row[0] for row in rows])
         per_func_greedy.append([math.nan if row[1] is None else row[1] for row in rows])
     weights = list(reward_weights) if reward_weights is not None else [1.0] * len(names)
-    rewards = combine_rewards(torch.tensor(per_func, dtype=torch.float64), weights)
-    greedy = combine_rewards(torch.tensor(per_func_greedy, dtype=torch.float64), weights) if settings.greedy else None
+    weights = torch.tensor(weights, dtype=torch.float64)
+    rewards = combine_rewards(torch.tensor(per_func, dtype=torch.float64).movedim(0, -1), weights)
+    greedy = None
+    if settings.greedy:
+        greedy = combine_rewards(torch.tensor(per_func_greedy, dtype=torch.float64).movedim(0, -1), weights)
     stats = pass_at_k_stats(rewards, ks, threshold, greedy)
     stats["num_generated"] = len(new)
     return stats

@@ -13,20 +13,7 @@ from typing import Any
 from .matchers import completion_text, exact_match, first_number, has_answer_format, numeric_match
 from .math_verify_worker import math_verify_reward
 
-__all__ = [
-    "DEFAULT_ANSWER_COLUMN",
-    "REWARDS",
-    "TRL_CONTEXT_KWARGS",
-    "RewardConfigError",
-    "get_reward_funcs",
-    "make_reward_func",
-    "register_reward",
-    "safe_reward_func",
-]
-
 logger = logging.getLogger(__name__)
-
-DEFAULT_ANSWER_COLUMN = "answer"
 
 # Keyword arguments GRPOTrainer._calculate_rewards passes to every reward function that are not dataset
 # columns (TRL-internal: checked against TRL's source in tests/test_rewards.py).
@@ -66,10 +53,9 @@ def _nan_on_error(name: str, index: int, exc: BaseException) -> float:
     return math.nan
 
 
-def make_reward_func(name: str, scorer: Scorer, answer_column: str = DEFAULT_ANSWER_COLUMN) -> Callable[..., list]:
-    """A TRL reward function named ``name`` that applies ``scorer(completion_text, gold)`` to each completion,
-    the gold answer read from the dataset column ``answer_column``. A completion for which the scorer raises
-    gets NaN (and a warning)."""
+def make_reward_func(name: str, scorer: Scorer, answer_column: str = "answer") -> Callable[..., list]:
+    """A TRL reward function named ``name``: ``scorer(completion_text, gold)`` per completion, the gold answer
+    read from the dataset column ``answer_column``; NaN (and a warning) where the scorer raises."""
 
     def reward_func(completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         if answer_column not in kwargs:
@@ -78,9 +64,8 @@ def make_reward_func(name: str, scorer: Scorer, answer_column: str = DEFAULT_ANS
                 f"Reward {name!r} needs the gold answer in the dataset column {answer_column!r}, but the data set "
                 f"has the columns {columns}. Map your answer column to {answer_column!r} or set the answer column."
             )
-        golds = kwargs[answer_column]
         rewards: list[float | None] = []
-        for i, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
+        for i, (completion, gold) in enumerate(zip(completions, kwargs[answer_column], strict=True)):
             try:
                 rewards.append(scorer(completion_text(completion), gold))
             except Exception as exc:
@@ -90,12 +75,6 @@ def make_reward_func(name: str, scorer: Scorer, answer_column: str = DEFAULT_ANS
     reward_func.__name__ = reward_func.__qualname__ = name
     reward_func.__doc__ = scorer.__doc__
     return reward_func
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Any TRL reward function, made safe: the sync and async wrappers below differ only by `await`; what they
-# do with the outcomes is written once, in `_combine`.
-# ---------------------------------------------------------------------------------------------------------
 
 
 def _one_by_one(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,48 +91,11 @@ def _one_by_one(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _check_output(name: str, output: Any, size: int) -> list[float | None]:
+def _checked(name: str, output: Any, size: int) -> list[float | None]:
     if not hasattr(output, "__len__") or isinstance(output, str) or len(output) != size:
         got = len(output) if hasattr(output, "__len__") else type(output).__name__
         raise ValueError(f"Reward function {name!r} must return a list of {size} floats or None, got {got}.")
     return list(output)
-
-
-def _outcome(func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """``func(**kwargs)``, or the exception it raised (a :class:`RewardConfigError` propagates)."""
-    try:
-        return func(**kwargs)
-    except RewardConfigError:
-        raise
-    except Exception as exc:
-        return exc
-
-
-async def _async_outcome(func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """:func:`_outcome` of an async reward function."""
-    try:
-        return await func(**kwargs)
-    except RewardConfigError:
-        raise
-    except Exception as exc:
-        return exc
-
-
-def _combine(name: str, size: int, batch: Any, singles: list[Any] | None) -> list[float | None]:
-    """The rewards of a batch: its output if the batch call succeeded (checked for length: a wrong length is a
-    bug and raises); else the output of each completion's own call, NaN where that raised too."""
-    if singles is None:
-        return _check_output(name, batch, size)
-    rewards: list[float | None] = []
-    for i, single in enumerate(singles):
-        if isinstance(single, Exception):
-            rewards.append(_nan_on_error(name, i, single))
-            continue
-        try:
-            rewards.append(_check_output(name, single, 1)[0])
-        except ValueError as exc:
-            rewards.append(_nan_on_error(name, i, exc))
-    return rewards
 
 
 def safe_reward_func(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,37 +105,57 @@ def safe_reward_func(func: Callable[..., Any]) -> Callable[..., Any]:
     arguments cut to that completion); a completion for which it still raises gets NaN and a logged warning
     naming the function and the exception. A :class:`RewardConfigError` is a setup mistake and propagates.
     ``__name__`` (TRL's metric name) is kept; async functions stay async. A function that returns the wrong
-    number of rewards is a bug, and still raises.
+    number of rewards for the batch is a bug, and raises.
     """
     name = getattr(func, "__name__", type(func).__name__)
+    # The sync and async versions differ only by `await`.
+
+    def one(index: int, kwargs: dict[str, Any]) -> float | None:
+        try:
+            return _checked(name, func(**kwargs), 1)[0]
+        except RewardConfigError:
+            raise
+        except Exception as exc:
+            return _nan_on_error(name, index, exc)
+
+    async def async_one(index: int, kwargs: dict[str, Any]) -> float | None:
+        try:
+            return _checked(name, await func(**kwargs), 1)[0]
+        except RewardConfigError:
+            raise
+        except Exception as exc:
+            return _nan_on_error(name, index, exc)
 
     if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None)):  # noqa: B004
 
         @functools.wraps(func)
         async def async_wrapper(**kwargs: Any) -> list[float | None]:
-            batch = await _async_outcome(func, kwargs)
-            failed = isinstance(batch, Exception)
-            singles = [await _async_outcome(func, one) for one in _one_by_one(kwargs)] if failed else None
-            return _combine(name, len(kwargs["completions"]), batch, singles)
+            try:
+                batch = await func(**kwargs)
+            except RewardConfigError:
+                raise
+            except Exception:
+                return [await async_one(i, one_kwargs) for i, one_kwargs in enumerate(_one_by_one(kwargs))]
+            return _checked(name, batch, len(kwargs["completions"]))
 
         return async_wrapper
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> list[float | None]:
-        batch = _outcome(func, kwargs)
-        singles = [_outcome(func, one) for one in _one_by_one(kwargs)] if isinstance(batch, Exception) else None
-        return _combine(name, len(kwargs["completions"]), batch, singles)
+        try:
+            batch = func(**kwargs)
+        except RewardConfigError:
+            raise
+        except Exception:
+            return [one(i, one_kwargs) for i, one_kwargs in enumerate(_one_by_one(kwargs))]
+        return _checked(name, batch, len(kwargs["completions"]))
 
     return wrapper
 
 
 def _import_reward(path: str) -> Callable[..., Any]:
-    """The callable at ``"package.module:attribute"`` (the attribute may be dotted) or, as TRL's ``grpo.py``
-    accepts, ``"package.module.function"``."""
-    if ":" in path:
-        module_name, _, attribute = path.partition(":")
-    else:
-        module_name, _, attribute = path.rpartition(".")
+    """The callable at ``"module:attribute"`` (the attribute may be dotted) or ``"package.module.function"``."""
+    module_name, _, attribute = path.partition(":") if ":" in path else path.rpartition(".")
     if not module_name or not attribute:
         raise ValueError(f"A custom reward must be given as 'module:function' or 'module.function', got {path!r}.")
     try:
@@ -209,24 +171,17 @@ def _import_reward(path: str) -> Callable[..., Any]:
     return obj
 
 
-def get_reward_funcs(
-    names: str | Sequence[str], answer_column: str = DEFAULT_ANSWER_COLUMN
-) -> list[Callable[..., Any]]:
+def get_reward_funcs(names: str | Sequence[str], answer_column: str = "answer") -> list[Callable[..., Any]]:
     """TRL reward functions for ``names``: registered names (see ``REWARDS``) or import paths of custom TRL
     reward functions, ``"module:function"`` or (as TRL's own script takes them) ``"module.function"``.
 
     The built-in rewards read the gold answer from the dataset column ``answer_column`` and give NaN for a
     completion their scorer raises on; custom functions are wrapped by :func:`safe_reward_func`. Each keeps its
-    name (``__name__``), which TRL uses in its metric names (``rewards/<name>/mean``).
-
-    Raises:
-        ValueError: for an unknown name (the message lists the registry) or an import path that does not
-            resolve to a callable.
+    ``__name__``, which TRL uses in its metric names (``rewards/<name>/mean``). Raises ValueError for an
+    unknown name (the message lists the registry) or an import path that does not resolve to a callable.
     """
-    if isinstance(names, str):
-        names = [names]
     funcs: list[Callable[..., Any]] = []
-    for name in names:
+    for name in [names] if isinstance(names, str) else names:
         if name in REWARDS:
             funcs.append(make_reward_func(name, REWARDS[name], answer_column))
         elif ":" in name or "." in name:

@@ -7,19 +7,6 @@ import re
 from fractions import Fraction
 from typing import Any, Literal
 
-__all__ = [
-    "AnswerFormat",
-    "completion_text",
-    "exact_match",
-    "extract_final_answer",
-    "extract_gold",
-    "first_number",
-    "gold_answer",
-    "has_answer_format",
-    "last_boxed",
-    "numeric_match",
-]
-
 AnswerFormat = Literal["auto", "raw", "gsm8k", "boxed"]
 
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
@@ -52,16 +39,12 @@ def last_boxed(text: str) -> str | None:
     start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
     if start < 0:
         return None
-    i = text.index("{", start) + 1
-    depth, begin = 1, i
-    while i < len(text):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[begin:i]
-        i += 1
+    begin = text.index("{", start) + 1
+    depth = 1
+    for i in range(begin, len(text)):
+        depth += (text[i] == "{") - (text[i] == "}")
+        if depth == 0:
+            return text[begin:i]
     return None  # unbalanced: no answer
 
 
@@ -153,9 +136,7 @@ def _numbers_equal(a: Fraction | str | None, b: Fraction | str | None) -> bool:
     return abs(a - b) <= Fraction(1, 10**6) * max(1, abs(b))
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Per-completion scorers (registered by name in registry.py)
-# ---------------------------------------------------------------------------------------------------------
+# Per-completion scorers (registered by name in registry.py).
 
 
 def exact_match(completion: str, gold: str) -> float:

@@ -1,12 +1,9 @@
 """math-verify in a worker process, with a hard per-completion timeout.
 
-math-verify's own timeouts use signal.alarm: they only work in the main thread, and cannot interrupt C
-code (sympy evaluating 9^(9^(9^9)) runs in a single big-integer power). So the check runs in a separate
-Python process, talking one JSON line per request over pipes; the parent waits at most ``timeout`` seconds
-for the answer and kills the worker otherwise (a new one starts on the next request). The worker is a
-plain subprocess running this file as a script, so it never re-imports the user's ``__main__`` (as
-multiprocessing's spawn/forkserver would) and never forks a multi-threaded process. As a script this file
-imports nothing from the package: the parent reduces the gold answer before sending it.
+math-verify's own timeouts use signal.alarm: main thread only, and unable to interrupt C code (sympy evaluating
+9^(9^(9^9))). So the check runs in a subprocess running this file as a script (never re-importing the user's
+``__main__``, never forking a multi-threaded process; as a script it imports nothing from the package), one
+JSON line per request over pipes; the parent waits at most ``timeout`` seconds and kills it otherwise.
 
 A completion's answer is read as TRL's ``accuracy_reward`` reads it: ``\\boxed{}`` first, and nothing
 without an anchor (``\\boxed{}``, ``answer is`` / ``Answer:``), so a stray number in the reasoning is never
@@ -27,8 +24,6 @@ import sys
 import threading
 import time
 from typing import Any
-
-__all__ = ["MATH_VERIFY_TIMEOUT", "math_verify_equivalent", "math_verify_reward"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +167,7 @@ class _MathVerifyWorker:
             self._process = None
 
 
-_WORKER: _MathVerifyWorker | None = None
+_WORKER = _MathVerifyWorker()
 
 
 def math_verify_equivalent(gold: str, prediction: str, timeout: float = MATH_VERIFY_TIMEOUT) -> float | None:
@@ -182,13 +177,10 @@ def math_verify_equivalent(gold: str, prediction: str, timeout: float = MATH_VER
     # Imported here, not at the top: the worker runs this file as a bare script, outside the package.
     from .matchers import gold_answer
 
-    global _WORKER
     gold = gold_answer(gold)
     if os.name != "posix":  # no select() on pipes: math-verify's own (multiprocessing-based) timeout
         result = _math_verify_in_process(gold, prediction, max(1, math.ceil(timeout)))
     else:
-        if _WORKER is None:
-            _WORKER = _MathVerifyWorker()
         result = _WORKER.check(gold, prediction, timeout)
     return None if result is None else float(result)
 

@@ -127,13 +127,16 @@ def _gold_number(gold: Any) -> Fraction | str | None:
     return _to_number(text) if _PURE_NUMBER.fullmatch(text) else None
 
 
-def _numbers_equal(a: Fraction | str | None, b: Fraction | str | None) -> bool:
-    """Equal values (relative tolerance 1e-6, for rounded decimals); strings compare exactly."""
-    if a is None or b is None:
-        return False
-    if isinstance(a, str) or isinstance(b, str):
-        return a == b
-    return abs(a - b) <= Fraction(1, 10**6) * max(1, abs(b))
+def _number_reward(answer: str | None, gold: Any) -> float | None:
+    """1.0 if the last number in ``answer`` has the gold answer's value (relative tolerance 1e-6, for rounded
+    decimals; absurdly long numbers compare as strings), else 0.0; None if the gold answer is not a number."""
+    expected = _gold_number(gold)
+    if expected is None:
+        return None
+    value = None if answer is None else _to_number(answer)
+    if value is None or isinstance(value, str) or isinstance(expected, str):
+        return float(value == expected)
+    return float(abs(value - expected) <= Fraction(1, 10**6) * max(1, abs(expected)))
 
 
 # Per-completion scorers (registered by name in registry.py).
@@ -148,20 +151,13 @@ def exact_match(completion: str, gold: str) -> float:
 def numeric_match(completion: str, gold: str) -> float | None:
     """1.0 if the completion's final answer has the gold answer's numeric value; None if the gold answer
     is not a number (the reward does not apply)."""
-    expected = _gold_number(gold)
-    if expected is None:
-        return None
-    answer = extract_final_answer(completion)
-    return float(answer is not None and _numbers_equal(_to_number(answer), expected))
+    return _number_reward(extract_final_answer(completion), gold)
 
 
 def first_number(completion: str, gold: str) -> float | None:
     """1.0 if the first number in the completion equals the gold answer (few-shot continuation tasks)."""
-    expected = _gold_number(gold)
-    if expected is None:
-        return None
     match = _NUMBER.search(completion)
-    return float(match is not None and _numbers_equal(_to_number(match.group()), expected))
+    return _number_reward(match.group() if match else None, gold)
 
 
 _FORMAT = re.compile(r"\\boxed\{.+\}|####\s*\S|answer\s*(?:is|:)\s*\S", re.IGNORECASE | re.DOTALL)

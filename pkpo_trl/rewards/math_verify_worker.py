@@ -97,14 +97,10 @@ class _MathVerifyWorker:
         atexit.register(self.close)
 
     def _start(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         # -P: do not put this file's directory (pkpo_trl/) on sys.path, where data.py etc. could shadow modules.
-        self._process = subprocess.Popen(
-            [sys.executable, "-P", os.path.abspath(__file__), _WORKER_FLAG],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+        command = [sys.executable, "-P", os.path.abspath(__file__), _WORKER_FLAG]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self._buffer = b""
         ready = self._read_line(time.monotonic() + _WORKER_START_TIMEOUT)
         if ready is None or not json.loads(ready).get("ready"):
@@ -186,8 +182,9 @@ def math_verify_equivalent(gold: str, prediction: str, timeout: float = MATH_VER
 
 
 def math_verify_reward(completion: str, gold: str) -> float | None:
-    """1.0 if ``math-verify`` finds the completion's answer equivalent to the gold answer, 0.0 if not or if
-    the check runs past ``MATH_VERIFY_TIMEOUT`` seconds; None if the gold answer cannot be parsed."""
+    """1.0 if ``math-verify`` finds the completion's answer (read as TRL's ``accuracy_reward`` reads it: anchored
+    only, so a bare ``72`` or ``#### 72`` scores 0) equivalent to the gold answer; 0.0 if not or if the check runs
+    past ``MATH_VERIFY_TIMEOUT`` seconds; None if the gold answer cannot be parsed."""
     return math_verify_equivalent(gold, completion, timeout=MATH_VERIFY_TIMEOUT)
 
 

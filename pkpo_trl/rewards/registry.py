@@ -80,15 +80,12 @@ def make_reward_func(name: str, scorer: Scorer, answer_column: str = "answer") -
 def _one_by_one(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     """The keyword arguments of each completion alone: per-completion lists cut to one element, the rest as is."""
     size = len(kwargs["completions"])
-    return [
-        {
-            key: [value[index]]
-            if key not in TRL_CONTEXT_KWARGS and isinstance(value, list | tuple) and len(value) == size
-            else value
-            for key, value in kwargs.items()
-        }
-        for index in range(size)
+    per_completion = [
+        key
+        for key, value in kwargs.items()
+        if key not in TRL_CONTEXT_KWARGS and isinstance(value, list | tuple) and len(value) == size
     ]
+    return [{**kwargs, **{key: [kwargs[key][index]] for key in per_completion}} for index in range(size)]
 
 
 def _checked(name: str, output: Any, size: int) -> list[float | None]:

@@ -13,9 +13,6 @@ rewards do the same. A new built-in is one function and one decorator::
 
     @register_reward("my_reward")
     def my_reward(completion: str, gold: str) -> float | None: ...
-
-Layout: :mod:`.registry` (names and import paths to TRL reward functions), :mod:`.matchers` (answers as
-text, the string and number scorers), :mod:`.math_verify_worker` (math-verify in a worker process).
 """
 
 from .matchers import completion_text, extract_final_answer

@@ -4,10 +4,6 @@ math-verify's own timeouts use signal.alarm: main thread only, and unable to int
 9^(9^(9^9))). So the check runs in a subprocess running this file as a script (never re-importing the user's
 ``__main__``, never forking a multi-threaded process; as a script it imports nothing from the package), one
 JSON line per request over pipes; the parent waits at most ``timeout`` seconds and kills it otherwise.
-
-A completion's answer is read as TRL's ``accuracy_reward`` reads it: ``\\boxed{}`` first, and nothing
-without an anchor (``\\boxed{}``, ``answer is`` / ``Answer:``), so a stray number in the reasoning is never
-taken for the answer.
 """
 
 from __future__ import annotations
@@ -36,8 +32,8 @@ _WORKER_START_TIMEOUT = 120.0  # importing sympy on a busy machine can be slow
 @functools.cache
 def _prediction_extraction() -> dict[str, Any]:
     """How math-verify reads a completion's answer: TRL's ``accuracy_reward`` settings (LaTeX, ``\\boxed{}``
-    first, no unanchored extraction), plus anchored plain expressions for ``Answer: 1,000``, which the LaTeX
-    extractor does not read."""
+    first, nothing without an anchor, so a stray number in the reasoning is never taken for the answer), plus
+    anchored plain expressions for ``Answer: 1,000``, which the LaTeX extractor does not read."""
     from latex2sympy2_extended import NormalizationConfig
     from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
@@ -154,8 +150,7 @@ class _MathVerifyWorker:
     def close(self) -> None:
         """Kill the worker, if any."""
         if self._process is not None:
-            if self._process.poll() is None:
-                self._process.kill()
+            self._process.kill()  # a no-op if it has exited
             self._process.wait()
             for stream in (self._process.stdin, self._process.stdout):
                 if stream is not None:

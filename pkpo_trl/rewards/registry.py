@@ -98,11 +98,9 @@ def _checked(name: str, output: Any, size: int) -> list[float | None]:
 def safe_reward_func(func: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a TRL reward function so that an exception costs only the completions it concerns.
 
-    If ``func`` raises on the batch, it is called again on each completion alone (per-completion keyword
-    arguments cut to that completion); a completion for which it still raises gets NaN and a logged warning
-    naming the function and the exception. A :class:`RewardConfigError` is a setup mistake and propagates.
-    ``__name__`` (TRL's metric name) is kept; async functions stay async. A function that returns the wrong
-    number of rewards for the batch is a bug, and raises.
+    If ``func`` raises on the batch, it is called again on each completion alone; a completion for which it
+    still raises gets NaN and a logged warning. A :class:`RewardConfigError` (a setup mistake) propagates, and
+    so does a wrong number of rewards for the batch (a bug). ``__name__`` is kept; async functions stay async.
     """
     name = getattr(func, "__name__", type(func).__name__)
     # The sync and async versions differ only by `await`.
@@ -169,14 +167,10 @@ def _import_reward(path: str) -> Callable[..., Any]:
 
 
 def get_reward_funcs(names: str | Sequence[str], answer_column: str = "answer") -> list[Callable[..., Any]]:
-    """TRL reward functions for ``names``: registered names (see ``REWARDS``) or import paths of custom TRL
-    reward functions, ``"module:function"`` or (as TRL's own script takes them) ``"module.function"``.
-
-    The built-in rewards read the gold answer from the dataset column ``answer_column`` and give NaN for a
-    completion their scorer raises on; custom functions are wrapped by :func:`safe_reward_func`. Each keeps its
-    ``__name__``, which TRL uses in its metric names (``rewards/<name>/mean``). Raises ValueError for an
-    unknown name (the message lists the registry) or an import path that does not resolve to a callable.
-    """
+    """TRL reward functions for ``names``: registered names (``REWARDS``; the gold answer read from the dataset
+    column ``answer_column``) or import paths of custom TRL reward functions, ``"module:function"`` or
+    ``"module.function"`` (wrapped by :func:`safe_reward_func`). Each keeps its ``__name__``, which TRL uses in
+    its metric names (``rewards/<name>/mean``). ValueError for an unknown name or an unresolvable path."""
     funcs: list[Callable[..., Any]] = []
     for name in [names] if isinstance(names, str) else names:
         if name in REWARDS:

@@ -652,10 +652,6 @@ def pass_at_k_stats(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _json_float(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
 class SampleCache:
     """An append-only JSONL file of one model's samples and scores.
 
@@ -699,7 +695,7 @@ class SampleCache:
                 ) from exc
         if not records or records[0].get("kind") != "header":
             raise CacheError(f"{self.path} is not a pkpo-eval sample cache (no header line).")
-        previous = {k: v for k, v in records[0].items()}
+        previous = records[0]
         if previous != self.header:
             diff = sorted(
                 f"{key}: {previous.get(key)!r} -> {self.header.get(key)!r}"
@@ -754,8 +750,8 @@ class SampleCache:
                     "reward": reward,
                     "key": key,
                     "answer": answer,
-                    "samples": [_json_float(r) for r in rewards],
-                    "greedy": None if greedy is None else _json_float(greedy),
+                    "samples": _no_nan(rewards),
+                    "greedy": _no_nan(greedy),
                     "has_greedy": greedy is not None,
                 }  # fmt: skip
                 for key, answer, rewards, greedy in items
@@ -866,9 +862,9 @@ def _apply_run_config(args: EvalArguments, data_args: DataArguments, specs: list
             setattr(data_args, f.name, run["data"][f.name])
     data_args.__post_init__()
     training, script = run.get("training", {}), run.get("script", {})
-    for name, source in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")):
-        if getattr(args, name) is None and training.get(source) is not None:
-            setattr(args, name, training[source])
+    for name in ("temperature", "top_p", "top_k"):
+        if getattr(args, name) is None and training.get(name) is not None:
+            setattr(args, name, training[name])
     if args.max_new_tokens is None:
         args.max_new_tokens = training.get("max_completion_length")
     if args.reward_funcs is None:
@@ -890,7 +886,7 @@ def _labels(args: EvalArguments, specs: list[ModelSpec]) -> None:
 
 def prepare(args: EvalArguments, data_args: DataArguments):
     """Resolve and check everything that can be wrong before any generation: models, adapters, data, rewards,
-    caches. Returns ``(specs, dataset, reward_funcs, settings, ks, caches)``."""
+    caches. Returns ``(specs, dataset, reward_funcs, reward_names, weights, settings, ks, caches)``."""
     if not args.models:
         raise EvalInputError("No model to evaluate: pass model paths/ids (`pkpo-eval MODEL [MODEL ...]`).")
     for option in ("adapters", "labels"):
@@ -908,14 +904,11 @@ def prepare(args: EvalArguments, data_args: DataArguments):
     ]
     _labels(args, specs)
     _apply_run_config(args, data_args, specs)
-    loaded: dict[tuple[str, str | None], Any] = {}  # a GGUF config takes seconds to read: once per base
+    # A GGUF config takes seconds to read: once per base.
+    configs = {base: _load_config(group[0]) for base, group in _by_base(specs).items()}
     for spec in specs:
-        if (spec.base, spec.gguf_file) not in loaded:
-            loaded[spec.base, spec.gguf_file] = _load_config(spec)
-    configs = [loaded[spec.base, spec.gguf_file] for spec in specs]
-    for spec, config in zip(specs, configs, strict=True):
         if spec.adapter:
-            check_adapter(spec, config)
+            check_adapter(spec, configs[spec.base, spec.gguf_file])
     reward_names = list(args.reward_funcs or ["math_verify"])
     reward_funcs = get_reward_funcs(reward_names, answer_column="answer")
     weights = args.reward_weights or [1.0] * len(reward_names)
@@ -924,7 +917,8 @@ def prepare(args: EvalArguments, data_args: DataArguments):
     split = args.split or data_args.dataset_test_split or "test"
     num_examples = args.num_examples if args.num_examples is not None else data_args.num_eval_examples
     num_examples = num_examples or None  # 0: all
-    dataset = load_task(data_args, split, num_examples=num_examples, model_type=configs[0].model_type)
+    model_type = next(iter(configs.values())).model_type  # the first model's
+    dataset = load_task(data_args, split, num_examples=num_examples, model_type=model_type)
     ks = list(args.ks or default_ks(args.num_samples))
     settings = SamplingSettings(
         num_samples=args.num_samples,

@@ -482,8 +482,8 @@ def plot(results: dict[str, Any], stem: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.suptitle(f"{setting['description']}; {results['machine']['date']}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(stem.with_suffix(".png"), dpi=110)
-    paths = [stem.with_suffix(".png")]
+    fig.savefig(_path(stem, ".png"), dpi=110)
+    paths = [_path(stem, ".png")]
     ks = [k for k in setting["eval_ks"] if k <= setting["eval_samples"]]
     for subset in names + (["all"] if len(names) > 1 else []):
         curves = {
@@ -544,14 +544,18 @@ def run_benchmark(setting: Setting, methods: Sequence[str], seeds: Sequence[int]
     return finish(results, out / f"learning_{setting.name}")
 
 
+def _path(stem: Path, suffix: str) -> Path:
+    return stem.parent / f"{stem.name}{suffix}"  # not with_suffix: a tag like "lr0.0003" holds a dot
+
+
 def finish(results: dict[str, Any], stem: Path) -> dict[str, Any]:
     """Summary, targets, table and plots of ``results``; writes ``<stem>.json``."""
     results["summary"] = summarize(results["runs"])
     results["targets"] = check_targets(results["summary"], results["setting"]["targets"])
     results["table_markdown"] = markdown_table(results["summary"], results["setting"])
     stem.parent.mkdir(parents=True, exist_ok=True)
-    results["paths"] = [str(p) for p in [stem.with_suffix(".json"), *plot(results, stem)]]
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    results["paths"] = [str(p) for p in [_path(stem, ".json"), *plot(results, stem)]]
+    _path(stem, ".json").write_text(json.dumps(results, indent=1))
     return results
 
 
@@ -594,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark from the command line; returns the results dict."""
     args = make_parser().parse_args(argv)
     if args.report is not None:
-        results = finish(json.loads(args.report.read_text()), args.report.with_suffix(""))
+        results = finish(json.loads(args.report.read_text()), args.report.parent / args.report.name.removesuffix(".json"))
         print_report(results)
         return results
     setting = quick_setting(SETTINGS[args.setting]) if args.quick else copy.deepcopy(SETTINGS[args.setting])

@@ -598,7 +598,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark from the command line; returns the results dict."""
     args = make_parser().parse_args(argv)
     if args.report is not None:
-        results = finish(json.loads(args.report.read_text()), args.report.parent / args.report.name.removesuffix(".json"))
+        stem = args.report.parent / args.report.name.removesuffix(".json")
+        results = finish(json.loads(args.report.read_text()), stem)
         print_report(results)
         return results
     setting = quick_setting(SETTINGS[args.setting]) if args.quick else copy.deepcopy(SETTINGS[args.setting])

@@ -332,6 +332,8 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
     )
     train_dataset, eval_dataset = load_datasets(data_args, tokenizer, model.config.model_type)
     trainer_cls = PKPOTrainer if script_args.trainer == "pkpo" else GRPOTrainer
+    ks = script_args.pass_at_ks or [2**i for i in range(training_args.num_generations.bit_length())]
+    pass_at_k = PassAtKCallback(ks)  # the same fixed-k numbers and solved count for --trainer pkpo and grpo
     # PKPOTrainer does this itself; the GRPO baseline needs it too on vLLM's CPU build (see vllm_cpu.py).
     prepare_vllm_for_weight_sync(training_args.use_vllm, training_args.vllm_mode)
     trainer = trainer_cls(
@@ -342,9 +344,9 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        callbacks=[pass_at_k],
     )
-    ks = script_args.pass_at_ks or [2**i for i in range(training_args.num_generations.bit_length())]
-    PassAtKCallback(ks).attach(trainer)  # the same fixed-k numbers for --trainer pkpo and grpo
+    pass_at_k.attach(trainer)  # PKPOTrainer attached it already; GRPOTrainer needs this
     if trainer.accelerator.is_main_process:
         if script_args.overwrite_output_dir and resume is None:
             removed = remove_checkpoints(training_args.output_dir)

@@ -68,6 +68,8 @@ def run(trainer_cls, config_cls, attach_after: bool, seen: list[list[str]]):
     )
     if attach_after:
         callback.attach(trainer)
+    # one PassAtKCallback, the one given: PKPOTrainer adds its default one only when none is given
+    assert [c for c in trainer.callback_handler.callbacks if isinstance(c, PassAtKCallback)] == [callback]
     trainer.train()
     trainer.evaluate()
     return trainer.state.log_history
@@ -124,6 +126,19 @@ def test_fixed_k_pass_at_k_combines_weighted_rewards_and_drops_unscored():
     assert got[1] == pytest.approx((0.5 + 1 / 3) / 2)
     assert got[2] == pytest.approx((1.0 + brute_force_pass_at_k([1, 0, 0], 2)) / 2)
     assert got[3] == pytest.approx(1.0)
+
+
+def test_pkpo_trainer_attaches_a_default_callback(tmp_path):
+    tokenizer = build_char_tokenizer()
+    args = PKPOConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=N_GEN, pkpo_k=2,
+        report_to="none", use_cpu=True, save_strategy="no",
+    )  # fmt: skip
+    data = Dataset.from_dict({"prompt": ["1+1="] * 4})
+    trainer = PKPOTrainer(build_tiny_gemma2(len(tokenizer)), scripted_reward([]), args=args, train_dataset=data,
+                          processing_class=tokenizer)  # fmt: skip
+    (callback,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, PassAtKCallback)]
+    assert callback.trainer is trainer and callback.ks == [1, 4, 8, 16]
 
 
 def test_callback_refuses_to_run_unattached(tmp_path, monkeypatch):

@@ -317,7 +317,7 @@ def run_method(setting: Setting, name: str, seed: int, shared: tuple, workdir: s
     model, tokenizer, train, held_out = shared
     torch.set_num_threads(1)
     hf_logging.set_verbosity_error()
-    label, trainer_name, overrides = METHODS[name]
+    _, trainer_name, overrides = METHODS[name]
     config_cls, trainer_cls = (GRPOConfig, GRPOTrainer) if trainer_name == "grpo" else (PKPOConfig, PKPOTrainer)
     kwargs = {**rl_config(setting), **overrides, "seed": seed, "data_seed": seed}
     kwargs.update(output_dir=f"{workdir}/{name}-seed{seed}", use_cpu=not torch.cuda.is_available())

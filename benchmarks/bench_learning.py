@@ -471,6 +471,7 @@ def plot(results: dict[str, Any], stem: Path) -> list[Path]:
     from matplotlib.figure import Figure
 
     summary, setting = results["summary"], results["setting"]
+    before = {s: {int(k.split("@")[1]): v for k, v in stats.items()} for s, stats in results["before_rl"].items()}
     names = [s["name"] for s in setting["subsets"]]
     fig = Figure(figsize=(5.5 * len(names), 4.2))
     for ax, subset in zip(fig.subplots(1, len(names), squeeze=False)[0], setting["subsets"], strict=True):
@@ -489,8 +490,11 @@ def plot(results: dict[str, Any], stem: Path) -> list[Path]:
         curves = {
             "settings": {"ks": ks},
             "models": {
-                s["label"]: {"pass@k": {str(k): s["metrics"][f"eval/{subset}/pass@{k}"] for k in ks}}
-                for s in summary.values()
+                "before RL": {"pass@k": {str(k): {"mean": v, "se": math.nan} for k, v in before[subset].items()}},
+                **{
+                    s["label"]: {"pass@k": {str(k): s["metrics"][f"eval/{subset}/pass@{k}"] for k in ks}}
+                    for s in summary.values()
+                },
             },
         }
         title = f"{setting['name']}: held-out pass@k, {subset} prompts ({len(results['seeds'])} seeds)"
@@ -554,7 +558,8 @@ def finish(results: dict[str, Any], stem: Path) -> dict[str, Any]:
     results["targets"] = check_targets(results["summary"], results["setting"]["targets"])
     results["table_markdown"] = markdown_table(results["summary"], results["setting"])
     stem.parent.mkdir(parents=True, exist_ok=True)
-    results["paths"] = [str(p) for p in [_path(stem, ".json"), *plot(results, stem)]]
+    results["out_dir"] = str(stem.parent)
+    results["paths"] = [p.name for p in [_path(stem, ".json"), *plot(results, stem)]]
     _path(stem, ".json").write_text(json.dumps(results, indent=1))
     return results
 
@@ -571,7 +576,7 @@ def print_report(results: dict[str, Any]) -> None:
     for name, target in results["targets"].items():
         checks = "; ".join(f"{m} {c['text']} {'met' if c['met'] else 'NOT met'}" for m, c in target["checks"].items())
         print(f"Targets, {name}: {checks}" + (" -> ALL MET" if target["all_met"] else ""))
-    print("\nFiles: " + ", ".join(results["paths"]))
+    print(f"\nFiles in {results['out_dir']}: " + ", ".join(results["paths"]))
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -140,7 +140,8 @@ def plot_pass_at_k_curves(
     ax.set_xticklabels([str(k) for k in ks])
     ax.set_xlabel("k")
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1.02)
+    top = max(line.get_ydata().max() for line in ax.get_lines())
+    ax.set_ylim(0, min(1.02, max(0.05, 1.25 * top)))  # zoom in when every pass@k is low
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     if title is None:

@@ -51,9 +51,9 @@ def test_quick_mixed_setting_writes_consistent_results(bench, tmp_path):
     results = bench.main(["--setting", "mixed", *SMALL, "--methods", ",".join(methods), "--out", str(tmp_path)])
     data = json.loads((tmp_path / "learning_mixed_quick.json").read_text())
     assert data["seeds"] == [0] and [r["method"] for r in data["runs"]] == methods
-    for path in data["paths"]:
-        assert Path(path).stat().st_size > 0
-    assert {Path(p).name for p in data["paths"]} >= {f"learning_mixed_quick_passk_{s}.png" for s in ("easy", "hard")}
+    for name in data["paths"]:
+        assert (tmp_path / name).stat().st_size > 0
+    assert set(data["paths"]) >= {f"learning_mixed_quick_passk_{s}.png" for s in ("easy", "hard")}
     per_step = data["shared_rl_config"]["per_device_train_batch_size"]
     for run in data["runs"]:
         metrics, curves = run["metrics"], run["curves"]

@@ -43,7 +43,7 @@ from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
 from trl.trainer.utils import is_async_callable, nanstd
 
 from .annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule, KSchedule
-from .callbacks import PassAtKCallback, combine_rewards, prompt_key
+from .callbacks import PassAtKCallback, combine_rewards, group_pass_at_k, prompt_key
 from .config import PKPOConfig
 from .estimators import (
     ESTIMATORS,
@@ -319,7 +319,7 @@ class PKPOTrainer(GRPOTrainer):
         success = (groups >= self.args.pkpo_success_threshold).to(groups.dtype).masked_fill(groups.isnan(), torch.nan)
         metrics["pkpo/k"].append(float(k) if k_mean is None else k_mean)
         metrics["pkpo/pass@1"].append(success.nanmean().item())  # maxg@1 is the plain mean
-        metrics["pkpo/pass@k_at_current_k"].append(maxg_at_k(success, k).nanmean().item())
+        metrics["pkpo/pass@k_at_current_k"].append(group_pass_at_k(groups, [k], self.args.pkpo_success_threshold)[k])
         if not is_binary(groups):
             metrics["pkpo/max@k"].append(maxg_at_k(groups, k).nanmean().item())
         no_success = ~(success == 1).any(dim=1)

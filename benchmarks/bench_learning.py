@@ -581,7 +581,7 @@ def print_report(results: dict[str, Any]) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--setting", choices=sorted(SETTINGS), default="mixed", help="benchmark setting")
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="mixed", help="default: mixed")
     parser.add_argument("--quick", action="store_true", help="short warm-up and RL, small eval: about a minute")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="RL seeds (default 0 1 2; quick: 0)")
     parser.add_argument("--methods", default=None, help=f"comma list of {', '.join(METHODS)} (default: the setting's)")

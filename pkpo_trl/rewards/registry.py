@@ -103,47 +103,52 @@ def safe_reward_func(func: Callable[..., Any]) -> Callable[..., Any]:
     so does a wrong number of rewards for the batch (a bug). ``__name__`` is kept; async functions stay async.
     """
     name = getattr(func, "__name__", type(func).__name__)
-    # The sync and async versions differ only by `await`.
 
-    def one(index: int, kwargs: dict[str, Any]) -> float | None:
+    # What to make of the outcomes lives in `rewards`; the sync and async wrappers differ only in how they call.
+    def rewards(kwargs: dict[str, Any], batch: tuple[Any, Exception | None], ones: list | None) -> list:
+        if batch[1] is None:
+            return _checked(name, batch[0], len(kwargs["completions"]))
+        out = []
+        for index, (value, error) in enumerate(ones):
+            if error is None:
+                try:
+                    out.append(_checked(name, value, 1)[0])
+                    continue
+                except ValueError as exc:
+                    error = exc
+            out.append(_nan_on_error(name, index, error))
+        return out
+
+    def outcome(kwargs: dict[str, Any]) -> tuple[Any, Exception | None]:
         try:
-            return _checked(name, func(**kwargs), 1)[0]
+            return func(**kwargs), None
         except RewardConfigError:
             raise
         except Exception as exc:
-            return _nan_on_error(name, index, exc)
-
-    async def async_one(index: int, kwargs: dict[str, Any]) -> float | None:
-        try:
-            return _checked(name, await func(**kwargs), 1)[0]
-        except RewardConfigError:
-            raise
-        except Exception as exc:
-            return _nan_on_error(name, index, exc)
+            return None, exc
 
     if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None)):  # noqa: B004
 
-        @functools.wraps(func)
-        async def async_wrapper(**kwargs: Any) -> list[float | None]:
+        async def async_outcome(kwargs: dict[str, Any]) -> tuple[Any, Exception | None]:
             try:
-                batch = await func(**kwargs)
+                return await func(**kwargs), None
             except RewardConfigError:
                 raise
-            except Exception:
-                return [await async_one(i, one_kwargs) for i, one_kwargs in enumerate(_one_by_one(kwargs))]
-            return _checked(name, batch, len(kwargs["completions"]))
+            except Exception as exc:
+                return None, exc
+
+        @functools.wraps(func)
+        async def async_wrapper(**kwargs: Any) -> list[float | None]:
+            batch = await async_outcome(kwargs)
+            ones = [await async_outcome(one) for one in _one_by_one(kwargs)] if batch[1] is not None else None
+            return rewards(kwargs, batch, ones)
 
         return async_wrapper
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> list[float | None]:
-        try:
-            batch = func(**kwargs)
-        except RewardConfigError:
-            raise
-        except Exception:
-            return [one(i, one_kwargs) for i, one_kwargs in enumerate(_one_by_one(kwargs))]
-        return _checked(name, batch, len(kwargs["completions"]))
+        batch = outcome(kwargs)
+        return rewards(kwargs, batch, [outcome(one) for one in _one_by_one(kwargs)] if batch[1] is not None else None)
 
     return wrapper
 

@@ -36,6 +36,8 @@ import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
+from .estimators import pass_at_k
+
 __all__ = ["PassAtKCallback", "combine_rewards", "fixed_k_pass_at_k", "group_pass_at_k", "prompt_key"]
 
 
@@ -91,8 +93,8 @@ def _pass_at_k_table(n_max: int, ks: tuple[int, ...]) -> torch.Tensor:
     NaN for ``n = 0``. A lookup per batch instead of the sorted estimator (~0.4 ms a batch)."""
     table = torch.full((n_max + 1, n_max + 1, len(ks)), math.nan, dtype=torch.float64)
     for n in range(1, n_max + 1):
-        for c in range(n + 1):
-            table[n, c] = torch.tensor([1 - math.comb(n - c, min(k, n)) / math.comb(n, min(k, n)) for k in ks])
+        for j, k in enumerate(ks):
+            table[n, : n + 1, j] = pass_at_k(n, torch.arange(n + 1), min(k, n))
     return table
 
 
@@ -113,7 +115,8 @@ class PassAtKCallback(TrainerCallback):
         success_threshold: a completion succeeds when its combined reward is ``>=`` this (default: the
             trainer's ``args.pkpo_success_threshold`` when it has one, else 1.0).
 
-    Use :meth:`attach` on a built trainer. ``PKPOTrainer`` attaches an instance passed in its ``callbacks``.
+    Use :meth:`attach` on a built trainer. ``PKPOTrainer`` attaches the instance passed in its ``callbacks``, else
+    one of its own with the default ks.
     """
 
     def __init__(self, ks: Sequence[int] = (1, 4, 8, 16), success_threshold: float | None = None):
@@ -142,11 +145,11 @@ class PassAtKCallback(TrainerCallback):
             rewards_per_func = calculate_rewards(inputs, prompts, completions, completion_ids_list)
             mode = "train" if trainer.model.training else "eval"
             n = trainer.num_generations if mode == "train" else trainer.num_generations_eval
-            values = fixed_k_pass_at_k(rewards_per_func, trainer.reward_weights, n, self.ks, threshold)
-            for k, value in values.items():
+            groups = combine_rewards(rewards_per_func, trainer.reward_weights).view(-1, n)
+            for k, value in group_pass_at_k(groups, self.ks, threshold).items():
                 trainer._metrics[mode][f"pass@k/{k}"].append(value)
             if mode == "train":
-                self._count_solved(gather_object(list(prompts))[::n], rewards_per_func, n, threshold)
+                self._count_solved(gather_object(list(prompts))[::n], groups, threshold)
             return rewards_per_func
 
         trainer._calculate_rewards = _calculate_rewards
@@ -154,9 +157,9 @@ class PassAtKCallback(TrainerCallback):
             trainer.add_callback(self)
         return self
 
-    def _count_solved(self, prompts: list[Any], rewards_per_func: torch.Tensor, n: int, threshold: float) -> None:
-        """Add the batch's solved prompts (one prompt per group) to :attr:`solved` and log the running count."""
-        groups = combine_rewards(rewards_per_func, self.trainer.reward_weights).view(-1, n)
+    def _count_solved(self, prompts: list[Any], groups: torch.Tensor, threshold: float) -> None:
+        """Add the batch's solved prompts (one prompt per row of combined rewards ``groups``) to :attr:`solved` and
+        log the running count."""
         solved = (groups >= threshold).any(dim=1).tolist()
         self.solved.update(prompt_key(prompt) for prompt, hit in zip(prompts, solved, strict=True) if hit)
         metrics = self.trainer._metrics["train"]

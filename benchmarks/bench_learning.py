@@ -196,6 +196,11 @@ def pool(setting: Setting, split: str) -> dict[str, tuple[list[str], list[str]]]
     return {subset.name: subset_rows(setting, subset, split) for subset in setting.subsets}
 
 
+def concat(data: dict[str, tuple[list[str], list[str]]]) -> tuple[list[str], list[str]]:
+    """All subsets' ``(prompts, answers)`` one after another, in subset order."""
+    return [p for ps, _ in data.values() for p in ps], [a for _, ans in data.values() for a in ans]
+
+
 def initial_model(setting: Setting, cache_dir: Path | None, log=print):
     """``(model, tokenizer, info)``: the base model, after the supervised warm-up if the setting has one.
 
@@ -269,8 +274,7 @@ def _quiet(trainer) -> None:
 
 def evaluate_subsets(model, tokenizer, setting: Setting, data: dict, seed: int) -> dict[str, dict[str, float]]:
     """Held-out pass@k per subset and over all prompts: ``{subset | "all": {"pass@<k>": mean}}``."""
-    prompts = [p for ps, _ in data.values() for p in ps]
-    answers = [a for _, ans in data.values() for a in ans]
+    prompts, answers = concat(data)
     sampling = SamplingSettings(
         num_samples=setting.eval_samples, max_new_tokens=rl_config(setting)["max_completion_length"],
         batch_size=setting.eval_batch_size, seed=seed,
@@ -326,8 +330,7 @@ def run_method(setting: Setting, name: str, seed: int, shared: tuple, workdir: s
         from peft import LoraConfig
 
         peft_config = LoraConfig(task_type="CAUSAL_LM", **setting.lora)
-    prompts = [p for ps, _ in train.values() for p in ps]
-    answers = [a for _, ans in train.values() for a in ans]
+    prompts, answers = concat(train)
     callback = PassAtKCallback(ks=(1,))
     recorder = Recorder(callback, {s: {prompt_key(p) for p in ps} for s, (ps, _) in train.items()})
     torch.manual_seed(seed)

@@ -177,16 +177,31 @@ def test_launch_command_meets_trl_batch_rules(source, command, monkeypatch):
 
 def test_single_gpu_config_makes_one_gpu_visible():
     """accelerate's launcher turns the config's gpu_ids into CUDA_VISIBLE_DEVICES, so the one process sees one GPU
-    (with several visible, transformers counts them all and GRPOTrainer refuses nn.DataParallel)."""
+    (with several visible, transformers counts them all and GRPOTrainer refuses nn.DataParallel).
+
+    Since accelerate 1.16 the launcher sets the variable of the accelerator backend torch reports, so a CPU-only
+    torch (this test's machine) gets none: the test checks what the config resolves to (one process, gpu_ids) and
+    the backend-to-variable table the launcher reads for CUDA, and, where torch has an accelerator, the variable.
+    """
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import constants, imports
     from accelerate.utils.launch import prepare_simple_launcher_cmd_env
 
     config = str(ROOT / "recipes" / "accelerate" / "single_gpu.yaml")
+    # accelerate < 1.16 sets CUDA_VISIBLE_DEVICES whatever the backend and has no such table.
+    table = getattr(constants, "DEVICE_VISIBLE_DEVICES_ENV_VARS", None)
+    backend = imports.get_torch_accelerator_backend(check_available=False)[0] if table else None
     for extra, visible in (([], "0"), (["--gpu_ids", "3"], "3")):
         args = launch_command_parser().parse_args(["--config_file", config, *extra, "-m", "pkpo_trl.train"])
         args, _, _ = _validate_launch_command(args)
         _, env = prepare_simple_launcher_cmd_env(args)
-        assert args.num_processes == 1 and env["CUDA_VISIBLE_DEVICES"] == visible
+        assert args.num_processes == 1 and args.gpu_ids == visible
+        if table is None:
+            assert env["CUDA_VISIBLE_DEVICES"] == visible
+        else:
+            assert table["cuda"] == "CUDA_VISIBLE_DEVICES"  # what a CUDA machine gets from gpu_ids
+            variable = table.get(backend)
+            assert variable is None or env[variable] == visible
 
 
 def _vllm_serve_commands() -> list[tuple[str, str]]:

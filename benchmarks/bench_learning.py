@@ -69,25 +69,44 @@ from pkpo_trl.plotting import plot_pass_at_k_curves  # noqa: E402
 from pkpo_trl.rewards import get_reward_funcs  # noqa: E402
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import learning_report  # noqa: E402
+
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pkpo_trl" / "bench_learning"
 CURVE_POINTS = 101  # points kept of each solved-prompts curve in the JSON
 
 
 # Methods: name -> (label, trainer, the config fields that differ from the setting's shared ones).
-ANNEAL = "piecewise:0=8,0.5=4,0.75=1"
+ANNEAL = "piecewise:0=8,0.5=4,0.75=1"  # the Gemma-2 MATH recipes' schedule
+ANNEAL_GSM8K = "piecewise:0=4,0.5=2,0.75=1"  # the GSM8K recipes' and the quickstart's schedule
 ANNEAL_LATE = "piecewise:0=8,0.75=4,0.9=1"  # less time at k = 1
+GROUP = {"scale_rewards": "group"}
 METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "no_update": ("no update (sampling only, lr=0)", "grpo", {"learning_rate": 0.0}),
     "grpo": ("GRPO (TRL defaults, scale_rewards=group)", "grpo", {"scale_rewards": "group"}),
+    # A/A control: (r_i - mean_others)/std per group is GRPO's advantage up to a constant and the std's epsilon.
+    "aa_control": ("A/A control: PKPO k=1, scale group", "pkpo", {"pkpo_k": 1, **GROUP}),
+    "maxrl": ("MaxRL (pkpo_estimator=maxrl)", "pkpo", {"pkpo_estimator": "maxrl"}),
+    "harmonic": ("PKPO harmonic mixture (exact MaxRL, T=n)", "pkpo", {"pkpo_k_mixture": "harmonic"}),
+    "harmonic_group": ("PKPO harmonic, scale group", "pkpo", {"pkpo_k_mixture": "harmonic", **GROUP}),
     "pkpo_k1": ("PKPO k=1 (RLOO)", "pkpo", {"pkpo_k": 1}),
     "pkpo_k4": ("PKPO k=4", "pkpo", {"pkpo_k": 4}),
     "pkpo_k8": ("PKPO k=8", "pkpo", {"pkpo_k": 8}),
-    "pkpo_anneal": ("PKPO k 8->4->1", "pkpo", {"pkpo_k": 8, "pkpo_k_schedule": ANNEAL}),
+    "pkpo_k8_group": ("PKPO k=8, scale group", "pkpo", {"pkpo_k": 8, **GROUP}),
+    "pkpo_anneal": ("PKPO k 8->4->1 (MATH recipes)", "pkpo", {"pkpo_k": 8, "pkpo_k_schedule": ANNEAL}),
+    "pkpo_anneal_gsm8k": ("PKPO k 4->2->1 (GSM8K recipes)", "pkpo", {"pkpo_k": 4, "pkpo_k_schedule": ANNEAL_GSM8K}),
     "pkpo_anneal_late": ("PKPO k 8->4->1 late (75%, 90%)", "pkpo", {"pkpo_k": 8, "pkpo_k_schedule": ANNEAL_LATE}),
     "pkpo_mixture": ("PKPO mixture 0.5 pass@1 + 0.5 pass@8", "pkpo", {"pkpo_k_mixture": "1:0.5,8:0.5"}),
+    "pkpo_mixture_group": ("PKPO mixture 1:0.5,8:0.5, group", "pkpo", {"pkpo_k_mixture": "1:0.5,8:0.5", **GROUP}),
+    "pkpo_mixture_linear": ("PKPO mixture schedule linear:8->1", "pkpo", {"pkpo_k_mixture": "linear:8->1"}),
     "pkpo_adaptive": ("PKPO adaptive k (history, 1..8)", "pkpo", {"pkpo_k": 8, "pkpo_adaptive_k": "history"}),
 }
+# The matrix of issue 20, in the order it is run (every method of one seed before the next seed).
+MATRIX = (
+    "grpo", "aa_control", "maxrl", "harmonic", "pkpo_k8", "pkpo_mixture", "harmonic_group", "pkpo_k8_group",
+    "pkpo_mixture_group", "pkpo_anneal", "pkpo_anneal_gsm8k", "pkpo_mixture_linear", "pkpo_k4", "pkpo_adaptive",
+)  # fmt: skip
 
 
 @dataclass
@@ -127,6 +146,7 @@ class Setting:
     workers: int = 2  # runs at a time, one torch thread each: the 2-core machine the figures were measured on
     methods: tuple[str, ...] = ()
     targets: tuple[tuple[str, float | str], ...] = ()
+    pareto: tuple[str, str] | None = None  # (x, y) metrics of the Pareto plot; default: learning_report.pareto_metrics
 
 
 COMMON_RL: dict[str, Any] = dict(
@@ -378,28 +398,84 @@ def _thin(points: list[Any], max_points: int = CURVE_POINTS) -> list[Any]:
     return kept if not points or kept[-1] == points[-1] else [*kept, points[-1]]
 
 
-def run_jobs(setting: Setting, jobs: list[tuple[str, int]], shared: tuple, workers: int, progress: bool, log):
+def run_jobs(setting: Setting, jobs: list[tuple[str, int]], shared: tuple, workers: int, progress: bool, log,
+             store: RunStore | None = None):  # fmt: skip
     """Every ``(method, seed)`` run, ``workers`` at a time in separate processes (1: in this process). Runs
-    are independent (own copy of the initial model, own seed): parallelism changes only the wall time."""
-    bar = tqdm(total=len(jobs), desc="RL runs", disable=not progress, dynamic_ncols=True)
-    results: dict[tuple[str, int], dict[str, Any]] = {}
+    are independent (own copy of the initial model, own seed): parallelism changes only the wall time. With a
+    ``store``, runs it holds are read back instead of run, and each new run is written to it as it finishes."""
+    results = {job: store.load(*job) for job in jobs} if store is not None else {}
+    results = {job: result for job, result in results.items() if result is not None}
+    todo = [job for job in jobs if job not in results]
+    if store is not None:
+        store.log(f"{len(results)} of {len(jobs)} runs already done; {len(todo)} to run, {workers} at a time")
+    bar = tqdm(total=len(todo), desc="RL runs", disable=not progress, dynamic_ncols=True)
+    started = time.perf_counter()
 
     def done(job: tuple[str, int], result: dict[str, Any]) -> None:
         results[job] = result
         bar.update()
-        log(f"  {job[0]:17s} seed {job[1]}: " + ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items()))
+        line = f"  {job[0]:17s} seed {job[1]}: " + ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
+        log(line)
+        if store is not None:
+            store.save(result)
+            finished = sum(j in results for j in todo)
+            eta = (time.perf_counter() - started) / finished * (len(todo) - finished)
+            store.log(f"done {finished}/{len(todo)} ({job[0]} seed {job[1]}, {result['train_seconds']:.0f} s); "
+                      f"ETA {eta / 60:.0f} min\n{line}")  # fmt: skip
 
     with tempfile.TemporaryDirectory() as workdir:
         if workers <= 1:
-            for job in jobs:
+            for job in todo:
                 done(job, run_method(setting, *job, shared, workdir))
         else:  # spawn, not fork: a forked child inherits torch's thread pools in an undefined state
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as executor:
-                futures = {executor.submit(run_method, setting, *job, shared, workdir): job for job in jobs}
+                futures = {executor.submit(run_method, setting, *job, shared, workdir): job for job in todo}
                 for future in as_completed(futures):
                     done(futures[future], future.result())
     bar.close()
     return [results[job] for job in jobs]
+
+
+class RunStore:
+    """One JSON file per finished ``(method, seed)`` run of a setting, in ``<out>/learning_<setting>_runs/``, and a
+    progress log beside them, so that an interrupted matrix resumes where it stopped (a rerun skips what is
+    done). A run file records the setting it was run under; one from a different setting is an error."""
+
+    def __init__(self, folder: Path, setting: Setting):
+        self.folder, self.fingerprint = folder, _fingerprint(setting)
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, method: str, seed: int) -> Path:
+        return self.folder / f"{method}-seed{seed}.json"
+
+    def load(self, method: str, seed: int) -> dict[str, Any] | None:
+        path = self._path(method, seed)
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        if record.get("setting_fingerprint") != self.fingerprint:
+            raise SystemExit(f"{path} was run under another setting (fingerprint differs): move it away or rerun")
+        return record["run"]
+
+    def save(self, run: dict[str, Any]) -> None:
+        path = self._path(run["method"], run["seed"])
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"setting_fingerprint": self.fingerprint, "run": run}))
+        tmp.replace(path)  # atomic: a killed run leaves no half-written file
+
+    def log(self, message: str) -> None:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        with open(self.folder / "progress.log", "a") as handle:
+            handle.write(f"{stamp} {message}\n")
+
+
+def _fingerprint(setting: Setting) -> str:
+    """What defines a setting's runs (not which methods or the name): model, data, warm-up, RL config, eval."""
+    spec = dataclasses.asdict(setting)
+    for key in ("name", "description", "methods", "targets", "workers", "pareto"):
+        spec.pop(key, None)
+    spec["rl"] = rl_config(setting)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def mean_std_se(values: Sequence[float]) -> dict[str, float]:
@@ -523,8 +599,9 @@ def machine_info(workers: int) -> dict[str, Any]:
 
 
 def run_benchmark(setting: Setting, methods: Sequence[str], seeds: Sequence[int], out: Path, cache_dir, workers=2,
-                  progress=True) -> dict[str, Any]:  # fmt: skip
-    """Warm up once, measure the initial policy, run every (method, seed), write JSON and plots."""
+                  progress=True, resume=False) -> dict[str, Any]:  # fmt: skip
+    """Warm up once, measure the initial policy, run every (method, seed), write JSON and plots. With ``resume``,
+    each run is kept in a :class:`RunStore` as it finishes and runs already there are not run again."""
     config = rl_config(setting)
     needed = completions_per_step(config) // config["num_generations"]
     if sum(s.num_train for s in setting.subsets) < needed:
@@ -536,8 +613,9 @@ def run_benchmark(setting: Setting, methods: Sequence[str], seeds: Sequence[int]
     before = evaluate_subsets(model, tokenizer, setting, held_out, seed=12345)
     log("before RL (held-out): " + "; ".join(f"{s} " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in st.items())
                                              for s, st in before.items()))  # fmt: skip
+    store = RunStore(out / f"learning_{setting.name}_runs", setting) if resume else None
     runs = run_jobs(setting, [(m, s) for s in seeds for m in methods], (model, tokenizer, train, held_out),
-                    workers, progress, log)  # fmt: skip
+                    workers, progress, log, store)  # fmt: skip
     results = {
         "setting": dataclasses.asdict(setting),
         "seeds": list(seeds),
@@ -556,19 +634,26 @@ def _path(stem: Path, suffix: str) -> Path:
 
 
 def finish(results: dict[str, Any], stem: Path) -> dict[str, Any]:
-    """Summary, targets, table and plots of ``results``; writes ``<stem>.json``."""
+    """Summary, targets, tables and plots of ``results``; writes ``<stem>.json``."""
     results["summary"] = summarize(results["runs"])
     results["targets"] = check_targets(results["summary"], results["setting"]["targets"])
     results["table_markdown"] = markdown_table(results["summary"], results["setting"])
+    x_metric, y_metric = learning_report.pareto_metrics(results["setting"])
+    results["paired"] = learning_report.paired_differences(results["runs"], [x_metric, y_metric])
+    results["paired_table_markdown"] = learning_report.paired_table(
+        results["summary"], results["paired"], [x_metric, y_metric]
+    )
     stem.parent.mkdir(parents=True, exist_ok=True)
     results["out_dir"] = str(stem.parent)
-    results["paths"] = [p.name for p in [_path(stem, ".json"), *plot(results, stem)]]
+    title = f"{results['setting']['description']}\n{results['machine']['date']}; mean ± 1 s.e. over seeds"
+    pareto = learning_report.plot_pareto(results["summary"], x_metric, y_metric, _path(stem, "_pareto.png"), title)
+    results["paths"] = [p.name for p in [_path(stem, ".json"), *plot(results, stem), pareto]]
     _path(stem, ".json").write_text(json.dumps(results, indent=1))
     return results
 
 
 def print_report(results: dict[str, Any]) -> None:
-    """The markdown report: setting, machine, before-RL numbers, table, targets, files."""
+    """The markdown report: setting, machine, before-RL numbers, tables, targets, files."""
     setting, machine = results["setting"], results["machine"]
     print(f"\n## Setting `{setting['name']}`: {setting['description']}")
     print(f"{machine['date']}, {machine['cpu_count']} CPU cores, {machine['parallel_runs']} run(s) at a time; seeds "
@@ -576,6 +661,8 @@ def print_report(results: dict[str, Any]) -> None:
     for subset, stats in results["before_rl"].items():
         print(f"Before RL, held-out {subset}: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in stats.items()))
     print("\n" + results["table_markdown"] + "\n")
+    print("Paired by seed (method minus GRPO, mean ± s.e. of the per-seed differences):\n")
+    print(results["paired_table_markdown"] + "\n")
     for name, target in results["targets"].items():
         checks = "; ".join(f"{m} {c['text']} {'met' if c['met'] else 'NOT met'}" for m, c in target["checks"].items())
         print(f"Targets, {name}: {checks}" + (" -> ALL MET" if target["all_met"] else ""))
@@ -585,6 +672,12 @@ def print_report(results: dict[str, Any]) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="mixed", help="default: mixed")
+    parser.add_argument(
+        "--matrix", default=None, metavar="SETTINGS",
+        help=f"issue 20's matrix: comma list of settings (or 'all'), each run with the methods {', '.join(MATRIX)} "
+        "and seeds 0-4 unless --methods / --seeds say otherwise; resumable: each run is written to "
+        "<out>/learning_<setting>_runs/ as it finishes (progress.log beside it) and a rerun skips what is done",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="short warm-up and RL, small eval: about a minute")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="RL seeds (default 0 1 2; quick: 0)")
     parser.add_argument("--methods", default=None, help=f"comma list of {', '.join(METHODS)} (default: the setting's)")
@@ -610,7 +703,41 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results = finish(json.loads(args.report.read_text()), stem)
         print_report(results)
         return results
-    setting = quick_setting(SETTINGS[args.setting]) if args.quick else copy.deepcopy(SETTINGS[args.setting])
+    names = [args.setting] if args.matrix is None else _matrix_settings(args.matrix)
+    results = {}
+    for name in names:
+        setting = configured_setting(name, args)
+        default_methods = MATRIX if args.matrix is not None else setting.methods
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(default_methods)
+        if unknown := [m for m in methods if m not in METHODS]:
+            raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+        workers = setting.workers if args.workers is None else args.workers
+        if workers < 1:
+            raise SystemExit(f"--workers must be >= 1, got {workers}")
+        seeds = args.seeds if args.seeds is not None else _default_seeds(args)
+        cache_dir = None if str(args.cache_dir).lower() == "none" else args.cache_dir
+        results = run_benchmark(setting, methods, seeds, args.out, cache_dir, workers, progress=not args.no_progress,
+                                resume=args.matrix is not None)  # fmt: skip
+        print_report(results)
+    return results
+
+
+def _matrix_settings(spec: str) -> list[str]:
+    names = sorted(SETTINGS) if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    if unknown := [n for n in names if n not in SETTINGS]:
+        raise SystemExit(f"--matrix: unknown setting(s) {unknown}; choose from {sorted(SETTINGS)} or 'all'")
+    return names
+
+
+def _default_seeds(args: argparse.Namespace) -> list[int]:
+    if args.quick:
+        return [0]
+    return [0, 1, 2, 3, 4] if args.matrix is not None else [0, 1, 2]
+
+
+def configured_setting(name: str, args: argparse.Namespace) -> Setting:
+    """``SETTINGS[name]`` with the command line's overrides (quick mode, steps, sizes, tag)."""
+    setting = quick_setting(SETTINGS[name]) if args.quick else copy.deepcopy(SETTINGS[name])
     for value, apply in [
         (args.rl_steps, lambda v: setting.rl.update(max_steps=v)),
         (args.learning_rate, lambda v: setting.rl.update(learning_rate=v)),
@@ -621,17 +748,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ]:
         if value is not None:
             apply(value)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(setting.methods)
-    if unknown := [m for m in methods if m not in METHODS]:
-        raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
-    workers = setting.workers if args.workers is None else args.workers
-    if workers < 1:
-        raise SystemExit(f"--workers must be >= 1, got {workers}")
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
-    cache_dir = None if str(args.cache_dir).lower() == "none" else args.cache_dir
-    results = run_benchmark(setting, methods, seeds, args.out, cache_dir, workers, progress=not args.no_progress)
-    print_report(results)
-    return results
+    return setting
 
 
 if __name__ == "__main__":

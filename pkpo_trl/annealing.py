@@ -230,11 +230,14 @@ class KMixture:
     terms: tuple[tuple[int, float], ...]
 
     @classmethod
-    def parse(cls, spec: str | int | dict[int, float] | KMixture) -> KMixture:
+    def parse(cls, spec: str | int | dict[int, float] | KMixture, k_max: int | None = None) -> KMixture:
         """``"1:0.5,8:0.5"`` (``k:weight`` pairs; weights >= 0, summing to > 0, normalised here), ``"8"`` or ``8``
-        (one k, weight 1), or a ``{k: weight}`` dict."""
+        (one k, weight 1), a ``{k: weight}`` dict, or ``"harmonic:T"`` / ``"harmonic"`` (:meth:`harmonic`; without
+        ``T``, ``T = k_max``, the largest k the estimator allows for the group size)."""
         if isinstance(spec, KMixture):
             return spec
+        if isinstance(spec, str) and spec.replace(" ", "").lower().partition(":")[0] == HARMONIC:
+            return cls.harmonic(_harmonic_size(spec, k_max))
         if isinstance(spec, int) and not isinstance(spec, bool):
             spec = {spec: 1.0}
         elif isinstance(spec, str):
@@ -259,6 +262,16 @@ class KMixture:
             raise ValueError(f"k mixture weights must sum to > 0, got {spec!r}")
         return cls(tuple((k, w / total) for k, w in sorted(spec.items()) if w > 0))
 
+    @classmethod
+    def harmonic(cls, size: int) -> KMixture:
+        """``w_k = (1/k) / H_T`` for ``k = 1..T`` (``H_T = sum_k 1/k``): the objective ``sum_{k<=T} pass@k / k``,
+        MaxRL's truncated maximum-likelihood objective (Tajwar et al., arXiv 2602.02710: ``grad log p = sum_k (1/k)
+        grad pass@k``), up to the constant ``H_T``. Its PKPO transform is an unbiased gradient of it, for any
+        baseline the estimator has, and through max@k it applies to continuous rewards as well."""
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"a harmonic k mixture needs an integer T >= 1, got {size!r}")
+        return cls.parse({k: 1.0 / k for k in range(1, size + 1)})
+
     @property
     def ks(self) -> tuple[int, ...]:
         return tuple(k for k, _ in self.terms)
@@ -280,6 +293,22 @@ class KMixture:
 
     def __str__(self) -> str:
         return ",".join(f"{k}:{w:g}" for k, w in self.terms)
+
+
+HARMONIC = "harmonic"
+
+
+def _harmonic_size(spec: str, k_max: int | None) -> int:
+    """T of ``"harmonic:T"``, or ``k_max`` for a bare ``"harmonic"``."""
+    _, _, size = spec.replace(" ", "").partition(":")
+    if not size:
+        if k_max is None:
+            raise ValueError(f"k mixture {spec!r}: say its size, 'harmonic:T' (e.g. 'harmonic:8'), or give k_max")
+        return k_max
+    try:
+        return _as_k(size)
+    except ValueError:
+        raise ValueError(f"invalid k mixture {spec!r}: expected 'harmonic' or 'harmonic:T' with T >= 1") from None
 
 
 def _blend(a: KMixture, b: KMixture, t: float) -> KMixture:
@@ -304,6 +333,7 @@ class KMixtureSchedule:
     ``"cosine:8->1:0.5,8:0.5"``           the same blend with ``f`` replaced by ``(1 - cos(pi f)) / 2``
     ``"piecewise:0=8;0.5=1:0.5,8:0.5"``   breakpoints at fractions of training, separated by ``;``
     ``"steps:0=8;100=1"``                 breakpoints in optimizer steps
+    ``"harmonic"``, ``"harmonic:8"``      ``w_k ∝ 1/k``, k = 1..T (:meth:`KMixture.harmonic`; T = ``k_max``)
     ====================================  ==============================================================
 
     ``linear``/``cosine`` blend the weights continuously: no rounding of k, every step optimises an exact
@@ -314,7 +344,8 @@ class KMixtureSchedule:
     points: tuple[tuple[float, KMixture], ...]
 
     @classmethod
-    def parse(cls, spec: str | int | KMixture) -> KMixtureSchedule:
+    def parse(cls, spec: str | int | KMixture, k_max: int | None = None) -> KMixtureSchedule:
+        """Parse a spec (table above); ``k_max`` is the size of a bare ``"harmonic"`` mixture in it."""
         if isinstance(spec, (int, KMixture)) and not isinstance(spec, bool):
             return cls("constant", ((0.0, KMixture.parse(spec)),))
         if not isinstance(spec, str):
@@ -326,13 +357,13 @@ class KMixtureSchedule:
         body = body.replace(" ", "")
         try:
             if kind == "constant":
-                points = ((0.0, KMixture.parse(body)),)
+                points = ((0.0, KMixture.parse(body, k_max)),)
             elif kind in ("linear", "cosine"):
                 start, end = body.split("->")
-                points = ((0.0, KMixture.parse(start)), (1.0, KMixture.parse(end)))
+                points = ((0.0, KMixture.parse(start, k_max)), (1.0, KMixture.parse(end, k_max)))
             else:
                 pairs = [item.split("=", 1) for item in body.split(";") if item]
-                points = _breakpoints(kind, [(float(pos), KMixture.parse(m)) for pos, m in pairs])
+                points = _breakpoints(kind, [(float(pos), KMixture.parse(m, k_max)) for pos, m in pairs])
         except ValueError as err:
             raise ValueError(f"invalid k mixture schedule {spec!r}: {err}") from None
         return cls(kind, points)

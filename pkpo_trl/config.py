@@ -145,6 +145,14 @@ class PKPOConfig(GRPOConfig):
 
         if self.pkpo_estimator not in ESTIMATORS:
             raise ValueError(f"pkpo_estimator={self.pkpo_estimator!r} is unknown; choose one of {sorted(ESTIMATORS)}")
+        if not ESTIMATORS[self.pkpo_estimator].uses_k:
+            for name in ("pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"pkpo_estimator={self.pkpo_estimator!r} has no k, so {name}={getattr(self, name)!r} would do "
+                        "nothing: unset it, or use pkpo_k_mixture='harmonic' with 'sloo_minus_one' for MaxRL's "
+                        "objective with a choice of k"
+                    )
         # A schedule overrides pkpo_k, so then only the schedule's values are checked: pkpo_k's default must not
         # block a schedule that fits num_generations.
         if self.pkpo_k_schedule is not None:
@@ -157,7 +165,7 @@ class PKPOConfig(GRPOConfig):
             where, values = f"pkpo_k={self.pkpo_k}", (self.pkpo_k,)
         if values:
             check_k_values(values, where, self.num_generations, self.pkpo_estimator)
-        self._validate_k_mixture_and_adaptive_k(self.num_generations - ESTIMATORS[self.pkpo_estimator].min_others)
+        self._validate_k_mixture_and_adaptive_k(self.k_max())
 
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
@@ -175,6 +183,11 @@ class PKPOConfig(GRPOConfig):
                 stacklevel=2,
             )
 
+    def k_max(self) -> int:
+        """The largest k the estimator allows for groups of ``num_generations`` (the size of a bare ``"harmonic"``
+        mixture)."""
+        return self.num_generations - ESTIMATORS[self.pkpo_estimator].min_others
+
     def _validate_k_mixture_and_adaptive_k(self, k_max: int) -> tuple[int, ...]:
         """Check pkpo_k_mixture / pkpo_adaptive_k; returns the extra k values to range-check."""
         if self.pkpo_k_mixture is not None:
@@ -185,7 +198,7 @@ class PKPOConfig(GRPOConfig):
                 )
             if self.pkpo_adaptive_k is not None:
                 raise ValueError("pkpo_k_mixture and pkpo_adaptive_k cannot both be set: choose one way to vary k")
-            values = KMixtureSchedule.parse(self.pkpo_k_mixture).values
+            values = KMixtureSchedule.parse(self.pkpo_k_mixture, k_max).values
             for k in values:
                 if not 1 <= k <= k_max:
                     raise ValueError(

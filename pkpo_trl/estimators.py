@@ -23,6 +23,7 @@ estimator                ``A_i``
 ``l2o``                  ``s_i - k/n * rho(-i, k)``: the zero-sum leave-one-out estimator (MaxPO's L2O)
 ``grpo_passk``           best sample ``max - second max``, others 0 (Tang et al.; verl), ``k = n`` only
 ``pass_at_k_training``   Chen et al.'s analytic pass@k advantage, 0/1 rewards only
+``maxrl``                MaxRL's ``(g_i - mean) / (n * mean)`` (Tajwar et al.), 0/1 rewards only, no k
 =======================  ==========================================================================
 
 The max@k estimators are linear in the sorted rewards: each returns the weights of
@@ -141,6 +142,7 @@ class Estimator:
             on rewards minus the group's smallest one, so constant groups give exact zeros.
         k_is_n: defined only for ``k = n`` (the whole group); NaN-dropped groups use ``k' = n'``.
         binary_only: defined only for 0/1 rewards; other rewards raise ``ValueError``.
+        uses_k: the weights depend on k (``maxrl``'s do not: its objective is fixed, ``log pass@1``).
     """
 
     name: str
@@ -150,13 +152,17 @@ class Estimator:
     shift_invariant: bool = False
     k_is_n: bool = False
     binary_only: bool = False
+    uses_k: bool = True
 
 
 ESTIMATORS: dict[str, Estimator] = {}
 
 
 def register_estimator(name: str, **options) -> Callable[[Callable], Callable]:
-    """Decorator: add ``fn`` to :data:`ESTIMATORS` as ``Estimator(name, fn, **options)``."""
+    """Decorator: add ``fn`` to :data:`ESTIMATORS` as ``Estimator(name, fn, **options)``; a name already taken is
+    an error (a second registration would silently replace the first)."""
+    if name in ESTIMATORS:
+        raise ValueError(f"an estimator named {name!r} is already registered ({ESTIMATORS[name].fn.__qualname__})")
 
     def add(fn: Callable) -> Callable:
         ESTIMATORS[name] = Estimator(name, fn, **options)
@@ -252,6 +258,30 @@ def pass_at_k_training(c, n, k) -> tuple[torch.Tensor, torch.Tensor]:
     safe = torch.where(sigma > 0, sigma, 1.0)
     a_correct = torch.where(sigma > 0, (1.0 - R) / safe, 0.0)
     a_incorrect = torch.where(sigma > 0, (1.0 - R - _binom_ratio(n - c - 1, k - 1, n - 1, k - 1)) / safe, 0.0)
+    return a_correct, a_incorrect
+
+
+@register_estimator("maxrl", needs_others=False, binary_only=True, uses_k=False)
+def maxrl(c, n, k) -> tuple[torch.Tensor, torch.Tensor]:
+    """MaxRL (Tajwar et al., "Maximum Likelihood Reinforcement Learning", arXiv 2602.02710): the group's mean
+    ``p = c/n`` as both baseline and normaliser, ``(g_i - p) / p``, here divided by ``n`` like every estimator of
+    this module (``sum_i A_i grad log p(x_i)`` is the group's gradient estimate, not its mean)::
+
+        A_correct = (n - c) / (n c),   A_incorrect = -1 / n,   A = 0 where c = 0
+
+    ``1/p`` re-weights each prompt toward the gradient of ``log pass@1`` (maximum likelihood of a success). Its
+    expectation is exactly the gradient of the truncated objective ``sum_{k=1..n-1} (1/k) pass@k``, i.e.
+    ``(1 - (1-p)^(n-1)) / p`` for success probability ``p``: the successes' term alone,
+    ``(1/c) sum_{i correct} grad log p(x_i)``, gives ``T = n``, and the mean baseline, which sees ``g_i``, removes
+    ``(1-p)^(n-1)`` of it (tests/test_maxrl.py checks both, exactly and by Monte Carlo). So MaxRL is biased for
+    ``T = n`` and for ``log pass@1`` (by ``-(1-p)^(n-1)`` and ``-(1-p)^(n-1)/p``), and unbiased for ``T = n-1``,
+    the objective of ``pkpo_k_mixture="harmonic:<n-1>"``, which estimates it with PKPO's baselines (and works for
+    continuous rewards). 0/1 rewards only; k is not used.
+    """
+    mean = c / n
+    safe = torch.where(c > 0, mean, 1.0)
+    a_correct = torch.where(c > 0, (1.0 - mean) / (n * safe), 0.0)
+    a_incorrect = torch.where(c > 0, -1.0 / n, 0.0)
     return a_correct, a_incorrect
 
 

@@ -130,7 +130,7 @@ class PKPOTrainer(GRPOTrainer):
         if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
             callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
         if args.pkpo_k_mixture is not None and not any(isinstance(c, KMixtureCallback) for c in callbacks):
-            callbacks.append(KMixtureCallback(KMixtureSchedule.parse(args.pkpo_k_mixture)))
+            callbacks.append(KMixtureCallback(KMixtureSchedule.parse(args.pkpo_k_mixture, args.k_max())))
         # vLLM's CPU build packs weights at load time in a way TRL's weight push cannot update (see vllm_cpu.py).
         prepare_vllm_for_weight_sync(args.use_vllm, args.vllm_mode)
         super().__init__(

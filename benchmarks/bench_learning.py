@@ -111,13 +111,15 @@ MATRIX = (
 
 @dataclass
 class Subset:
-    """One part of a setting's prompts: built-in ``addition`` problems with ``digits``-digit operands, train
-    split for RL (``num_train``), test split for the held-out evaluation (``num_eval``)."""
+    """One part of a setting's prompts: ``task`` problems of size ``digits`` (built-in ``addition`` with
+    ``digits``-digit operands, or ``sort``: :func:`sort_rows` strings of ``digits`` digits), train split for RL
+    (``num_train``), test split for the held-out evaluation (``num_eval``)."""
 
     name: str
     digits: int
     num_train: int
     num_eval: int
+    task: str = "addition"
 
 
 @dataclass
@@ -156,6 +158,7 @@ COMMON_RL: dict[str, Any] = dict(
     bf16=False, disable_tqdm=True,
 )  # fmt: skip
 WARMUP = dict(digits=2, num_examples=3000, hard_examples=400, steps=1500, batch_size=64, learning_rate=3e-3)
+SORT_WARMUP_STEPS = 1600
 SETTINGS: dict[str, Setting] = {
     "tiny": Setting(
         "tiny", "tiny Gemma-2-style char model (CPU); warm-up on 2-digit addition, RL on 3-digit addition",
@@ -171,6 +174,13 @@ SETTINGS: dict[str, Setting] = {
         warmup={**WARMUP, "steps": 1600}, rl=dict(max_steps=600), eval_ks=(1, 4, 16),
         methods=tuple(name for name in METHODS if name != "no_update"),
         targets=(("eval/hard/pass@16", 1.5), ("solved/hard", 1.25), ("eval/all/pass@1", "se")),
+    ),
+    "sort": Setting(
+        "sort", "tiny char model (CPU), RL on sorting digit strings: easy (4 digits) and hard (6 digits) prompts",
+        "tiny", [Subset("easy", 4, 256, 400, "sort"), Subset("hard", 6, 768, 400, "sort")],
+        warmup=dict(WARMUP, task="sort", digits=4, hard_digits=6, steps=SORT_WARMUP_STEPS),
+        rl=dict(max_steps=600, max_completion_length=8), eval_ks=(1, 4, 16),
+        methods=MATRIX, targets=(("eval/hard/pass@16", 1.3), ("eval/all/pass@1", "se")),
     ),
     "gemma": Setting(
         "gemma", "Gemma 3 270M (GGUF package) + LoRA (CPU); few-shot 2-digit addition",
@@ -207,8 +217,34 @@ def completions_per_step(config: dict[str, Any]) -> int:
 def subset_rows(setting: Setting, subset: Subset, split: str) -> tuple[list[str], list[str]]:
     """``(prompts, answers)`` of one subset; bare ``"a+b="`` prompts when ``few_shot`` is 0."""
     num = subset.num_train if split == "train" else subset.num_eval
-    data = generate_arithmetic("addition", split, num, 0, subset.digits, 2, setting.few_shot, "plain")
+    return task_rows(subset.task, split, num, 0, subset.digits, setting.few_shot)
+
+
+def task_rows(task: str, split: str, num: int, seed: int, digits: int, few_shot: int = 0):
+    """``(prompts, answers)``: ``num`` problems of ``task`` (``addition`` or ``sort``) of size ``digits``."""
+    if task == "sort":
+        return sort_rows(split, num, seed, digits)
+    data = generate_arithmetic(task, split, num, seed, digits, 2, few_shot, "plain")
     return list(data["prompt"]), list(data["answer"])
+
+
+def sort_rows(split: str, num: int, seed: int, length: int) -> tuple[list[str], list[str]]:
+    """A symbolic task that is not arithmetic: sort a string of ``length`` digits 1-9 (repeats allowed),
+    ``"sort 5381="`` -> ``"1358"`` (no 0, so the answer reads as a number for the ``first_number`` reward). A
+    string is a test problem when its hash says so (one in five), so train and test never overlap; the same
+    arguments give the same problems."""
+    import random
+
+    rng, prompts, answers, seen = random.Random(f"sort-{split}-{seed}-{length}"), [], [], set()
+    while len(prompts) < num:
+        digits = "".join(rng.choice("123456789") for _ in range(length))
+        in_test = int(hashlib.sha256(digits.encode()).hexdigest(), 16) % 5 == 0
+        if digits in seen or in_test != (split == "test"):
+            continue
+        seen.add(digits)
+        prompts.append(f"sort {digits}=")
+        answers.append("".join(sorted(digits)))
+    return prompts, answers
 
 
 def pool(setting: Setting, split: str) -> dict[str, tuple[list[str], list[str]]]:
@@ -247,10 +283,11 @@ def initial_model(setting: Setting, cache_dir: Path | None, log=print):
 
     from transformers import Trainer, TrainingArguments
 
-    easy = generate_arithmetic("addition", "train", spec["num_examples"], 0, spec["digits"], 2, 0, "plain")
-    hard = generate_arithmetic("addition", "train", spec["hard_examples"], 1, 3, 2, 0, "plain")
+    task = spec.get("task", "addition")
+    easy = task_rows(task, "train", spec["num_examples"], 0, spec["digits"])
+    hard = task_rows(task, "train", spec["hard_examples"], 1, spec.get("hard_digits", 3))
     examples = []
-    prompts, answers = [*easy["prompt"], *hard["prompt"]], [*easy["answer"], *hard["answer"]]
+    prompts, answers = [*easy[0], *hard[0]], [*easy[1], *hard[1]]
     for prompt, answer in zip(prompts, answers, strict=True):
         prompt_ids = tokenizer(prompt)["input_ids"]
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

@@ -103,3 +103,58 @@ def test_training_pool_smaller_than_one_step_is_refused(bench, tmp_path):
     """32 prompts per step (512 completions / n = 16) from a pool of 16 would train for zero steps."""
     with pytest.raises(ValueError, match="at least 32 training prompts"):
         bench.main(["--setting", "tiny", "--quick", "--train-prompts", "16", "--out", str(tmp_path)])
+
+
+def test_paired_differences_are_taken_seed_by_seed(bench):
+    report = bench.learning_report
+
+    def run(method, seed, value):
+        return {"method": method, "seed": seed, "metrics": {"m": value}}
+
+    # GRPO's seeds vary a lot; the method is GRPO + 0.1 on every seed: the paired s.e. is 0, an unpaired one is not.
+    runs = [run("grpo", s, v) for s, v in enumerate([0.1, 0.5, 0.9])] + [
+        run("pkpo", s, v + 0.1) for s, v in enumerate([0.1, 0.5, 0.9])
+    ]
+    runs.append(run("only_seed_7", 7, 1.0))
+    paired = report.paired_differences(runs, ["m"])
+    assert paired["pkpo"]["m"]["mean"] == pytest.approx(0.1) and paired["pkpo"]["m"]["se"] == pytest.approx(0.0)
+    assert paired["pkpo"]["m"]["seeds"] == [0, 1, 2]
+    assert paired["only_seed_7"]["m"]["n"] == 0 and math.isnan(paired["only_seed_7"]["m"]["mean"])
+    assert "grpo" not in paired
+
+
+def test_sort_task_splits_are_disjoint_and_sorted(bench):
+    train, test = bench.sort_rows("train", 300, 0, 5), bench.sort_rows("test", 100, 0, 5)
+    assert not set(train[0]) & set(test[0]) and len(set(train[0])) == 300
+    for prompt, answer in zip(*train, strict=True):
+        digits = prompt.removeprefix("sort ").removesuffix("=")
+        assert len(digits) == 5 and "0" not in digits and answer == "".join(sorted(digits))
+    assert bench.sort_rows("train", 300, 0, 5) == train
+
+
+@pytest.mark.slow
+def test_matrix_is_resumable_run_by_run(bench, tmp_path):
+    """--matrix writes each (method, seed) run as it finishes; a rerun reads them back instead of training (the
+    same numbers, nothing run), and the report has the paired table and the Pareto plot."""
+    common = ["--matrix", "sort", *SMALL, "--seeds", "0", "1", "--methods", "grpo,aa_control", "--out", str(tmp_path)]
+    first = bench.main(common)
+    store = tmp_path / "learning_sort_quick_runs"
+    assert sorted(p.name for p in store.glob("*.json")) == [
+        "aa_control-seed0.json", "aa_control-seed1.json", "grpo-seed0.json", "grpo-seed1.json",
+    ]  # fmt: skip
+    assert "learning_sort_quick_pareto.png" in first["paths"]
+    assert (tmp_path / "learning_sort_quick_pareto.png").stat().st_size > 0
+    assert first["paired"]["aa_control"]["eval/all/pass@1"]["n"] == 2
+    assert "A/A control (chance alone) vs GRPO" in first["paired_table_markdown"]
+    (store / "grpo-seed1.json").unlink()  # as if the sitting had stopped before this run finished
+    second = bench.main(common)
+    assert "3 of 4 runs already done; 1 to run" in (store / "progress.log").read_text()
+    for a, b in zip(first["runs"], second["runs"], strict=True):  # the rerun of grpo seed 1 gives the same numbers
+        assert {k: v for k, v in a["metrics"].items() if k != "seconds_per_step"} == {
+            k: v for k, v in b["metrics"].items() if k != "seconds_per_step"
+        }
+    record = json.loads((store / "grpo-seed0.json").read_text())
+    record["setting_fingerprint"] = "other"
+    (store / "grpo-seed0.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="another setting"):
+        bench.main(common)

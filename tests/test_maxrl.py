@@ -37,7 +37,8 @@ def test_maxrl_is_the_published_advantage_divided_by_n():
 
 def test_maxrl_hand_values_and_unscored_completions():
     # c = 1 of 4: the correct sample gets (1 - 1/4) / (4 * 1/4) = 0.75, the others -1/4.
-    got = transform_rewards(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]), 1, "maxrl")
+    groups = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    got = transform_rewards(groups, 1, "maxrl")
     torch.testing.assert_close(got[0], torch.tensor([0.75, -0.25, -0.25, -0.25]))
     assert (got[1:] == 0).all()  # no success: no signal; all correct: nothing to prefer
     with_nan = torch.tensor([[1.0, float("nan"), 0.0, 0.0]])  # scored n' = 3, mean 1/3

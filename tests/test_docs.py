@@ -112,6 +112,17 @@ def test_every_docs_page_is_linked_from_the_readme_and_links_back():
         )
 
 
+def test_every_topic_has_its_page_and_every_figure_is_shown():
+    pages = {page.stem for page in DOCS.glob("*.md")}
+    assert pages >= {
+        "installation", "quickstart", "trainer", "choosing-k", "cli", "evaluation", "estimators", "benchmarks",
+        "paper-reproduction", "development",
+    }  # fmt: skip
+    shown = {(path.parent / target).resolve() for path in DOC_FILES for target in links(path)}
+    unshown = [doc_name(figure) for figure in sorted((DOCS / "figures").iterdir()) if figure.resolve() not in shown]
+    assert not unshown, f"figures no page shows: {unshown}"
+
+
 @pytest.mark.parametrize("path", DOC_FILES, ids=DOC_IDS)
 def test_every_relative_link_and_anchor_resolves(path):
     broken = []

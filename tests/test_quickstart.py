@@ -12,16 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import README, ROOT, marked_block
 
 
 def readme_launch_command() -> list[str]:
     """The `accelerate launch ...` part of the README's main command (between its main-command markers)."""
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- main-command -->")[1].split("<!-- /main-command -->")[0]
-    command = block.split("```bash")[1].split("```")[0].strip()
-    return shlex.split(command.split("&&")[-1])
+    path, command = marked_block("main-command", "bash")
+    assert path == README, path  # .ci/run and a newcomer read it there
+    return shlex.split(command.strip().split("&&")[-1])
 
 
 @pytest.mark.slow

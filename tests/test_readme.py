@@ -1,26 +1,20 @@
-"""The README's drop-in snippets, read from the README itself so that they cannot drift: the CPU one runs as
-written; the GPU one (vLLM, bf16, the hub) cannot run here, so its `PKPOConfig(...)` arguments go through TRL's
-`GRPOConfig` post-init with their real values (the batch rules) and through `PKPOConfig` (the PKPO rules), and
-its settings are checked against the recipe it mirrors."""
+"""The drop-in snippets, read from the docs themselves so that they cannot drift: the CPU one
+(`<!-- dropin-cpu -->`, docs/trainer.md) runs as written; the GPU one (`<!-- dropin-gpu -->`, README.md) needs
+vLLM, bf16 and the hub, so its `PKPOConfig(...)` arguments go through TRL's `GRPOConfig` post-init with their real
+values (the batch rules) and through `PKPOConfig` (the PKPO rules), and its settings are checked against the recipe
+it mirrors. `tests/helpers.py` finds each block wherever it lives in README.md and docs/*.md."""
 
 from __future__ import annotations
 
 import ast
-import re
-from pathlib import Path
 from typing import Any
 
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+from helpers import README, ROOT, doc_name, marked_block
 
 
-def readme_block(name: str) -> str:
-    """The code block between ``<!-- name -->`` and ``<!-- /name -->`` in the README."""
-    match = re.search(rf"<!-- {name} -->\n```python\n(.*?)```\n<!-- /{name} -->", README.read_text(), re.S)
-    assert match, f"README has no {name} block"
-    return match.group(1)
+def test_the_gpu_snippet_is_the_readmes():
+    assert marked_block("dropin-gpu")[0] == README  # the front door shows the drop-in use
 
 
 def _call_kwargs(source: str, callee: str) -> dict[str, Any]:
@@ -28,7 +22,7 @@ def _call_kwargs(source: str, callee: str) -> dict[str, Any]:
     tree = ast.parse(source)
     namespace: dict[str, Any] = {}
     imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
-    exec(compile(ast.Module(body=imports, type_ignores=[]), "README", "exec"), namespace)
+    exec(compile(ast.Module(body=imports, type_ignores=[]), "dropin-gpu", "exec"), namespace)
     calls = [
         node
         for node in ast.walk(tree)
@@ -36,7 +30,7 @@ def _call_kwargs(source: str, callee: str) -> dict[str, Any]:
     ]
     assert len(calls) == 1, f"{callee} is called {len(calls)} times"
     return {
-        kw.arg: eval(compile(ast.Expression(kw.value), "README", "eval"), namespace)  # noqa: S307 (our README)
+        kw.arg: eval(compile(ast.Expression(kw.value), "dropin-gpu", "eval"), namespace)  # noqa: S307 (our docs)
         for kw in calls[0].keywords
     }
 
@@ -44,7 +38,8 @@ def _call_kwargs(source: str, callee: str) -> dict[str, Any]:
 def test_cpu_dropin_snippet_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # its output_dir is relative
     namespace: dict[str, Any] = {}
-    exec(compile(readme_block("dropin-cpu"), "README.md:dropin-cpu", "exec"), namespace)
+    path, source = marked_block("dropin-cpu")
+    exec(compile(source, f"{doc_name(path)}:dropin-cpu", "exec"), namespace)
     trainer = namespace["trainer"]
     assert trainer.state.global_step == trainer.args.max_steps == 2
     assert [log["pkpo/k"] for log in trainer.state.log_history if "pkpo/k" in log]  # PKPO ran, not plain GRPO
@@ -55,7 +50,7 @@ def test_gpu_dropin_snippet_config_meets_the_batch_and_pkpo_rules(tmp_path):
 
     from pkpo_trl import PKPOConfig
 
-    kwargs = _call_kwargs(readme_block("dropin-gpu"), "PKPOConfig")
+    kwargs = _call_kwargs(marked_block("dropin-gpu")[1], "PKPOConfig")
     kwargs["output_dir"] = str(tmp_path)
     assert kwargs["use_vllm"] is True and kwargs["bf16"] is True
     # TRL's batch rules with the real use_vllm / bf16 values (use_cpu only lets bf16 pass on this GPU-less
@@ -69,7 +64,7 @@ def test_gpu_dropin_snippet_config_meets_the_batch_and_pkpo_rules(tmp_path):
 
 
 def test_gpu_dropin_snippet_matches_its_recipe():
-    source = readme_block("dropin-gpu")
+    source = marked_block("dropin-gpu")[1]
     config = _call_kwargs(source, "PKPOConfig")
     lora = _call_kwargs(source, "LoraConfig")
     recipe = yaml.safe_load((ROOT / "recipes" / "gemma2_2b_it_gsm8k_lora_vllm.yaml").read_text())

@@ -1,6 +1,6 @@
-"""Every launch command in a recipe's header and in the README satisfies TRL's batch rules at the process count it
-launches, with the recipe's real `use_vllm` / `bf16` values; the single-GPU config pins one GPU; the vLLM server
-command is the one TRL 1.16 builds.
+"""Every launch command in a recipe's header and in the docs (README.md, docs/*.md) satisfies TRL's batch rules at
+the process count it launches, with the recipe's real `use_vllm` / `bf16` values; the single-GPU config pins one
+GPU; the vLLM server command is the one TRL 1.16 builds.
 
 How the batch rules are checked without 7 or 8 GPUs: they live in `GRPOConfig.__post_init__` (trl 1.16,
 `trl/trainer/grpo_config.py:1096-1135`), which reads the process count from `TrainingArguments.world_size`, i.e.
@@ -26,10 +26,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, bash_lines, doc_files, doc_name
 
-ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
-README = ROOT / "README.md"
 _ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 _SERVE_COMMAND = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S+\s+)*(?:vllm serve|trl vllm-serve)\s")
 
@@ -58,9 +57,9 @@ def _recipe_header(path: Path) -> list[str]:
     return header
 
 
-def _readme_bash_lines() -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
-    return [line for block in blocks for line in block.splitlines()]
+def _doc_sources() -> list[tuple[str, list[str]]]:
+    """``(name, bash lines)`` of every documentation file, e.g. ``("docs/cli.md", [...])``."""
+    return [(doc_name(path), bash_lines(path)) for path in doc_files()]
 
 
 def _launches() -> list[tuple[str, str]]:
@@ -70,7 +69,12 @@ def _launches() -> list[tuple[str, str]]:
         for command in _commands(_recipe_header(path))
         if "accelerate launch" in command
     ]
-    found += [("README.md", command) for command in _commands(_readme_bash_lines()) if "accelerate launch" in command]
+    found += [
+        (name, command)
+        for name, lines in _doc_sources()
+        for command in _commands(lines)
+        if "accelerate launch" in command
+    ]
     return found
 
 
@@ -131,7 +135,7 @@ def _world_of(num_processes: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
 def test_every_recipe_has_a_launch_command():
     launched = {source for source, _ in LAUNCHES}
     assert {path.name for path in RECIPES} <= launched
-    assert "README.md" in launched
+    assert {"README.md", "docs/cli.md"} <= launched  # the quickstart's and the GPU recipes' launch lines
 
 
 @pytest.mark.parametrize(("source", "command"), LAUNCHES, ids=[f"{s}:{i}" for i, (s, _) in enumerate(LAUNCHES)])
@@ -205,7 +209,7 @@ def test_single_gpu_config_makes_one_gpu_visible():
 
 
 def _vllm_serve_commands() -> list[tuple[str, str]]:
-    sources = [(path.name, _recipe_header(path)) for path in RECIPES] + [("README.md", _readme_bash_lines())]
+    sources = [(path.name, _recipe_header(path)) for path in RECIPES] + _doc_sources()
     return [
         (name, command.rstrip(" &"))
         for name, lines in sources
@@ -215,7 +219,7 @@ def _vllm_serve_commands() -> list[tuple[str, str]]:
 
 
 def test_server_recipe_documents_a_vllm_serve_command():
-    assert {name for name, _ in _vllm_serve_commands()} >= {"gemma2_2b_it_gsm8k_lora_vllm_server.yaml", "README.md"}
+    assert {name for name, _ in _vllm_serve_commands()} >= {"gemma2_2b_it_gsm8k_lora_vllm_server.yaml", "docs/cli.md"}
 
 
 @pytest.mark.parametrize(("source", "command"), _vllm_serve_commands())

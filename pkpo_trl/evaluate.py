@@ -184,6 +184,21 @@ class EvalArguments:
         metadata={"help": "Discard sample caches written with other settings instead of refusing to run."},
     )
     plot: bool = field(default=True, metadata={"help": "Write the pass@k-vs-k plot (pass_at_k.png)."})
+    suggest_k: bool = field(
+        default=False,
+        metadata={
+            "help": "k advisor: from each model's per-prompt success counts, print for every k (and the harmonic "
+            "mixture) the fraction of prompts whose training groups of --num_generations get a nonzero PKPO "
+            "signal, the expected advantage norm, and its share on the hardest quarter of prompts "
+            "(docs/choosing-k.md)."
+        },
+    )
+    num_generations: int | None = field(
+        default=None, metadata={"help": "Training group size the k advisor assumes (default: --num_samples)."}
+    )
+    estimator: str = field(
+        default="sloo_minus_one", metadata={"help": "PKPO estimator the k advisor assumes (pkpo_estimator)."}
+    )
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -199,6 +214,17 @@ class EvalArguments:
             self.ks = sorted(set(self.ks))
         if self.batch_size < 1:
             raise EvalInputError(f"--batch_size must be >= 1, got {self.batch_size}.")
+        if self.suggest_k:
+            from .estimators import ESTIMATORS
+
+            if self.estimator not in ESTIMATORS:
+                raise EvalInputError(f"--estimator {self.estimator!r} is unknown; choose one of {sorted(ESTIMATORS)}.")
+            size = self.num_samples if self.num_generations is None else self.num_generations
+            if not 2 <= size <= self.num_samples:
+                raise EvalInputError(
+                    f"--num_generations {size} must lie in [2, --num_samples={self.num_samples}]: the k advisor "
+                    "draws each training group from a prompt's samples. Raise --num_samples."
+                )
 
 
 def default_ks(n: int) -> list[int]:
@@ -1042,6 +1068,9 @@ def run(args: EvalArguments, data_args: DataArguments) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(_no_nan(results), indent=2, allow_nan=False))
     print(markdown_table(results))
+    if args.suggest_k:
+        _print_k_advice(args, results)
+        (out / "results.json").write_text(json.dumps(_no_nan(results), indent=2, allow_nan=False))
     print(f"\nresults: {out / 'results.json'}")
     if args.plot:
         from .plotting import plot_pass_at_k_curves
@@ -1050,6 +1079,21 @@ def run(args: EvalArguments, data_args: DataArguments) -> dict[str, Any]:
         results["plot"] = str(path)
         print(f"plot: {path}")
     return results
+
+
+def _print_k_advice(args: EvalArguments, results: dict[str, Any]) -> None:
+    """The k advisor's table per model (``--suggest_k``), also stored under each model's ``"k_advice"``."""
+    from dataclasses import asdict as as_dict
+
+    from .k_advisor import advice_table, suggest_k
+
+    size = args.num_samples if args.num_generations is None else args.num_generations
+    for label, stats in results["models"].items():
+        advice = suggest_k(stats["correct"], stats["num_samples"], size, args.estimator)
+        stats["k_advice"] = {"num_generations": size, "estimator": args.estimator,
+                             "candidates": [as_dict(a) for a in advice]}  # fmt: skip
+        print(f"\nk advisor, {label}: training groups of {size}, estimator {args.estimator}\n")
+        print(advice_table(advice))
 
 
 def _no_nan(obj: Any) -> Any:

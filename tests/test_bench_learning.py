@@ -144,7 +144,7 @@ def test_matrix_is_resumable_run_by_run(bench, tmp_path):
     ]  # fmt: skip
     assert "learning_sort_quick_pareto.png" in first["paths"]
     assert (tmp_path / "learning_sort_quick_pareto.png").stat().st_size > 0
-    assert first["paired"]["aa_control"]["eval/all/pass@1"]["n"] == 2
+    assert first["paired"]["aa_control"]["eval/hard/pass@1"]["n"] == 2
     assert "A/A control (chance alone) vs GRPO" in first["paired_table_markdown"]
     (store / "grpo-seed1.json").unlink()  # as if the sitting had stopped before this run finished
     second = bench.main(common)

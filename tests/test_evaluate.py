@@ -327,3 +327,26 @@ def test_pass_at_k_stats_over_prompts():
     assert stats["pass@k"]["16"]["mean"] == pytest.approx(2 / 3)
     assert stats["pass@k"]["1"]["se"] == pytest.approx(statistics.stdev([0, 1, 0.5]) / 3**0.5)
     assert (stats["solved"], stats["num_failed"], stats["correct"]) == (2, 1, [0, 16, 8])
+
+
+def test_suggest_k_prints_and_stores_the_k_advice(workdir, capsys):
+    from pkpo_trl.k_advisor import suggest_k
+
+    out = workdir / "advice"
+    results = parse_and_run(
+        [str(workdir / "model_a"), "--suggest_k", "true", "--num_generations", "4", "--output_dir", str(out),
+         *data_options(workdir), *sampling_options()]
+    )  # fmt: skip
+    model = results["models"]["model_a"]
+    expected = suggest_k(model["correct"], N, 4)
+    assert [c["name"] for c in model["k_advice"]["candidates"]] == ["k=1", "k=2", "k=3", "k=4", "harmonic:4"]
+    assert [c["frac_signal"] for c in model["k_advice"]["candidates"]] == [a.frac_signal for a in expected]
+    printed = capsys.readouterr().out
+    assert (
+        "k advisor, model_a: training groups of 4, estimator sloo_minus_one" in printed and "| harmonic:4 |" in printed
+    )
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["models"]["model_a"]["k_advice"]["num_generations"] == 4
+    with pytest.raises(EvalInputError, match="--num_generations 9 must lie in"):
+        parse_and_run([str(workdir / "model_a"), "--suggest_k", "true", "--num_generations", "9",
+                       *data_options(workdir), *sampling_options()])  # fmt: skip

@@ -167,3 +167,50 @@ def test_gpu_recipe_runs_with_vllm_colocate_on_a_tiny_model(tmp_path, vllm_model
     metrics = {key: float(value) for key, value in ast.literal_eval(match.group(0)).items()}
     assert metrics["eval_pkpo/k"] >= 1
     assert metrics["eval_" + LOGP_DIFF] < SYNCED_MAX, metrics
+
+
+def _packable_bf16_layer() -> torch.nn.Module:
+    """A bf16 linear layer that vLLM 0.31's sgl-kernel path packs on an AMX CPU (N % 16 == 0, K % 32 == 0, <= 1 MiB)
+    and its oneDNN path elsewhere: either drops ``layer.weight``."""
+    layer = torch.nn.Module()
+    layer.weight = torch.nn.Parameter(torch.randn(32, 64, dtype=torch.bfloat16), requires_grad=False)
+    return layer
+
+
+def test_dispatch_keeps_every_linear_weight_live_after_prepare():
+    """On any CPU: after prepare_vllm_for_weight_sync, vLLM's dispatch leaves ``layer.weight`` in place and computes
+    from it, so a weight pushed later (in place, as load_weights does) is the one used."""
+    import vllm.model_executor.layers.utils as layer_utils
+
+    from pkpo_trl.vllm_cpu import prepare_vllm_for_weight_sync
+
+    assert prepare_vllm_for_weight_sync(True, "colocate")
+    layer = _packable_bf16_layer()
+    layer_utils.dispatch_cpu_unquantized_gemm(layer, remove_weight=True)
+    assert layer.weight.shape == (32, 64)
+    x = torch.randn(3, 64, dtype=torch.bfloat16)
+    layer.weight.data.copy_(torch.randn(32, 64, dtype=torch.bfloat16))  # TRL's push
+    torch.testing.assert_close(layer_utils.cpu_unquantized_gemm(layer, x, layer.weight), x @ layer.weight.t())
+    assert prepare_vllm_for_weight_sync(True, "colocate")  # idempotent: one wrapper, not two
+    assert not hasattr(layer_utils.dispatch_cpu_unquantized_gemm.__wrapped__, "keeps_live_weight")
+
+
+@pytest.mark.skipif(
+    not torch.cpu._is_amx_tile_supported(), reason="this CPU has no AMX (amx_tile): vLLM never takes its sgl path here"
+)
+def test_on_an_amx_cpu_the_sgl_path_would_drop_the_weight_and_prepare_prevents_it():
+    """vLLM's own dispatch (the unwrapped function) packs the layer with sgl-kernel and drops its weight on this CPU,
+    which the oneDNN switch alone does not prevent; the prepared dispatch keeps it."""
+    import vllm._custom_ops as ops
+    import vllm.model_executor.layers.utils as layer_utils
+
+    from pkpo_trl.vllm_cpu import prepare_vllm_for_weight_sync
+
+    prepare_vllm_for_weight_sync(True, "colocate")
+    assert not ops._supports_onednn and layer_utils.check_cpu_sgl_kernel(32, 64, torch.bfloat16)
+    unprepared = _packable_bf16_layer()
+    layer_utils.dispatch_cpu_unquantized_gemm.__wrapped__(unprepared, remove_weight=True)
+    assert unprepared.weight.numel() == 0, "vLLM's sgl path drops the weight: what TRL's push fails on"
+    prepared = _packable_bf16_layer()
+    layer_utils.dispatch_cpu_unquantized_gemm(prepared, remove_weight=True)
+    assert prepared.weight.shape == (32, 64)

@@ -9,6 +9,8 @@ in ``test_trainer.py`` for plain training and in ``test_distributed.py`` for two
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -132,3 +134,26 @@ def test_a_whole_group_estimator_scores_evaluation_groups_of_another_size_whole(
         expected = transform_rewards(torch.tensor(rewards).view(-1, n), n, "grpo_passk").view(-1)
         torch.testing.assert_close(torch.cat(losses).sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
     assert [e["eval_pkpo/k"] for e in trainer.state.log_history if "eval_pkpo/k" in e] == [2.0 * N_GEN]
+
+
+def test_a_training_step_raises_no_future_warning(tmp_path):
+    """transformers >= 5.25 deprecates the gradient-checkpointing names TRL 1.16 uses (config.py hides those two
+    messages): no other FutureWarning may come out of a PKPOConfig and a training step. Every FutureWarning is an
+    error in this subprocess, so a new deprecation fails here first."""
+    script = f"""
+import datasets
+from pkpo_trl import PKPOConfig, PKPOTrainer
+from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
+tokenizer = build_char_tokenizer()
+args = PKPOConfig({str(tmp_path)!r}, per_device_train_batch_size=4, num_generations=4, max_completion_length=3,
+                  max_steps=1, report_to="none", use_cpu=True, bf16=False, save_strategy="no", pkpo_k=2)
+trainer = PKPOTrainer(build_tiny_gemma2(len(tokenizer)), args=args,
+                      reward_funcs=lambda completions, **kw: [float(len(c) % 2) for c in completions],
+                      train_dataset=datasets.Dataset.from_dict({{"prompt": ["1+1="] * 4}}),
+                      processing_class=tokenizer)
+trainer.train()
+"""
+    result = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -9,6 +9,7 @@ from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
 
 from .annealing import KMixtureSchedule, KSchedule, check_k_values
+from .choices import check_fixed_values
 from .estimators import ESTIMATORS
 
 __all__ = ["PKPOConfig"]
@@ -174,6 +175,7 @@ class PKPOConfig(GRPOConfig):
                 UserWarning,
                 stacklevel=2,
             )
+        check_fixed_values(self)  # TRL's fields with a fixed set of values but no `choices` (loss_type, ...)
 
     def _validate_k_mixture_and_adaptive_k(self, k_max: int) -> tuple[int, ...]:
         """Check pkpo_k_mixture / pkpo_adaptive_k; returns the extra k values to range-check."""

@@ -126,9 +126,12 @@ def test_rerunning_into_a_directory_with_checkpoints_refuses_until_told_to_overw
     stamp = (out / "checkpoint-2" / "trainer_state.json").read_text()
 
     # The same command, or one differing only in a resumable key, would restart at step 0 over these checkpoints.
+    # pkpo-train says so in one line (no traceback).
     for extra in ([], ["--max_steps", "1"]):
         with pytest.raises(
-            ValueError, match=rf"{re.escape(str(out))} holds checkpoints.*--resume_from_checkpoint.*--overwrite_output"
+            SystemExit,
+            match=rf"^pkpo-train: error: {re.escape(str(out))} holds checkpoints.*--resume_from_checkpoint.*"
+            "--overwrite_output",
         ):
             main(command + extra)
     assert (out / "checkpoint-2" / "trainer_state.json").read_text() == stamp
@@ -216,3 +219,37 @@ def test_the_saved_adapter_has_a_model_card_saying_what_was_trained(tmp_path, ti
     last_pass_at_1 = [e["pkpo/pass@1"] for e in trainer.state.log_history if "pkpo/pass@1" in e][-1]
     assert "| `pkpo/pass@1` |" in card and f"{last_pass_at_1:.4g} (step 2)" in card
     assert f"AutoPeftModelForCausalLM.from_pretrained({str(out)!r})" in card
+
+
+def recipe_with(tmp_path: Path, **fields) -> Path:
+    """The tiny test recipe with ``fields`` set (as a user's recipe would set them), written to ``tmp_path``."""
+    recipe = {**yaml.safe_load(TINY_RECIPE.read_text()), "output_dir": str(tmp_path / "run"), **fields}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("trainer", "pkp0"),
+        ("trainer", "GRPO"),
+        ("pkpo_estimator", "sloo-minus-one"),
+        ("pkpo_adaptive_k", "histroy"),
+        ("loss_type", "dapoo"),
+        ("vllm_mode", "colocated"),
+        ("dtype", "fp32"),
+        ("reward_funcs", ["numeric_mach"]),
+    ],
+)
+def test_a_recipe_value_outside_a_fields_fixed_set_is_refused_in_one_line(tmp_path, tiny_model_dir, field, value):
+    # argparse checks `choices` only on the command line; a recipe's value must be refused as well, before any
+    # model is loaded, and as a message (no traceback), never by training something else.
+    recipe = recipe_with(tmp_path, **{field: value})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(recipe), "--model_name_or_path", str(tiny_model_dir)])
+    message = str(exit_info.value.code)
+    assert message.startswith("pkpo-train: error: ") and "\n" not in message
+    shown = value[0] if isinstance(value, list) else value
+    assert repr(shown) in message and (field in message or field == "reward_funcs")
+    assert not (tmp_path / "run").exists()

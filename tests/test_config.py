@@ -74,3 +74,12 @@ def test_boolean_scale_rewards_follow_grpo(tmp_path):
 def test_use_vllm_without_vllm_is_a_clear_error_before_any_model_loads(tmp_path):
     with pytest.raises(ImportError, match=r"use_vllm=True needs vLLM.*pkpo-trl\[vllm\]"):
         make(tmp_path, use_vllm=True, vllm_mode="colocate")
+
+
+@pytest.mark.parametrize(
+    "field, value", [("loss_type", "dapoo"), ("vllm_mode", "colocated"), ("pkpo_adaptive_k", "x")]
+)
+def test_a_value_outside_a_fields_fixed_set_is_refused(tmp_path, field, value):
+    # TRL compares loss_type only in the first loss, and reads any vllm_mode but "colocate" as "server".
+    with pytest.raises(ValueError, match=rf"{field}='{value}'"):
+        make(tmp_path, **{field: value})

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from .callbacks import combine_rewards, prompt_key
-from .data import DataArguments, load_task
+from .data import DataArguments, DatasetError, load_task
 from .estimators import maxg_at_k, pass_at_k
 from .rewards import get_reward_funcs
 
@@ -1102,7 +1102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point (`pkpo-eval`, `python -m pkpo_trl.evaluate`): bad input ends with a one-line message."""
     try:
         parse_and_run(sys.argv[1:] if argv is None else argv)
-    except EvalInputError as exc:
+    except (EvalInputError, DatasetError) as exc:
         raise SystemExit(f"pkpo-eval: error: {exc}") from exc
 
 

@@ -249,3 +249,20 @@ def test_plain_prompts_without_few_shot_examples():
     assert len(data) == 5
     for row in data:
         assert "\n" not in row["prompt"] and row["prompt"].endswith("=")
+
+
+def test_one_local_file_is_a_training_split_only_unless_a_test_file_is_named(tmp_path):
+    # The default dataset_test_split="test" loaded the same file again: training prompts reported as held-out.
+    train_rows = [{"question": f"{a}+1", "answer": str(a + 1)} for a in range(4)]
+    path = write_jsonl(tmp_path / "train.jsonl", train_rows)
+    train, test = load_datasets(DataArguments(dataset_name=str(path)))
+    assert len(train) == 4 and test is None
+    with pytest.raises(DatasetError, match=r"one local file: its rows are the training split.*--split test.jsonl"):
+        load_task(str(path), "test")
+    with pytest.raises(DatasetError, match="no 'validation' split"):
+        load_datasets(DataArguments(dataset_name=str(path), dataset_test_split="validation"))
+
+    held_out = write_jsonl(tmp_path / "test.jsonl", [{"question": "9+9", "answer": "18"}])
+    train, test = load_datasets(DataArguments(dataset_name=str(path), dataset_test_split=str(held_out)))
+    assert len(train) == 4 and test["answer"] == ["18"]
+    assert load_task(str(path), str(held_out))["answer"] == ["18"]  # what pkpo-eval --split FILE loads

@@ -327,3 +327,26 @@ def test_pass_at_k_stats_over_prompts():
     assert stats["pass@k"]["16"]["mean"] == pytest.approx(2 / 3)
     assert stats["pass@k"]["1"]["se"] == pytest.approx(statistics.stdev([0, 1, 0.5]) / 3**0.5)
     assert (stats["solved"], stats["num_failed"], stats["correct"]) == (2, 1, [0, 16, 8])
+
+
+def test_a_run_trained_on_one_local_file_is_not_evaluated_on_its_training_prompts_as_test(workdir, tmp_path):
+    from pkpo_trl.data import DataArguments
+    from pkpo_trl.evaluate import EvalArguments, prepare
+
+    run = tmp_path / "run"
+    shutil.copytree(workdir / "adapter_a", run)
+    run_config = {
+        "script": {"reward_funcs": ["test_evaluate:has_one"], "gguf_file": None},
+        "data": {"dataset_name": str(workdir / "data.jsonl"), "prompt_format": "plain",
+                 "prompt_template": "{question}=", "answer_format": "raw", "dataset_test_split": "test"},
+        "model": {"model_name_or_path": str(workdir / "model_a")},
+        "training": {},
+    }  # fmt: skip
+    (run / "pkpo_run_config.json").write_text(json.dumps(run_config))
+    with pytest.raises(DatasetError, match="one local file: its rows are the training split"):
+        prepare(EvalArguments(models=[str(run)], num_samples=4, output_dir=str(tmp_path)), DataArguments())
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text(json.dumps({"question": "5+2", "answer": "7"}) + "\n")
+    args = EvalArguments(models=[str(run)], num_samples=4, output_dir=str(tmp_path), split=str(held_out))
+    _, dataset, *_ = prepare(args, DataArguments())
+    assert dataset["prompt"] == ["5+2="] and dataset["answer"] == ["7"]

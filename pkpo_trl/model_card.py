@@ -72,6 +72,11 @@ def _data_description(data_args) -> str:
     return what
 
 
+def _format(value: float | None) -> str:
+    """A logged metric: None or NaN (a step where no reward function scored any completion) is ``n/a``."""
+    return "n/a" if value is None or value != value else f"{value:.4g}"
+
+
 def _metrics_table(log_history: Sequence[dict]) -> str:
     """First and last logged value of the reward and of every ``pkpo/`` metric of the training batches."""
     entries = [e for e in log_history if "reward" in e or any(key.startswith("pkpo/") for key in e)]
@@ -82,7 +87,7 @@ def _metrics_table(log_history: Sequence[dict]) -> str:
     for key in keys:
         values = [(e["step"], e[key]) for e in entries if key in e]
         (first_step, first), (last_step, last) = values[0], values[-1]
-        rows.append(f"| `{key}` | {first:.4g} (step {first_step}) | {last:.4g} (step {last_step}) |")
+        rows.append(f"| `{key}` | {_format(first)} (step {first_step}) | {_format(last)} (step {last_step}) |")
     return "\n".join(rows) + "\n"
 
 

@@ -253,3 +253,17 @@ def test_a_recipe_value_outside_a_fields_fixed_set_is_refused_in_one_line(tmp_pa
     shown = value[0] if isinstance(value, list) else value
     assert repr(shown) in message and (field in message or field == "reward_funcs")
     assert not (tmp_path / "run").exists()
+
+
+def never_scores(completions, **kwargs) -> list[None]:
+    """A reward function that can score no completion (as math_verify on output it cannot parse)."""
+    return [None] * len(completions)
+
+
+def test_a_run_no_reward_could_score_still_writes_its_model_card_and_plot(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    run(*parse_args([*command, "--reward_funcs", "test_cli:never_scores"]))
+    card = (out / "README.md").read_text()
+    assert "| `reward` | n/a (step 1) | n/a (step 2) |" in card
+    assert (tmp_path / "run-pass_at_k.png").stat().st_size > 10_000

@@ -168,6 +168,14 @@ class DataArguments(ScriptArguments):
             raise ValueError(f"answer_format must be auto/raw/gsm8k/boxed, got {self.answer_format!r}.")
         if self.dataset_test_split in ("", "None", "none"):
             self.dataset_test_split = None
+        for name in ("num_train_examples", "num_eval_examples"):
+            _check_num_examples(getattr(self, name), name)
+
+
+def _check_num_examples(value: int | None, name: str) -> None:
+    """None (all rows) or a positive count: 0 or less would train or evaluate on nothing and still succeed."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise DatasetError(f"{name}={value!r}: give a number of examples >= 1, or leave it unset for all of them.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -486,6 +494,7 @@ def load_task(
     Raises:
         DatasetError: the data set cannot be loaded, a column is missing, or the split is empty.
     """
+    _check_num_examples(num_examples, "num_examples")
     fields = {_LOAD_TASK_ALIASES.get(key, key): value for key, value in options.items()}
     args = DataArguments(dataset_name=task, **fields) if isinstance(task, str) else replace(task, **fields)
     system_role = supports_system_role(tokenizer, model_type) if args.system_prompt else True

@@ -267,3 +267,11 @@ def test_a_run_no_reward_could_score_still_writes_its_model_card_and_plot(tmp_pa
     card = (out / "README.md").read_text()
     assert "| `reward` | n/a (step 1) | n/a (step 2) |" in card
     assert (tmp_path / "run-pass_at_k.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_no_training_examples_is_refused_in_one_line(tmp_path, tiny_model_dir, count):
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir)]
+    with pytest.raises(SystemExit, match=rf"^pkpo-train: error: num_train_examples={count}: give a number"):
+        main([*command, "--output_dir", str(tmp_path / "run"), "--num_train_examples", count])
+    assert not (tmp_path / "run").exists()

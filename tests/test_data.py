@@ -266,3 +266,13 @@ def test_one_local_file_is_a_training_split_only_unless_a_test_file_is_named(tmp
     train, test = load_datasets(DataArguments(dataset_name=str(path), dataset_test_split=str(held_out)))
     assert len(train) == 4 and test["answer"] == ["18"]
     assert load_task(str(path), str(held_out))["answer"] == ["18"]  # what pkpo-eval --split FILE loads
+
+
+@pytest.mark.parametrize("count", [0, -1])
+def test_a_number_of_examples_below_one_is_refused(tmp_path, count):
+    # num_train_examples=0 trained 0 steps, exited 0 and saved an untrained adapter.
+    for name in ("num_train_examples", "num_eval_examples"):
+        with pytest.raises(DatasetError, match=rf"{name}={count}: give a number of examples >= 1"):
+            DataArguments(**{name: count})
+    with pytest.raises(DatasetError, match=rf"num_examples={count}"):
+        load_task("addition", num_examples=count)

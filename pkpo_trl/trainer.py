@@ -42,7 +42,14 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
 from trl.trainer.utils import is_async_callable, nanstd
 
-from .annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule, KSchedule
+from .annealing import (
+    KAnnealingCallback,
+    KMixture,
+    KMixtureCallback,
+    KMixtureSchedule,
+    KSchedule,
+    check_k_values,
+)
 from .callbacks import PassAtKCallback, combine_rewards, group_pass_at_k, prompt_key
 from .config import PKPOConfig
 from .estimators import (
@@ -127,6 +134,7 @@ class PKPOTrainer(GRPOTrainer):
                 "replace `GRPOConfig(...)` with `pkpo_trl.PKPOConfig(...)`."
             )
         callbacks = list(callbacks or [])
+        _check_k_callbacks(callbacks, args)
         if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
             callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
         if args.pkpo_k_mixture is not None and not any(isinstance(c, KMixtureCallback) for c in callbacks):
@@ -343,6 +351,17 @@ class PKPOTrainer(GRPOTrainer):
             )
         start = total - num_groups * n
         return [prompt_key(logged[start + group * n]) for group in range(num_groups)]
+
+
+def _check_k_callbacks(callbacks: list, args: PKPOConfig) -> None:
+    """Refuse, at construction, a k schedule or k mixture passed in ``callbacks`` that the groups cannot support:
+    PKPOConfig validated only its own ``pkpo_k_schedule`` / ``pkpo_k_mixture``, and a mixture's too-large k would
+    be capped silently (and logged as a weight of a k never used)."""
+    for callback in callbacks:
+        if isinstance(callback, KAnnealingCallback):
+            check_k_values(callback.schedule.values, callback._label, args.num_generations, args.pkpo_estimator)
+        elif isinstance(callback, KMixtureCallback):
+            callback.check(args)
 
 
 def _check_reward_values(name: str, values):

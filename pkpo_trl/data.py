@@ -374,6 +374,21 @@ def _describe(name: str, config: str | None, split: str) -> str:
     return f"data set {name!r}" + (f" (config {config!r})" if config else "") + f", split {split!r}"
 
 
+def _local_file_problem(path: Path, exc: BaseException) -> str | None:
+    """What is wrong with an existing local data file that ``datasets`` could not read (its own messages, a bare
+    ``StopIteration`` or ``DatasetGenerationError``, say neither), or None."""
+    size = path.stat().st_size
+    if size == 0 or (size < 1 << 20 and not path.read_bytes().strip()):  # only whitespace
+        return f"The local data file {str(path)!r} is empty: it needs one row per problem."
+    causes, cause = [], exc
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(c, UnicodeDecodeError) for c in causes):
+        return f"The local data file {str(path)!r} is not UTF-8 text: save it as UTF-8 (e.g. iconv -t UTF-8)."
+    return None
+
+
 def _load_raw(name: str, config: str | None, split: str) -> datasets.Dataset:
     """``datasets.load_dataset`` for a hub id or a local file, with errors that say what was wanted."""
     path = Path(name)
@@ -383,8 +398,12 @@ def _load_raw(name: str, config: str | None, split: str) -> datasets.Dataset:
         else:
             loaded = datasets.load_dataset(name, config, split=split)
     except Exception as exc:
+        if path.suffix in _LOCAL_BUILDERS and path.is_file() and (problem := _local_file_problem(path, exc)):
+            raise DatasetError(problem) from exc
         hint = ""
-        if "split" in str(exc).lower():
+        if path.suffix in _LOCAL_BUILDERS and path.is_file():
+            hint = f" Check that the file is valid {_LOCAL_BUILDERS[path.suffix]}."
+        elif "split" in str(exc).lower():
             hint = " Check the split name."
         elif path.suffix in _LOCAL_BUILDERS:
             hint = " No such file."

@@ -276,3 +276,20 @@ def test_a_number_of_examples_below_one_is_refused(tmp_path, count):
             DataArguments(**{name: count})
     with pytest.raises(DatasetError, match=rf"num_examples={count}"):
         load_task("addition", num_examples=count)
+
+
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("empty.jsonl", b"", "local data file '.*empty.jsonl' is empty"),
+        ("blank.jsonl", b"\n\n", "local data file '.*blank.jsonl' is empty"),
+        ("latin1.csv", "question,answer\ncafé?,1\n".encode("latin-1"), "'.*latin1.csv' is not UTF-8 text"),
+    ],
+)
+def test_an_existing_file_that_cannot_be_read_says_why_not_no_such_file(tmp_path, name, content, match):
+    # They said "StopIteration ... No such file." and "DatasetGenerationError ... No such file."
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=match) as error:
+        load_task(str(path))
+    assert "No such file" not in str(error.value)

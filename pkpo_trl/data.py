@@ -469,6 +469,12 @@ def standardize_columns(
             f"No gold answer could be read from column {answer_column!r} of {source} with answer_format "
             f"{answer_format!r}."
         )
+    if len(converted) < len(dataset):
+        logger.warning(
+            "%s: dropped %d of %d rows whose gold answer could not be read from column %r with answer_format %r; "
+            "%d remain.",
+            source, len(dataset) - len(converted), len(dataset), answer_column, answer_format, len(converted),
+        )  # fmt: skip
     return converted
 
 

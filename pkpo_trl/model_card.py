@@ -58,7 +58,7 @@ def _gguf_file(model_name_or_path: str, gguf_file: str | None) -> str | None:
     return resolve_model_path(model_name_or_path, gguf_file)[1]
 
 
-def _data_description(data_args) -> str:
+def _data_description(data_args, num_train_prompts: int | None = None) -> str:
     if data_args.dataset_name in BUILTIN_TASKS:
         what = (
             f"built-in `{data_args.dataset_name}` task: {data_args.task_digits}-digit, {data_args.task_operands} "
@@ -67,8 +67,13 @@ def _data_description(data_args) -> str:
     else:
         config = f" (config `{data_args.dataset_config}`)" if data_args.dataset_config else ""
         what = f"`{data_args.dataset_name}`{config}, split `{data_args.dataset_train_split}`"
-    if data_args.num_train_examples:
-        what += f", {data_args.num_train_examples} training prompts"
+    requested = data_args.num_train_examples
+    if num_train_prompts is not None:
+        what += f", {num_train_prompts} training prompts"
+        if requested is not None and requested != num_train_prompts:
+            what += f" ({requested} requested; rows without a readable gold answer were dropped)"
+    elif requested:
+        what += f", {requested} training prompts"
     return what
 
 
@@ -91,8 +96,16 @@ def _metrics_table(log_history: Sequence[dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def model_card(script_args, data_args, training_args, model_args, log_history: Sequence[dict]) -> str:
-    """The model card's Markdown, with Hub metadata (base model, library, tags) as YAML front matter."""
+def model_card(
+    script_args,
+    data_args,
+    training_args,
+    model_args,
+    log_history: Sequence[dict],
+    num_train_prompts: int | None = None,
+) -> str:
+    """The model card's Markdown, with Hub metadata (base model, library, tags) as YAML front matter.
+    ``num_train_prompts``: the rows actually trained on (fewer than requested when some had no readable answer)."""
     peft = bool(model_args.use_peft)
     base = model_args.model_name_or_path
     if base == DEMO_MODEL:
@@ -121,7 +134,7 @@ def model_card(script_args, data_args, training_args, model_args, log_history: S
     rows = [
         ("base model", base_text),
         ("adapter", adapter),
-        ("data", _data_description(data_args)),
+        ("data", _data_description(data_args, num_train_prompts)),
         ("rewards", ", ".join(f"`{r}`" for r in script_args.reward_funcs)),
         ("trainer", trainer),
         (
@@ -154,8 +167,15 @@ def model_card(script_args, data_args, training_args, model_args, log_history: S
     )
 
 
-def write_model_card(script_args, data_args, training_args, model_args, log_history: Sequence[dict]) -> Path:
+def write_model_card(
+    script_args,
+    data_args,
+    training_args,
+    model_args,
+    log_history: Sequence[dict],
+    num_train_prompts: int | None = None,
+) -> Path:
     """Write :func:`model_card` to ``<output_dir>/README.md`` (over PEFT's template) and return its path."""
     path = Path(training_args.output_dir) / "README.md"
-    path.write_text(model_card(script_args, data_args, training_args, model_args, log_history))
+    path.write_text(model_card(script_args, data_args, training_args, model_args, log_history, num_train_prompts))
     return path

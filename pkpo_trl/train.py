@@ -420,7 +420,9 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
         trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
-        write_model_card(script_args, data_args, training_args, model_args, trainer.state.log_history)
+        write_model_card(
+            script_args, data_args, training_args, model_args, trainer.state.log_history, len(trainer.train_dataset)
+        )
         if script_args.plot:
             from .plotting import plot_pass_at_k
 

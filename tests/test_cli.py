@@ -3,6 +3,8 @@ Gemma-2 under `accelerate launch` with 1 and 2 processes leave a loadable LoRA a
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import shutil
@@ -275,3 +277,22 @@ def test_no_training_examples_is_refused_in_one_line(tmp_path, tiny_model_dir, c
     with pytest.raises(SystemExit, match=rf"^pkpo-train: error: num_train_examples={count}: give a number"):
         main([*command, "--output_dir", str(tmp_path / "run"), "--num_train_examples", count])
     assert not (tmp_path / "run").exists()
+
+
+def test_rows_dropped_for_an_unreadable_answer_are_warned_about_and_the_card_counts_what_was_trained(
+    tmp_path, tiny_model_dir, caplog
+):
+    rows = [{"question": f"{a}+1", "answer": f"#### {a + 1}"} for a in range(7)] + [{"question": "x", "answer": "?"}]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    command += ["--dataset_name", str(data), "--answer_format", "gsm8k", "--num_train_examples", "8"]
+    command += ["--per_device_train_batch_size", "4", "--max_steps", "1", "--plot", "false"]
+    with caplog.at_level(logging.WARNING, logger="pkpo_trl.data"):
+        run(*parse_args(command))
+    assert any("dropped 1 of 8 rows" in record.getMessage() for record in caplog.records)
+    assert (
+        "7 training prompts (8 requested; rows without a readable gold answer were dropped)"
+        in (out / "README.md").read_text()
+    )

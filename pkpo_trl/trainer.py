@@ -35,6 +35,7 @@ import logging
 import numbers
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
@@ -364,16 +365,29 @@ def _check_k_callbacks(callbacks: list, args: PKPOConfig) -> None:
             callback.check(args)
 
 
+def _is_real_number(value) -> bool:
+    """A real number of any type Python, numpy or torch has: ``numbers.Real`` (bool included), a numpy scalar or
+    one-element array of a bool, integer or floating dtype, or a one-element torch tensor of such a dtype."""
+    if isinstance(value, numbers.Real):
+        return True
+    if isinstance(value, np.generic | np.ndarray):
+        return value.size == 1 and value.dtype.kind in "biuf"
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.dtype.is_complex
+    return False
+
+
 def _check_reward_values(name: str, values):
-    """``values`` if every entry is a real number or None, else a TypeError naming the function and the value."""
+    """``values`` as floats (None kept: a completion the function cannot score) if every entry is a real number
+    (:func:`_is_real_number`) or None, else a TypeError naming the function, the value and its type."""
     for index, value in enumerate(values):
-        is_number = isinstance(value, numbers.Real) or (isinstance(value, torch.Tensor) and value.numel() == 1)
-        if value is not None and not is_number:
+        if value is not None and not _is_real_number(value):
             raise TypeError(
                 f"reward function {name!r} returned {value!r} ({type(value).__name__}) for completion {index}; a "
-                "reward must be a number (int or float), or None for a completion it cannot score."
+                "reward must be a real number (a Python, numpy or torch bool, int or float), or None for a "
+                "completion it cannot score."
             )
-    return values
+    return [None if value is None else float(value.item() if hasattr(value, "item") else value) for value in values]
 
 
 def _checked_reward_func(func: Callable, name: str) -> Callable:

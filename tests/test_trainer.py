@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -306,3 +307,27 @@ def test_prompts_supplied_by_an_environment_are_counted_as_solved(tmp_path, monk
     # 2 steps x 2 prompts, all distinct, all solved.
     solved = [entry["solved/num_prompts"] for entry in trainer.state.log_history if "solved/num_prompts" in entry]
     assert solved == [2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [np.bool_, np.int64, np.float32, np.uint8, lambda v: np.array([v]), lambda v: torch.tensor(v)],
+    ids=["np.bool_", "np.int64", "np.float32", "np.uint8", "np.ndarray", "torch.Tensor"],
+)
+def test_every_real_number_type_of_numpy_and_torch_is_a_reward(tmp_path, make):
+    # A numpy.bool_ reward was refused while a Python bool was accepted.
+    def typed_reward(completion_ids, **kwargs):
+        return [make(value) for value in binary_reward(completion_ids)]
+
+    trainer = train(tmp_path, reward_fn=typed_reward, pkpo_k=2, max_steps=1)
+    returned = [float(np.asarray(value).item()) for value in trainer.rewards[0]]
+    assert returned == list(trainer._logs["rewards"]["typed_reward"])[:8]
+
+
+@pytest.mark.parametrize("value", [1 + 0j, np.complex64(1), "1", [1.0], np.array([1.0, 0.0])])
+def test_a_reward_that_is_not_one_real_number_is_refused_by_type(tmp_path, value):
+    def odd_reward(completion_ids, **kwargs):
+        return [value] * len(completion_ids)
+
+    with pytest.raises(TypeError, match=rf"reward function 'odd_reward' returned .* \({type(value).__name__}\)"):
+        train(tmp_path, reward_fn=odd_reward, pkpo_k=2, max_steps=1)

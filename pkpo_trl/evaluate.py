@@ -56,6 +56,7 @@ __all__ = [
     "main",
     "make_parser",
     "parse_and_run",
+    "parse_args",
     "markdown_table",
     "pass_at_k_stats",
     "resolve_model",
@@ -1092,10 +1093,32 @@ def _split_positional(argv: list[str]) -> list[str]:
     return ["--models", *positional, *argv] if positional else argv
 
 
+def parse_args(argv: Sequence[str]) -> tuple[EvalArguments, DataArguments]:
+    """``(EvalArguments, DataArguments)`` of a command line whose model paths may come first, last or between
+    options (``pkpo-eval --num_samples 4 runs/x``): what no option takes is a model; an unknown option is an error.
+
+    Raises:
+        EvalInputError: an option's value is refused (the message names it).
+    """
+    parser = make_parser()
+    try:
+        *parsed, remaining = parser.parse_args_and_config(
+            args=_split_positional(list(argv)), return_remaining_strings=True
+        )
+    except EvalInputError:
+        raise
+    except ValueError as exc:  # a DataArguments value (prompt_format, num_eval_examples, ...)
+        raise EvalInputError(str(exc)) from exc
+    args, data_args = parsed
+    if unknown := [item for item in remaining if item.startswith("-")]:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.models = [*args.models, *remaining]
+    return args, data_args
+
+
 def parse_and_run(argv: Sequence[str]) -> dict[str, Any]:
-    """Parse command-line arguments (models may lead as positional arguments) and :func:`run` them."""
-    args, data_args = make_parser().parse_args_and_config(args=_split_positional(list(argv)))
-    return run(args, data_args)
+    """Parse command-line arguments (:func:`parse_args`) and :func:`run` them."""
+    return run(*parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -350,3 +350,16 @@ def test_a_run_trained_on_one_local_file_is_not_evaluated_on_its_training_prompt
     args = EvalArguments(models=[str(run)], num_samples=4, output_dir=str(tmp_path), split=str(held_out))
     _, dataset, *_ = prepare(args, DataArguments())
     assert dataset["prompt"] == ["5+2="] and dataset["answer"] == ["7"]
+
+
+def test_model_paths_may_follow_options_on_the_command_line(workdir):
+    from pkpo_trl.evaluate import parse_args
+
+    # "Some specified arguments are not used by the HfArgumentParser" for a model path after an option.
+    args, data_args = parse_args(["--num_samples", "4", str(workdir / "model_a"), "--seed", "2", "b"])
+    assert args.models == [str(workdir / "model_a"), "b"] and (args.num_samples, args.seed) == (4, 2)
+    assert parse_args(["a", "--seed", "2"])[0].models == ["a"]
+    with pytest.raises(SystemExit):
+        parse_args(["a", "--no_such_option", "1"])
+    with pytest.raises(EvalInputError, match="prompt_format must be 'chat' or 'plain'"):
+        parse_args(["a", "--prompt_format", "chatml"])

@@ -653,6 +653,30 @@ def pass_at_k_stats(
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _is_reward(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _record_problem(record: Any, num_samples: int | None) -> str | None:
+    """What is wrong with a cache record (not a dict, a missing field, a value of the wrong type, or not
+    ``num_samples`` samples), or None: a record of the wrong shape must not be used as samples or scores."""
+    if not isinstance(record, dict) or record.get("kind") not in ("samples", "scores"):
+        return "not a samples or scores record"
+    strings = ("key",) if record["kind"] == "samples" else ("key", "reward", "answer")
+    if bad := [name for name in strings if not isinstance(record.get(name), str)]:
+        return f"{', '.join(bad)} must be a string"
+    samples = record.get("samples")
+    if not isinstance(samples, list) or (num_samples is not None and len(samples) != num_samples):
+        return f"samples must be a list of {num_samples} entries"
+    greedy = record.get("greedy")
+    if record["kind"] == "samples":
+        if not all(isinstance(text, str) for text in samples) or not (greedy is None or isinstance(greedy, str)):
+            return "completions must be strings"
+    elif not all(map(_is_reward, samples)) or not _is_reward(greedy):
+        return "rewards must be numbers or null"
+    return None
+
+
 class SampleCache:
     """An append-only JSONL file of one model's samples and scores.
 
@@ -707,19 +731,22 @@ class SampleCache:
                 f"The sample cache {self.path} was written with other settings ({'; '.join(diff)}). Use another "
                 "--output_dir, or pass --overwrite_cache true to discard it."
             )
-        for record in records[1:]:
-            try:
-                if record["kind"] == "samples":
-                    self.samples[record["key"]] = (record["samples"], record.get("greedy"))
-                elif record["kind"] == "scores":
-                    rewards = [math.nan if r is None else r for r in record["samples"]]
-                    greedy = record.get("greedy")
-                    self.scores[record["reward"], record["key"], record["answer"]] = (
-                        rewards,
-                        math.nan if greedy is None and record.get("has_greedy") else greedy,
-                    )
-            except (KeyError, TypeError) as exc:
-                raise CacheError(f"The sample cache {self.path} has a malformed record: {record!r:.200}") from exc
+        n = self.header.get("sampling", {}).get("num_samples")
+        for number, record in enumerate(records[1:], 2):
+            if problem := _record_problem(record, n):
+                raise CacheError(
+                    f"The sample cache {self.path} has a malformed record on line {number} ({problem}): "
+                    f"{record!r:.200}. Delete the file or pass --overwrite_cache true."
+                )
+            if record["kind"] == "samples":
+                self.samples[record["key"]] = (record["samples"], record.get("greedy"))
+            else:
+                rewards = [math.nan if r is None else float(r) for r in record["samples"]]
+                greedy = record.get("greedy")
+                self.scores[record["reward"], record["key"], record["answer"]] = (
+                    rewards,
+                    math.nan if greedy is None and record.get("has_greedy") else greedy,
+                )
 
     def _append(self, records: list[dict[str, Any]]) -> None:
         with open(self.path, "a") as f:

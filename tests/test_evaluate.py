@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -363,3 +364,31 @@ def test_model_paths_may_follow_options_on_the_command_line(workdir):
         parse_args(["a", "--no_such_option", "1"])
     with pytest.raises(EvalInputError, match="prompt_format must be 'chat' or 'plain'"):
         parse_args(["a", "--prompt_format", "chatml"])
+
+
+@pytest.mark.parametrize(
+    "kind, change, problem",
+    [
+        ("samples", {"samples": ["only one"]}, "samples must be a list of 8 entries"),
+        ("samples", {"samples": [1] * N}, "completions must be strings"),
+        ("samples", {"key": 3}, "key must be a string"),
+        ("scores", {"samples": ["1.0"] * N}, "rewards must be numbers or null"),
+        ("scores", {"samples": {"a": 1}}, "samples must be a list"),
+        ("scores", {"answer": None}, "answer must be a string"),
+    ],
+)
+def test_a_cache_record_of_the_wrong_shape_is_an_error_naming_the_file(
+    full_run, workdir, tmp_path, kind, change, problem
+):
+    _, out = full_run
+    (tmp_path / "samples").mkdir()
+    lines = (out / "samples" / "a.jsonl").read_text().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if json.loads(line)["kind"] == kind)
+    lines[index] = json.dumps({**json.loads(lines[index]), **change}) + "\n"
+    cache = tmp_path / "samples" / "a.jsonl"
+    cache.write_text("".join(lines))
+    args = [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3", "--output_dir",
+            str(tmp_path), *data_options(workdir), *sampling_options()]  # fmt: skip
+    with pytest.raises(CacheError, match=rf"{re.escape(str(cache))} has a malformed record on line {index + 1} "
+                       rf"\({problem}"):  # fmt: skip
+        parse_and_run(args)

@@ -328,17 +328,52 @@ def remove_checkpoints(output_dir: str | Path) -> list[str]:
     return removed
 
 
-def _resume_checkpoint(training_args: PKPOConfig) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin")
 
+
+def _incomplete(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (a run killed while writing it), or None when it is complete:
+    transformers writes ``trainer_state.json`` after the weights, so both must be there and the state readable."""
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError):
+        return "trainer_state.json is not valid JSON"
+    weights = [name for name in _WEIGHT_FILES if (checkpoint / name).is_file()]
+    sharded = list(checkpoint.glob("model-*-of-*.safetensors"))
+    if not weights and not sharded:
+        return "no model or adapter weights"
+    return None
+
+
+def newest_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-<step>`` of ``output_dir`` that is complete; each newer, incomplete one is logged
+    (which, and why it was skipped)."""
+    for checkpoint in reversed(_checkpoints(Path(output_dir))):
+        reason = _incomplete(checkpoint)
+        if reason is None:
+            return str(checkpoint)
+        logger.warning("--resume_from_checkpoint: skipping %s, which is incomplete (%s).", checkpoint, reason)
+    return None
+
+
+def _resume_checkpoint(training_args: PKPOConfig) -> str | None:
     resume = training_args.resume_from_checkpoint
     if resume is None or str(resume).lower() in ("false", "none", ""):
         return None
     if str(resume).lower() in ("true", "last"):
-        last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        output_dir = training_args.output_dir
+        last = newest_complete_checkpoint(output_dir) if Path(output_dir).is_dir() else None
         if last is None:
-            raise ValueError(f"--resume_from_checkpoint {resume}: no checkpoint in {training_args.output_dir}")
+            raise ValueError(f"--resume_from_checkpoint {resume}: no complete checkpoint in {output_dir}")
+        logger.warning("--resume_from_checkpoint %s: resuming from %s.", resume, last)
         return last
+    if not Path(resume).is_dir():
+        raise ValueError(f"--resume_from_checkpoint {resume}: no such checkpoint directory.")
+    if reason := _incomplete(Path(resume)):
+        raise ValueError(f"--resume_from_checkpoint {resume}: the checkpoint is incomplete ({reason}).")
     return resume
 
 

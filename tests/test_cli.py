@@ -296,3 +296,19 @@ def test_rows_dropped_for_an_unreadable_answer_are_warned_about_and_the_card_cou
         "7 training prompts (8 requested; rows without a readable gold answer were dropped)"
         in (out / "README.md").read_text()
     )
+
+
+def test_resume_skips_a_checkpoint_left_incomplete_by_a_crash_and_says_so(tmp_path, tiny_model_dir, caplog):
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    command += ["--save_strategy", "steps", "--save_steps", "1", "--plot", "false"]
+    main([*command, "--max_steps", "1"])
+    # Killed while writing checkpoint-2: its weights are there, its trainer_state.json is not.
+    shutil.copytree(out / "checkpoint-1", out / "checkpoint-2")
+    (out / "checkpoint-2" / "trainer_state.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="pkpo_trl.train"):
+        trainer = run(*parse_args([*command, "--resume_from_checkpoint", "true"]))
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("skipping" in m and "checkpoint-2" in m and "no trainer_state.json" in m for m in messages)
+    assert any(m.endswith(f"resuming from {out / 'checkpoint-1'}.") for m in messages)
+    assert trainer.state.global_step == 2

@@ -96,6 +96,18 @@ def _metrics_table(log_history: Sequence[dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _no_signal_warning(log_history: Sequence[dict]) -> str:
+    """A warning line when some logged training steps had no reward signal (every advantage 0)."""
+    logged = [e["pkpo/frac_zero_advantage"] for e in log_history if "pkpo/frac_zero_advantage" in e]
+    silent = sum(1 for value in logged if value == 1.0)
+    if not silent:
+        return ""
+    return (
+        f"**Warning: {silent} of {len(logged)} logged steps had no reward signal** (every advantage 0: no completion "
+        "scored, or all rewards equal within each group); those steps learned nothing.\n\n"
+    )
+
+
 def model_card(
     script_args,
     data_args,
@@ -160,6 +172,7 @@ def model_card(
         + "\n".join(f"| {key} | {value} |" for key, value in rows)
         + "\n\n## Metrics\n\nOn the training batches (unbiased estimates from each batch's groups; see the pkpo_trl "
         "README for each metric):\n\n"
+        + _no_signal_warning(log_history)
         + _metrics_table(log_history)
         + "\n## Loading\n\n```python\n"
         + loading_code(training_args.output_dir, base, script_args.gguf_file, peft)

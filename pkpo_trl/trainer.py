@@ -261,6 +261,8 @@ class PKPOTrainer(GRPOTrainer):
         output["advantages"] = advantages[start : start + local.shape[0]].to(local.dtype)
         self._replace_logged_advantages(advantages)
         self._log_pkpo_metrics(mode, groups, advantages, max(k, 1), k_mean)
+        if mode == "train" and not advantages.abs().gt(0).any():
+            _warn_no_signal(self.state.global_step + 1, rewards)
         return output
 
     def _pkpo_transform(self, groups: torch.Tensor, k: int, mode: str) -> tuple[torch.Tensor, int, float]:
@@ -306,13 +308,16 @@ class PKPOTrainer(GRPOTrainer):
         mode = self.args.scale_rewards
         if mode == "none" or (mode == "group" and n < 2):
             return advantages
-        masked = advantages.masked_fill(~scored, torch.nan)
+        # In float64: the variance of float32 rewards above ~1e19 overflows float32 to inf, which made every
+        # advantage 0 without a word.
+        wide = advantages.double()
+        masked = wide.masked_fill(~scored, torch.nan)
         if mode == "batch":
             std = nanstd(masked)
         else:  # "group"
             std = nanstd(masked.view(-1, n), dim=1, keepdim=True).expand(-1, n).reshape(-1)
         # Fewer than two scored values give a NaN std; like TRL, such advantages become 0.
-        return torch.nan_to_num(advantages / (std + 1e-4), nan=0.0)
+        return torch.nan_to_num(wide / (std + 1e-4), nan=0.0).to(advantages.dtype)
 
     def _replace_logged_advantages(self, advantages: torch.Tensor) -> None:
         # TRL appended its own (GRPO) advantages for the completions table; show ours instead.
@@ -352,6 +357,20 @@ class PKPOTrainer(GRPOTrainer):
             )
         start = total - num_groups * n
         return [prompt_key(logged[start + group * n]) for group in range(num_groups)]
+
+
+def _warn_no_signal(step: int, rewards: torch.Tensor) -> None:
+    """Say loudly that a training batch has no reward signal (every advantage 0), and why, instead of training on
+    it quietly."""
+    scored = rewards[~rewards.isnan()]
+    if scored.numel() == 0:
+        why = "no reward function scored any completion (all NaN/None)"
+    elif not scored.isfinite().all():
+        why = "a reward is infinite (it overflowed float32)"
+    else:
+        why = "the rewards are constant within every group"
+    logger.warning("pkpo_trl: step %d has no reward signal, %s: every advantage is 0 and the step learns nothing.",
+                   step, why)  # fmt: skip
 
 
 def _check_k_callbacks(callbacks: list, args: PKPOConfig) -> None:

@@ -268,6 +268,7 @@ def test_a_run_no_reward_could_score_still_writes_its_model_card_and_plot(tmp_pa
     run(*parse_args([*command, "--reward_funcs", "test_cli:never_scores"]))
     card = (out / "README.md").read_text()
     assert "| `reward` | n/a (step 1) | n/a (step 2) |" in card
+    assert "**Warning: 2 of 2 logged steps had no reward signal**" in card
     assert (tmp_path / "run-pass_at_k.png").stat().st_size > 10_000
 
 

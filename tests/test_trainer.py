@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -331,3 +332,24 @@ def test_a_reward_that_is_not_one_real_number_is_refused_by_type(tmp_path, value
 
     with pytest.raises(TypeError, match=rf"reward function 'odd_reward' returned .* \({type(value).__name__}\)"):
         train(tmp_path, reward_fn=odd_reward, pkpo_k=2, max_steps=1)
+
+
+def test_rewards_of_a_huge_finite_magnitude_scale_like_small_ones(tmp_path):
+    # Their float32 variance overflowed to inf and every advantage became 0, silently.
+    def huge(completion_ids, **kwargs):
+        return [value * 1e30 for value in binary_reward(completion_ids)]
+
+    small = train(tmp_path / "small", reward_fn=binary_reward, pkpo_k=2, max_steps=1)
+    large = train(tmp_path / "large", reward_fn=huge, pkpo_k=2, max_steps=1)
+    assert small.loss_advantages[0].abs().sum() > 0
+    # Equal up to the 1e-4 that the scaling adds to the std (negligible against 1e30).
+    torch.testing.assert_close(large.loss_advantages[0], small.loss_advantages[0], rtol=3e-3, atol=3e-3)
+
+
+def test_a_batch_without_reward_signal_is_warned_about(tmp_path, caplog):
+    def constant(completion_ids, **kwargs):
+        return [1.0] * len(completion_ids)
+
+    with caplog.at_level(logging.WARNING, logger="pkpo_trl.trainer"):
+        train(tmp_path, reward_fn=constant, pkpo_k=2, max_steps=1)
+    assert any("step 1 has no reward signal, the rewards are constant" in r.getMessage() for r in caplog.records)

@@ -392,7 +392,21 @@ class KMixtureCallback(TrainerCallback):
 
     def __init__(self, schedule: KMixtureSchedule | str):
         self.schedule = schedule if isinstance(schedule, KMixtureSchedule) else KMixtureSchedule.parse(schedule)
+        self._label = f"KMixtureCallback({schedule!r})"
         self.mixture = self.schedule(0, None)
+
+    def check(self, args: TrainingArguments) -> None:
+        """Raise a ValueError naming this callback unless every k of its schedule fits groups of
+        ``args.num_generations`` under ``args.pkpo_estimator``, as PKPOConfig checks ``pkpo_k_mixture``: a callback
+        passed by the user bypasses that check, and the trainer would cap its ks silently."""
+        estimator = getattr(args, "pkpo_estimator", "sloo_minus_one")
+        k_max = args.num_generations - ESTIMATORS[estimator].min_others
+        for k in self.schedule.values:
+            if not 1 <= k <= k_max:
+                raise ValueError(
+                    f"{self._label} uses k={k} outside [1, {k_max}]: estimator {estimator!r} with "
+                    f"num_generations={args.num_generations} needs 1 <= k <= {k_max}"
+                )
 
     def _update(self, args: TrainingArguments, state: TrainerState) -> None:
         # As for KAnnealingCallback: the mixture of the step that starts the generation batch, so that a run
@@ -400,6 +414,7 @@ class KMixtureCallback(TrainerCallback):
         self.mixture = self.schedule(generation_start_step(args, state.global_step), state.max_steps)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self.check(args)
         self._update(args, state)
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):

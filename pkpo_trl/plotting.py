@@ -8,6 +8,7 @@ toy figures return a :class:`matplotlib.figure.Figure` and draw nothing else, fo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,11 +31,12 @@ __all__ = [
 
 
 def _series(log_history: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
+    # A step where no completion was scored logs None or NaN: a gap in the line, not a crash.
     steps, values = [], []
     for entry in log_history:
         if key in entry and "step" in entry:
             steps.append(entry["step"])
-            values.append(entry[key])
+            values.append(math.nan if entry[key] is None else float(entry[key]))
     return steps, values
 
 
@@ -42,10 +44,9 @@ _SMOOTH = 4
 
 
 def _running_mean(values: list[float]) -> list[float]:
-    return [
-        sum(values[max(0, i - _SMOOTH + 1) : i + 1]) / len(values[max(0, i - _SMOOTH + 1) : i + 1])
-        for i in range(len(values))
-    ]
+    """The mean of each value and the ``_SMOOTH - 1`` before it, NaNs left out (NaN where all are)."""
+    windows = [[v for v in values[max(0, i - _SMOOTH + 1) : i + 1] if v == v] for i in range(len(values))]
+    return [sum(window) / len(window) if window else math.nan for window in windows]
 
 
 def _fixed_k_keys(log_history: Sequence[dict]) -> list[tuple[str, str]]:

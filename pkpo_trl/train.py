@@ -14,6 +14,7 @@ the work is in the library.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,6 +29,7 @@ import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from .callbacks import PassAtKCallback
+from .choices import check_fixed_values
 from .config import PKPOConfig
 from .data import DataArguments, load_datasets
 from .model_card import write_model_card
@@ -35,7 +37,7 @@ from .models import load_model_and_tokenizer
 from .rewards import get_reward_funcs
 from .vllm_cpu import prepare_vllm_for_weight_sync
 
-__all__ = ["TrainScriptArguments", "main", "make_parser", "parse_args", "run"]
+__all__ = ["TrainInputError", "TrainScriptArguments", "main", "make_parser", "parse_args", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,33 @@ _RESUMABLE_KEYS = {
 }  # fmt: skip
 
 
+TRAINERS = ("pkpo", "grpo")
+
+
+class TrainInputError(ValueError):
+    """A run cannot start: an option, the recipe, the data, the model or the output directory is wrong. Raised
+    before training; ``pkpo-train`` prints it as one line (no traceback)."""
+
+
+@contextlib.contextmanager
+def _input_errors():
+    """Turn the ValueError (and, loading a model or a file, OSError) of a user's mistake into a TrainInputError."""
+    try:
+        yield
+    except TrainInputError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise TrainInputError(str(exc)) from exc
+
+
+def check_trainer(trainer: object) -> str:
+    """``trainer`` if it is one of :data:`TRAINERS`, else a TrainInputError: a recipe's value never meets argparse's
+    ``choices``, and anything but ``"pkpo"`` would otherwise train TRL's GRPOTrainer."""
+    if trainer not in TRAINERS:
+        raise TrainInputError(f"trainer={trainer!r} is unknown: use trainer: pkpo (PKPOTrainer) or grpo (TRL's GRPO).")
+    return trainer
+
+
 @dataclass
 class TrainScriptArguments:
     """Options of the `pkpo-train` script itself."""
@@ -59,7 +88,7 @@ class TrainScriptArguments:
         metadata={
             "help": "'pkpo' (PKPOTrainer) or 'grpo' (TRL's GRPOTrainer on a plain GRPOConfig with TRL's defaults, "
             "for baselines: pkpo_* options are then ignored, with one log line).",
-            "choices": ["pkpo", "grpo"],
+            "choices": list(TRAINERS),
         },
     )
     reward_funcs: list[str] = field(
@@ -172,11 +201,11 @@ def _requested_trainer(argv: list[str]) -> str:
     peek.add_argument("--config")
     known, _ = peek.parse_known_args(argv)
     if known.trainer is not None:
-        return known.trainer
+        return check_trainer(known.trainer)
     if known.config is not None and Path(known.config).is_file():
         recipe = yaml.safe_load(Path(known.config).read_text())
         if isinstance(recipe, dict) and recipe.get("trainer") is not None:
-            return str(recipe["trainer"])
+            return check_trainer(recipe["trainer"])
     return "pkpo"
 
 
@@ -190,11 +219,15 @@ def parse_args(argv: list[str] | None = None) -> tuple:
     argv = list(sys.argv[1:] if argv is None else argv)
     trainer = _requested_trainer(argv)
     parser = make_parser(trainer)
-    if trainer != "grpo":
-        return parser.parse_args_and_config(args=argv)
-    *parsed, from_recipe, from_command_line = parser.parse_args_and_config(
-        args=argv, return_remaining_strings=True, separate_remaining_strings=True
-    )
+    with _input_errors():
+        if trainer != "grpo":
+            parsed = parser.parse_args_and_config(args=argv)
+            _check_parsed(parsed)
+            return parsed
+        *parsed, from_recipe, from_command_line = parser.parse_args_and_config(
+            args=argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
+        _check_parsed(parsed)
     unknown = [item for item in from_recipe + from_command_line if item.startswith("--")]
     if not_pkpo := [item for item in unknown if not item.startswith("--pkpo_")]:
         parser.error(f"unrecognized arguments: {' '.join(not_pkpo)}")
@@ -202,6 +235,14 @@ def parse_args(argv: list[str] | None = None) -> tuple:
         names = ", ".join(sorted({item[2:].split("=")[0] for item in unknown}))
         logger.warning("--trainer grpo: the PKPO options %s are ignored (TRL's GRPOTrainer and GRPOConfig).", names)
     return tuple(parsed)
+
+
+def _check_parsed(parsed) -> None:
+    """Check what argparse checks only for values typed on the command line (``choices``), whatever their source,
+    and TRL's fields with a fixed set of values but no ``choices``."""
+    for arguments in parsed:
+        check_fixed_values(arguments)
+    check_trainer(parsed[0].trainer)
 
 
 def _run_config(script_args, data_args, training_args, model_args) -> dict:
@@ -287,30 +328,62 @@ def remove_checkpoints(output_dir: str | Path) -> list[str]:
     return removed
 
 
-def _resume_checkpoint(training_args: PKPOConfig) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin")
 
+
+def _incomplete(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (a run killed while writing it), or None when it is complete:
+    transformers writes ``trainer_state.json`` after the weights, so both must be there and the state readable."""
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError):
+        return "trainer_state.json is not valid JSON"
+    weights = [name for name in _WEIGHT_FILES if (checkpoint / name).is_file()]
+    sharded = list(checkpoint.glob("model-*-of-*.safetensors"))
+    if not weights and not sharded:
+        return "no model or adapter weights"
+    return None
+
+
+def newest_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-<step>`` of ``output_dir`` that is complete; each newer, incomplete one is logged
+    (which, and why it was skipped)."""
+    for checkpoint in reversed(_checkpoints(Path(output_dir))):
+        reason = _incomplete(checkpoint)
+        if reason is None:
+            return str(checkpoint)
+        logger.warning("--resume_from_checkpoint: skipping %s, which is incomplete (%s).", checkpoint, reason)
+    return None
+
+
+def _resume_checkpoint(training_args: PKPOConfig) -> str | None:
     resume = training_args.resume_from_checkpoint
     if resume is None or str(resume).lower() in ("false", "none", ""):
         return None
     if str(resume).lower() in ("true", "last"):
-        last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        output_dir = training_args.output_dir
+        last = newest_complete_checkpoint(output_dir) if Path(output_dir).is_dir() else None
         if last is None:
-            raise ValueError(f"--resume_from_checkpoint {resume}: no checkpoint in {training_args.output_dir}")
+            raise ValueError(f"--resume_from_checkpoint {resume}: no complete checkpoint in {output_dir}")
+        logger.warning("--resume_from_checkpoint %s: resuming from %s.", resume, last)
         return last
+    if not Path(resume).is_dir():
+        raise ValueError(f"--resume_from_checkpoint {resume}: no such checkpoint directory.")
+    if reason := _incomplete(Path(resume)):
+        raise ValueError(f"--resume_from_checkpoint {resume}: the checkpoint is incomplete ({reason}).")
     return resume
 
 
-def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConfig):
-    """Load model, data and rewards, train, save the model/adapter and the plot; returns the trainer.
-
-    ``script_args.trainer`` picks PKPOTrainer (``training_args`` a :class:`~pkpo_trl.PKPOConfig`) or TRL's
-    GRPOTrainer (a plain :class:`trl.GRPOConfig`, as :func:`parse_args` builds it for ``--trainer grpo``).
-    """
+def _build(script_args, data_args, training_args: GRPOConfig, model_args: ModelConfig):
+    """Everything :func:`run` does before training, where any bad input shows: ``(trainer, tokenizer, resume)``."""
     from trl import GRPOTrainer
 
     from .trainer import PKPOTrainer
 
+    check_trainer(script_args.trainer)
     if script_args.trainer == "grpo" and isinstance(training_args, PKPOConfig):
         raise TypeError(
             "trainer='grpo' needs a plain trl.GRPOConfig (TRL's defaults, e.g. scale_rewards='group'), got a "
@@ -319,6 +392,8 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
     resume = _resume_checkpoint(training_args)
     run_config = _run_config(script_args, data_args, training_args, model_args)
     check_output_dir(training_args.output_dir, run_config, resume is not None, script_args.overwrite_output_dir)
+    # Before the model: an unknown reward name must not wait for a model to load to be refused.
+    reward_funcs = get_reward_funcs(script_args.reward_funcs, answer_column="answer")
 
     quantization = get_quantization_config(model_args)
     model, tokenizer = load_model_and_tokenizer(
@@ -338,7 +413,7 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
     prepare_vllm_for_weight_sync(training_args.use_vllm, training_args.vllm_mode)
     trainer = trainer_cls(
         model,
-        get_reward_funcs(script_args.reward_funcs, answer_column="answer"),
+        reward_funcs,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
@@ -356,6 +431,21 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
                 )
         Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(training_args.output_dir) / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
+    return trainer, tokenizer, resume
+
+
+def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConfig):
+    """Load model, data and rewards, train, save the model/adapter and the plot; returns the trainer.
+
+    ``script_args.trainer`` picks PKPOTrainer (``training_args`` a :class:`~pkpo_trl.PKPOConfig`) or TRL's
+    GRPOTrainer (a plain :class:`trl.GRPOConfig`, as :func:`parse_args` builds it for ``--trainer grpo``).
+
+    Raises:
+        TrainInputError: something given is wrong (output directory, model, data, rewards, options); raised
+            before training starts.
+    """
+    with _input_errors():
+        trainer, tokenizer, resume = _build(script_args, data_args, training_args, model_args)
     trainer.train(resume_from_checkpoint=resume)
     with warnings.catch_warnings():
         # PEFT looks for the base's config.json to see whether the vocabulary was resized; a GGUF base has none,
@@ -365,7 +455,9 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
         trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
-        write_model_card(script_args, data_args, training_args, model_args, trainer.state.log_history)
+        write_model_card(
+            script_args, data_args, training_args, model_args, trainer.state.log_history, len(trainer.train_dataset)
+        )
         if script_args.plot:
             from .plotting import plot_pass_at_k
 
@@ -377,8 +469,11 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (`pkpo-train`, `python -m pkpo_trl.train`)."""
-    run(*parse_args(argv))
+    """Console entry point (`pkpo-train`, `python -m pkpo_trl.train`): bad input ends with a one-line message."""
+    try:
+        run(*parse_args(argv))
+    except TrainInputError as exc:
+        raise SystemExit(f"pkpo-train: error: {exc}") from exc
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import logging
 import numbers
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
@@ -42,7 +43,14 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
 from trl.trainer.utils import is_async_callable, nanstd
 
-from .annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule, KSchedule
+from .annealing import (
+    KAnnealingCallback,
+    KMixture,
+    KMixtureCallback,
+    KMixtureSchedule,
+    KSchedule,
+    check_k_values,
+)
 from .callbacks import PassAtKCallback, combine_rewards, group_pass_at_k, prompt_key
 from .config import PKPOConfig
 from .estimators import (
@@ -127,6 +135,7 @@ class PKPOTrainer(GRPOTrainer):
                 "replace `GRPOConfig(...)` with `pkpo_trl.PKPOConfig(...)`."
             )
         callbacks = list(callbacks or [])
+        _check_k_callbacks(callbacks, args)
         if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
             callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
         if args.pkpo_k_mixture is not None and not any(isinstance(c, KMixtureCallback) for c in callbacks):
@@ -252,6 +261,8 @@ class PKPOTrainer(GRPOTrainer):
         output["advantages"] = advantages[start : start + local.shape[0]].to(local.dtype)
         self._replace_logged_advantages(advantages)
         self._log_pkpo_metrics(mode, groups, advantages, max(k, 1), k_mean)
+        if mode == "train" and not advantages.abs().gt(0).any():
+            _warn_no_signal(self.state.global_step + 1, rewards)
         return output
 
     def _pkpo_transform(self, groups: torch.Tensor, k: int, mode: str) -> tuple[torch.Tensor, int, float]:
@@ -297,13 +308,16 @@ class PKPOTrainer(GRPOTrainer):
         mode = self.args.scale_rewards
         if mode == "none" or (mode == "group" and n < 2):
             return advantages
-        masked = advantages.masked_fill(~scored, torch.nan)
+        # In float64: the variance of float32 rewards above ~1e19 overflows float32 to inf, which made every
+        # advantage 0 without a word.
+        wide = advantages.double()
+        masked = wide.masked_fill(~scored, torch.nan)
         if mode == "batch":
             std = nanstd(masked)
         else:  # "group"
             std = nanstd(masked.view(-1, n), dim=1, keepdim=True).expand(-1, n).reshape(-1)
         # Fewer than two scored values give a NaN std; like TRL, such advantages become 0.
-        return torch.nan_to_num(advantages / (std + 1e-4), nan=0.0)
+        return torch.nan_to_num(wide / (std + 1e-4), nan=0.0).to(advantages.dtype)
 
     def _replace_logged_advantages(self, advantages: torch.Tensor) -> None:
         # TRL appended its own (GRPO) advantages for the completions table; show ours instead.
@@ -345,16 +359,54 @@ class PKPOTrainer(GRPOTrainer):
         return [prompt_key(logged[start + group * n]) for group in range(num_groups)]
 
 
+def _warn_no_signal(step: int, rewards: torch.Tensor) -> None:
+    """Say loudly that a training batch has no reward signal (every advantage 0), and why, instead of training on
+    it quietly."""
+    scored = rewards[~rewards.isnan()]
+    if scored.numel() == 0:
+        why = "no reward function scored any completion (all NaN/None)"
+    elif not scored.isfinite().all():
+        why = "a reward is infinite (it overflowed float32)"
+    else:
+        why = "the rewards are constant within every group"
+    logger.warning("pkpo_trl: step %d has no reward signal, %s: every advantage is 0 and the step learns nothing.",
+                   step, why)  # fmt: skip
+
+
+def _check_k_callbacks(callbacks: list, args: PKPOConfig) -> None:
+    """Refuse, at construction, a k schedule or k mixture passed in ``callbacks`` that the groups cannot support:
+    PKPOConfig validated only its own ``pkpo_k_schedule`` / ``pkpo_k_mixture``, and a mixture's too-large k would
+    be capped silently (and logged as a weight of a k never used)."""
+    for callback in callbacks:
+        if isinstance(callback, KAnnealingCallback):
+            check_k_values(callback.schedule.values, callback._label, args.num_generations, args.pkpo_estimator)
+        elif isinstance(callback, KMixtureCallback):
+            callback.check(args)
+
+
+def _is_real_number(value) -> bool:
+    """A real number of any type Python, numpy or torch has: ``numbers.Real`` (bool included), a numpy scalar or
+    one-element array of a bool, integer or floating dtype, or a one-element torch tensor of such a dtype."""
+    if isinstance(value, numbers.Real):
+        return True
+    if isinstance(value, np.generic | np.ndarray):
+        return value.size == 1 and value.dtype.kind in "biuf"
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.dtype.is_complex
+    return False
+
+
 def _check_reward_values(name: str, values):
-    """``values`` if every entry is a real number or None, else a TypeError naming the function and the value."""
+    """``values`` as floats (None kept: a completion the function cannot score) if every entry is a real number
+    (:func:`_is_real_number`) or None, else a TypeError naming the function, the value and its type."""
     for index, value in enumerate(values):
-        is_number = isinstance(value, numbers.Real) or (isinstance(value, torch.Tensor) and value.numel() == 1)
-        if value is not None and not is_number:
+        if value is not None and not _is_real_number(value):
             raise TypeError(
                 f"reward function {name!r} returned {value!r} ({type(value).__name__}) for completion {index}; a "
-                "reward must be a number (int or float), or None for a completion it cannot score."
+                "reward must be a real number (a Python, numpy or torch bool, int or float), or None for a "
+                "completion it cannot score."
             )
-    return values
+    return [None if value is None else float(value.item() if hasattr(value, "item") else value) for value in values]
 
 
 def _checked_reward_func(func: Callable, name: str) -> Callable:

@@ -3,6 +3,8 @@ Gemma-2 under `accelerate launch` with 1 and 2 processes leave a loadable LoRA a
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import shutil
@@ -126,9 +128,12 @@ def test_rerunning_into_a_directory_with_checkpoints_refuses_until_told_to_overw
     stamp = (out / "checkpoint-2" / "trainer_state.json").read_text()
 
     # The same command, or one differing only in a resumable key, would restart at step 0 over these checkpoints.
+    # pkpo-train says so in one line (no traceback).
     for extra in ([], ["--max_steps", "1"]):
         with pytest.raises(
-            ValueError, match=rf"{re.escape(str(out))} holds checkpoints.*--resume_from_checkpoint.*--overwrite_output"
+            SystemExit,
+            match=rf"^pkpo-train: error: {re.escape(str(out))} holds checkpoints.*--resume_from_checkpoint.*"
+            "--overwrite_output",
         ):
             main(command + extra)
     assert (out / "checkpoint-2" / "trainer_state.json").read_text() == stamp
@@ -216,3 +221,95 @@ def test_the_saved_adapter_has_a_model_card_saying_what_was_trained(tmp_path, ti
     last_pass_at_1 = [e["pkpo/pass@1"] for e in trainer.state.log_history if "pkpo/pass@1" in e][-1]
     assert "| `pkpo/pass@1` |" in card and f"{last_pass_at_1:.4g} (step 2)" in card
     assert f"AutoPeftModelForCausalLM.from_pretrained({str(out)!r})" in card
+
+
+def recipe_with(tmp_path: Path, **fields) -> Path:
+    """The tiny test recipe with ``fields`` set (as a user's recipe would set them), written to ``tmp_path``."""
+    recipe = {**yaml.safe_load(TINY_RECIPE.read_text()), "output_dir": str(tmp_path / "run"), **fields}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("trainer", "pkp0"),
+        ("trainer", "GRPO"),
+        ("pkpo_estimator", "sloo-minus-one"),
+        ("pkpo_adaptive_k", "histroy"),
+        ("loss_type", "dapoo"),
+        ("vllm_mode", "colocated"),
+        ("dtype", "fp32"),
+        ("reward_funcs", ["numeric_mach"]),
+    ],
+)
+def test_a_recipe_value_outside_a_fields_fixed_set_is_refused_in_one_line(tmp_path, tiny_model_dir, field, value):
+    # argparse checks `choices` only on the command line; a recipe's value must be refused as well, before any
+    # model is loaded, and as a message (no traceback), never by training something else.
+    recipe = recipe_with(tmp_path, **{field: value})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(recipe), "--model_name_or_path", str(tiny_model_dir)])
+    message = str(exit_info.value.code)
+    assert message.startswith("pkpo-train: error: ") and "\n" not in message
+    shown = value[0] if isinstance(value, list) else value
+    assert repr(shown) in message and (field in message or field == "reward_funcs")
+    assert not (tmp_path / "run").exists()
+
+
+def never_scores(completions, **kwargs) -> list[None]:
+    """A reward function that can score no completion (as math_verify on output it cannot parse)."""
+    return [None] * len(completions)
+
+
+def test_a_run_no_reward_could_score_still_writes_its_model_card_and_plot(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    run(*parse_args([*command, "--reward_funcs", "test_cli:never_scores"]))
+    card = (out / "README.md").read_text()
+    assert "| `reward` | n/a (step 1) | n/a (step 2) |" in card
+    assert "**Warning: 2 of 2 logged steps had no reward signal**" in card
+    assert (tmp_path / "run-pass_at_k.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_no_training_examples_is_refused_in_one_line(tmp_path, tiny_model_dir, count):
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir)]
+    with pytest.raises(SystemExit, match=rf"^pkpo-train: error: num_train_examples={count}: give a number"):
+        main([*command, "--output_dir", str(tmp_path / "run"), "--num_train_examples", count])
+    assert not (tmp_path / "run").exists()
+
+
+def test_rows_dropped_for_an_unreadable_answer_are_warned_about_and_the_card_counts_what_was_trained(
+    tmp_path, tiny_model_dir, caplog
+):
+    rows = [{"question": f"{a}+1", "answer": f"#### {a + 1}"} for a in range(7)] + [{"question": "x", "answer": "?"}]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    command += ["--dataset_name", str(data), "--answer_format", "gsm8k", "--num_train_examples", "8"]
+    command += ["--per_device_train_batch_size", "4", "--max_steps", "1", "--plot", "false"]
+    with caplog.at_level(logging.WARNING, logger="pkpo_trl.data"):
+        run(*parse_args(command))
+    assert any("dropped 1 of 8 rows" in record.getMessage() for record in caplog.records)
+    assert (
+        "7 training prompts (8 requested; rows without a readable gold answer were dropped)"
+        in (out / "README.md").read_text()
+    )
+
+
+def test_resume_skips_a_checkpoint_left_incomplete_by_a_crash_and_says_so(tmp_path, tiny_model_dir, caplog):
+    out = tmp_path / "run"
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    command += ["--save_strategy", "steps", "--save_steps", "1", "--plot", "false"]
+    main([*command, "--max_steps", "1"])
+    # Killed while writing checkpoint-2: its weights are there, its trainer_state.json is not.
+    shutil.copytree(out / "checkpoint-1", out / "checkpoint-2")
+    (out / "checkpoint-2" / "trainer_state.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="pkpo_trl.train"):
+        trainer = run(*parse_args([*command, "--resume_from_checkpoint", "true"]))
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("skipping" in m and "checkpoint-2" in m and "no trainer_state.json" in m for m in messages)
+    assert any(m.endswith(f"resuming from {out / 'checkpoint-1'}.") for m in messages)
+    assert trainer.state.global_step == 2

@@ -74,3 +74,27 @@ def test_boolean_scale_rewards_follow_grpo(tmp_path):
 def test_use_vllm_without_vllm_is_a_clear_error_before_any_model_loads(tmp_path):
     with pytest.raises(ImportError, match=r"use_vllm=True needs vLLM.*pkpo-trl\[vllm\]"):
         make(tmp_path, use_vllm=True, vllm_mode="colocate")
+
+
+@pytest.mark.parametrize(
+    "field, value", [("loss_type", "dapoo"), ("vllm_mode", "colocated"), ("pkpo_adaptive_k", "x")]
+)
+def test_a_value_outside_a_fields_fixed_set_is_refused(tmp_path, field, value):
+    # TRL compares loss_type only in the first loss, and reads any vllm_mode but "colocate" as "server".
+    with pytest.raises(ValueError, match=rf"{field}='{value}'"):
+        make(tmp_path, **{field: value})
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("num_generations", 0, "num_generations=0: completions per prompt must be an integer >= 2"),
+        ("num_generations_eval", 0, "num_generations_eval=0"),
+        ("pkpo_success_threshold", float("nan"), "pkpo_success_threshold=nan must be a finite number"),
+        ("pkpo_success_threshold", float("inf"), "pkpo_success_threshold=inf must be a finite number"),
+    ],
+)
+def test_group_size_and_success_threshold_are_checked_before_trl_divides_by_them(tmp_path, field, value, match):
+    # num_generations=0 was TRL's ZeroDivisionError; a NaN threshold was accepted and counted nothing as solved.
+    with pytest.raises(ValueError, match=match):
+        make(tmp_path, **{field: value})

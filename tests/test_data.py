@@ -249,3 +249,47 @@ def test_plain_prompts_without_few_shot_examples():
     assert len(data) == 5
     for row in data:
         assert "\n" not in row["prompt"] and row["prompt"].endswith("=")
+
+
+def test_one_local_file_is_a_training_split_only_unless_a_test_file_is_named(tmp_path):
+    # The default dataset_test_split="test" loaded the same file again: training prompts reported as held-out.
+    train_rows = [{"question": f"{a}+1", "answer": str(a + 1)} for a in range(4)]
+    path = write_jsonl(tmp_path / "train.jsonl", train_rows)
+    train, test = load_datasets(DataArguments(dataset_name=str(path)))
+    assert len(train) == 4 and test is None
+    with pytest.raises(DatasetError, match=r"one local file: its rows are the training split.*--split test.jsonl"):
+        load_task(str(path), "test")
+    with pytest.raises(DatasetError, match="no 'validation' split"):
+        load_datasets(DataArguments(dataset_name=str(path), dataset_test_split="validation"))
+
+    held_out = write_jsonl(tmp_path / "test.jsonl", [{"question": "9+9", "answer": "18"}])
+    train, test = load_datasets(DataArguments(dataset_name=str(path), dataset_test_split=str(held_out)))
+    assert len(train) == 4 and test["answer"] == ["18"]
+    assert load_task(str(path), str(held_out))["answer"] == ["18"]  # what pkpo-eval --split FILE loads
+
+
+@pytest.mark.parametrize("count", [0, -1])
+def test_a_number_of_examples_below_one_is_refused(tmp_path, count):
+    # num_train_examples=0 trained 0 steps, exited 0 and saved an untrained adapter.
+    for name in ("num_train_examples", "num_eval_examples"):
+        with pytest.raises(DatasetError, match=rf"{name}={count}: give a number of examples >= 1"):
+            DataArguments(**{name: count})
+    with pytest.raises(DatasetError, match=rf"num_examples={count}"):
+        load_task("addition", num_examples=count)
+
+
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("empty.jsonl", b"", "local data file '.*empty.jsonl' is empty"),
+        ("blank.jsonl", b"\n\n", "local data file '.*blank.jsonl' is empty"),
+        ("latin1.csv", "question,answer\ncafé?,1\n".encode("latin-1"), "'.*latin1.csv' is not UTF-8 text"),
+    ],
+)
+def test_an_existing_file_that_cannot_be_read_says_why_not_no_such_file(tmp_path, name, content, match):
+    # They said "StopIteration ... No such file." and "DatasetGenerationError ... No such file."
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=match) as error:
+        load_task(str(path))
+    assert "No such file" not in str(error.value)

@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -350,3 +351,67 @@ def test_suggest_k_prints_and_stores_the_k_advice(workdir, capsys):
     with pytest.raises(EvalInputError, match="--num_generations 9 must lie in"):
         parse_and_run([str(workdir / "model_a"), "--suggest_k", "true", "--num_generations", "9",
                        *data_options(workdir), *sampling_options()])  # fmt: skip
+
+
+def test_a_run_trained_on_one_local_file_is_not_evaluated_on_its_training_prompts_as_test(workdir, tmp_path):
+    from pkpo_trl.data import DataArguments
+    from pkpo_trl.evaluate import EvalArguments, prepare
+
+    run = tmp_path / "run"
+    shutil.copytree(workdir / "adapter_a", run)
+    run_config = {
+        "script": {"reward_funcs": ["test_evaluate:has_one"], "gguf_file": None},
+        "data": {"dataset_name": str(workdir / "data.jsonl"), "prompt_format": "plain",
+                 "prompt_template": "{question}=", "answer_format": "raw", "dataset_test_split": "test"},
+        "model": {"model_name_or_path": str(workdir / "model_a")},
+        "training": {},
+    }  # fmt: skip
+    (run / "pkpo_run_config.json").write_text(json.dumps(run_config))
+    with pytest.raises(DatasetError, match="one local file: its rows are the training split"):
+        prepare(EvalArguments(models=[str(run)], num_samples=4, output_dir=str(tmp_path)), DataArguments())
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text(json.dumps({"question": "5+2", "answer": "7"}) + "\n")
+    args = EvalArguments(models=[str(run)], num_samples=4, output_dir=str(tmp_path), split=str(held_out))
+    _, dataset, *_ = prepare(args, DataArguments())
+    assert dataset["prompt"] == ["5+2="] and dataset["answer"] == ["7"]
+
+
+def test_model_paths_may_follow_options_on_the_command_line(workdir):
+    from pkpo_trl.evaluate import parse_args
+
+    # "Some specified arguments are not used by the HfArgumentParser" for a model path after an option.
+    args, data_args = parse_args(["--num_samples", "4", str(workdir / "model_a"), "--seed", "2", "b"])
+    assert args.models == [str(workdir / "model_a"), "b"] and (args.num_samples, args.seed) == (4, 2)
+    assert parse_args(["a", "--seed", "2"])[0].models == ["a"]
+    with pytest.raises(SystemExit):
+        parse_args(["a", "--no_such_option", "1"])
+    with pytest.raises(EvalInputError, match="prompt_format must be 'chat' or 'plain'"):
+        parse_args(["a", "--prompt_format", "chatml"])
+
+
+@pytest.mark.parametrize(
+    "kind, change, problem",
+    [
+        ("samples", {"samples": ["only one"]}, "samples must be a list of 8 entries"),
+        ("samples", {"samples": [1] * N}, "completions must be strings"),
+        ("samples", {"key": 3}, "key must be a string"),
+        ("scores", {"samples": ["1.0"] * N}, "rewards must be numbers or null"),
+        ("scores", {"samples": {"a": 1}}, "samples must be a list"),
+        ("scores", {"answer": None}, "answer must be a string"),
+    ],
+)
+def test_a_cache_record_of_the_wrong_shape_is_an_error_naming_the_file(
+    full_run, workdir, tmp_path, kind, change, problem
+):
+    _, out = full_run
+    (tmp_path / "samples").mkdir()
+    lines = (out / "samples" / "a.jsonl").read_text().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if json.loads(line)["kind"] == kind)
+    lines[index] = json.dumps({**json.loads(lines[index]), **change}) + "\n"
+    cache = tmp_path / "samples" / "a.jsonl"
+    cache.write_text("".join(lines))
+    args = [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3", "--output_dir",
+            str(tmp_path), *data_options(workdir), *sampling_options()]  # fmt: skip
+    with pytest.raises(CacheError, match=rf"{re.escape(str(cache))} has a malformed record on line {index + 1} "
+                       rf"\({problem}"):  # fmt: skip
+        parse_and_run(args)

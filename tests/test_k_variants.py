@@ -7,11 +7,12 @@ import math
 
 import pytest
 import torch
-from test_trainer import N_GEN, binary_reward, continuous_reward, train
+from test_trainer import N_GEN, binary_reward, continuous_reward, prompt_dataset, train
 
-from pkpo_trl import PKPOConfig
+from pkpo_trl import PKPOConfig, PKPOTrainer
 from pkpo_trl.annealing import KMixture, KMixtureCallback, KMixtureSchedule
 from pkpo_trl.estimators import k_from_success_rate, transform_rewards, transform_rewards_mixture
+from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 # --------------------------------------------------------------------------------------------------
 # Config.
@@ -154,3 +155,18 @@ def test_adaptive_k_uses_each_prompts_previous_success_rate(tmp_path):
     assert set(ks_used) > {N_GEN}, f"degenerate: every group used k = pkpo_k ({ks_used})"
     logged = [entry["pkpo/k"] for entry in trainer.state.log_history if "pkpo/k" in entry]
     assert min(logged) < N_GEN
+
+
+@pytest.mark.parametrize("callback", [KMixtureCallback("1:0.5,16:0.5"), KMixtureCallback("linear:8->1")])
+def test_a_k_mixture_callback_the_groups_cannot_support_is_refused_at_construction(tmp_path, callback):
+    # It trained with k capped at num_generations=4 and logged pkpo/k_mixture/w16 for a k never used.
+    with pytest.raises(ValueError, match=rf"KMixtureCallback.*uses k=(16|8) outside \[1, {N_GEN}\]"):
+        PKPOTrainer(
+            build_tiny_gemma2(len(build_char_tokenizer())),
+            binary_reward,
+            args=PKPOConfig(output_dir=str(tmp_path), num_generations=N_GEN, per_device_train_batch_size=N_GEN,
+                            use_cpu=True, report_to="none"),
+            train_dataset=prompt_dataset(),
+            processing_class=build_char_tokenizer(),
+            callbacks=[callback],
+        )  # fmt: skip

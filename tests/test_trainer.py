@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -306,3 +308,48 @@ def test_prompts_supplied_by_an_environment_are_counted_as_solved(tmp_path, monk
     # 2 steps x 2 prompts, all distinct, all solved.
     solved = [entry["solved/num_prompts"] for entry in trainer.state.log_history if "solved/num_prompts" in entry]
     assert solved == [2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [np.bool_, np.int64, np.float32, np.uint8, lambda v: np.array([v]), lambda v: torch.tensor(v)],
+    ids=["np.bool_", "np.int64", "np.float32", "np.uint8", "np.ndarray", "torch.Tensor"],
+)
+def test_every_real_number_type_of_numpy_and_torch_is_a_reward(tmp_path, make):
+    # A numpy.bool_ reward was refused while a Python bool was accepted.
+    def typed_reward(completion_ids, **kwargs):
+        return [make(value) for value in binary_reward(completion_ids)]
+
+    trainer = train(tmp_path, reward_fn=typed_reward, pkpo_k=2, max_steps=1)
+    returned = [float(np.asarray(value).item()) for value in trainer.rewards[0]]
+    assert returned == list(trainer._logs["rewards"]["typed_reward"])[:8]
+
+
+@pytest.mark.parametrize("value", [1 + 0j, np.complex64(1), "1", [1.0], np.array([1.0, 0.0])])
+def test_a_reward_that_is_not_one_real_number_is_refused_by_type(tmp_path, value):
+    def odd_reward(completion_ids, **kwargs):
+        return [value] * len(completion_ids)
+
+    with pytest.raises(TypeError, match=rf"reward function 'odd_reward' returned .* \({type(value).__name__}\)"):
+        train(tmp_path, reward_fn=odd_reward, pkpo_k=2, max_steps=1)
+
+
+def test_rewards_of_a_huge_finite_magnitude_scale_like_small_ones(tmp_path):
+    # Their float32 variance overflowed to inf and every advantage became 0, silently.
+    def huge(completion_ids, **kwargs):
+        return [value * 1e30 for value in binary_reward(completion_ids)]
+
+    small = train(tmp_path / "small", reward_fn=binary_reward, pkpo_k=2, max_steps=1)
+    large = train(tmp_path / "large", reward_fn=huge, pkpo_k=2, max_steps=1)
+    assert small.loss_advantages[0].abs().sum() > 0
+    # Equal up to the 1e-4 that the scaling adds to the std (negligible against 1e30).
+    torch.testing.assert_close(large.loss_advantages[0], small.loss_advantages[0], rtol=3e-3, atol=3e-3)
+
+
+def test_a_batch_without_reward_signal_is_warned_about(tmp_path, caplog):
+    def constant(completion_ids, **kwargs):
+        return [1.0] * len(completion_ids)
+
+    with caplog.at_level(logging.WARNING, logger="pkpo_trl.trainer"):
+        train(tmp_path, reward_fn=constant, pkpo_k=2, max_steps=1)
+    assert any("step 1 has no reward signal, the rewards are constant" in r.getMessage() for r in caplog.records)

@@ -101,7 +101,19 @@ METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "pkpo_mixture_group": ("PKPO mixture 1:0.5,8:0.5, group", "pkpo", {"pkpo_k_mixture": "1:0.5,8:0.5", **GROUP}),
     "pkpo_mixture_linear": ("PKPO mixture schedule linear:8->1", "pkpo", {"pkpo_k_mixture": "linear:8->1"}),
     "pkpo_adaptive": ("PKPO adaptive k (history, 1..8)", "pkpo", {"pkpo_k": 8, "pkpo_adaptive_k": "history"}),
+    # Whatever PKPOConfig() defaults to (the shipped recommendation): a run file records the values it resolved to.
+    "pkpo_default": ("PKPO defaults (PKPOConfig())", "pkpo", {}),
 }
+# Every other PKPO method states the PKPOConfig defaults it was first run with (2026-11/12: k = 4, sloo_minus_one,
+# batch scaling), so that changing the shipped defaults does not change what a stored run of it means.
+FIRST_DEFAULTS = {"pkpo_k": 4, "pkpo_estimator": "sloo_minus_one", "scale_rewards": "batch"}
+METHODS = {
+    name: (label, trainer, overrides if trainer == "grpo" or name == "pkpo_default" else FIRST_DEFAULTS | overrides)
+    for name, (label, trainer, overrides) in METHODS.items()
+}
+# The fields that say what a method is; a run file keeps their resolved values (method_config).
+METHOD_FIELDS = ("pkpo_k", "pkpo_estimator", "pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k", "scale_rewards",
+                 "loss_type", "learning_rate", "beta")  # fmt: skip
 # The matrix of issue 20, in the order it is run (every method of one seed before the next seed).
 MATRIX = (
     "grpo", "aa_control", "maxrl", "harmonic", "pkpo_k8", "pkpo_mixture", "harmonic_group", "pkpo_k8_group",
@@ -149,6 +161,7 @@ class Setting:
     methods: tuple[str, ...] = ()
     targets: tuple[tuple[str, float | str], ...] = ()
     pareto: tuple[str, str] | None = None  # (x, y) metrics of the Pareto plot; default: learning_report.pareto_metrics
+    model_size: dict[str, int] | None = None  # build_tiny_gemma2 dimensions of a "tiny" model (default: ~140k params)
 
 
 COMMON_RL: dict[str, Any] = dict(
@@ -185,6 +198,15 @@ SETTINGS: dict[str, Setting] = {
         rl=dict(max_steps=600, max_completion_length=8), eval_ks=(1, 4, 16),
         methods=MATRIX, targets=(("eval/hard/pass@16", 1.3), ("eval/hard/pass@1", "se")),
     ),
+    "gpu": Setting(
+        "gpu", "from-scratch 34M-parameter Gemma-2-style char model on one GPU; RL on easy (2-digit) and hard "
+        "(3-digit) addition", "tiny", [Subset("easy", 2, 1024, 400), Subset("hard", 3, 3072, 400)],
+        model_size=dict(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=8, mlp_ratio=4),
+        warmup={**WARMUP, "steps": 1600, "batch_size": 256, "learning_rate": 1e-3},
+        rl=dict(max_steps=150, per_device_train_batch_size=4096, learning_rate=1e-4), eval_ks=(1, 4, 16),
+        eval_batch_size=8192, workers=1, methods=("grpo", "maxrl", "pkpo_default"),
+        targets=(("eval/hard/pass@16", 1.3), ("eval/all/pass@1", "se")),
+    ),  # sized for one H200 in about 8 minutes: not yet run on one (no GPU was lent); --quick is the CPU smoke test
     "gemma": Setting(
         "gemma", "Gemma 3 270M (GGUF package) + LoRA (CPU); few-shot 2-digit addition",
         "gemma-3-270m-gguf", [Subset("2-digit", 2, 64, 32)], few_shot=4,
@@ -206,6 +228,10 @@ def quick_setting(setting: Setting) -> Setting:
     if quick.warmup is not None:
         quick.warmup["steps"] = min(quick.warmup["steps"], 600)
     quick.rl["max_steps"] = min(rl_config(setting)["max_steps"], 20 if tiny else 4)
+    quick.rl["per_device_train_batch_size"] = min(rl_config(setting)["per_device_train_batch_size"], 512)
+    if quick.warmup is not None:
+        quick.warmup["batch_size"] = min(quick.warmup["batch_size"], 64)
+    quick.eval_batch_size = min(quick.eval_batch_size, 1024)
     return quick
 
 
@@ -272,12 +298,13 @@ def initial_model(setting: Setting, cache_dir: Path | None, log=print):
 
         return (*load_model_and_tokenizer(setting.model), {"warmup": None})
     tokenizer = build_char_tokenizer()
+    size = setting.model_size or dict(hidden_size=64, num_heads=4, num_kv_heads=4, mlp_ratio=4)
     model = build_tiny_gemma2(
-        len(tokenizer), hidden_size=64, num_heads=4, num_kv_heads=4, mlp_ratio=4, max_position_embeddings=128,
-        final_logit_softcapping=None, attn_logit_softcapping=None,
+        len(tokenizer), **size, max_position_embeddings=128, final_logit_softcapping=None, attn_logit_softcapping=None
     )  # fmt: skip
     spec = setting.warmup
-    key = hashlib.sha256(json.dumps({"warmup": spec, "version": 1}, sort_keys=True).encode()).hexdigest()[:16]
+    keyed = {"warmup": spec, "version": 1, **({"model_size": setting.model_size} if setting.model_size else {})}
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     cached = cache_dir / f"warmup-tiny-{key}" if cache_dir else None
     if cached is not None and (cached / "model.pt").is_file():
         model.load_state_dict(torch.load(cached / "model.pt", weights_only=True))
@@ -413,6 +440,7 @@ def run_method(setting: Setting, name: str, seed: int, shared: tuple, workdir: s
     return {
         "method": name,
         "seed": seed,
+        "method_config": method_config(trainer.args),
         "metrics": {
             **{f"solved/{s}": counts[-1] for s, counts in recorder.solved.items()},
             **{f"eval/{s}/{k}": v for s, stats in evaluation.items() for k, v in stats.items()},
@@ -429,6 +457,26 @@ def run_method(setting: Setting, name: str, seed: int, shared: tuple, workdir: s
         },
         "train_seconds": train_seconds,
     }
+
+
+def method_config(args) -> dict[str, Any]:
+    """The resolved values of :data:`METHOD_FIELDS` in a trainer's config (what a method is)."""
+    return {key: getattr(args, key) for key in METHOD_FIELDS if hasattr(args, key)}
+
+
+def resolved_method_config(setting: Setting, name: str) -> dict[str, Any]:
+    """What :func:`method_config` would record for ``METHODS[name]`` under ``setting`` (defaults resolved)."""
+    from trl import GRPOConfig
+
+    from pkpo_trl import PKPOConfig
+
+    _, trainer_name, overrides = METHODS[name]
+    config_cls = GRPOConfig if trainer_name == "grpo" else PKPOConfig
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with tempfile.TemporaryDirectory() as tmp:
+            kwargs = {**rl_config(setting), **overrides, "output_dir": tmp, "use_cpu": True}
+            return method_config(config_cls(**kwargs))
 
 
 def _thin(points: list[Any], max_points: int = CURVE_POINTS) -> list[Any]:
@@ -482,7 +530,7 @@ class RunStore:
     done). A run file records the setting it was run under; one from a different setting is an error."""
 
     def __init__(self, folder: Path, setting: Setting):
-        self.folder, self.fingerprint = folder, _fingerprint(setting)
+        self.folder, self.setting, self.fingerprint = folder, setting, _fingerprint(setting)
         folder.mkdir(parents=True, exist_ok=True)
 
     def _path(self, method: str, seed: int) -> Path:
@@ -495,12 +543,17 @@ class RunStore:
         record = json.loads(path.read_text())
         if record.get("setting_fingerprint") != self.fingerprint:
             raise SystemExit(f"{path} was run under another setting (fingerprint differs): move it away or rerun")
+        recorded = record["run"].get("method_config")
+        if recorded is not None and recorded != json.loads(json.dumps(resolved_method_config(self.setting, method))):
+            raise SystemExit(f"{path} was run with another configuration of {method!r} (e.g. older PKPOConfig "
+                             f"defaults: {recorded}): move it away or rerun")  # fmt: skip
         return record["run"]
 
     def save(self, run: dict[str, Any]) -> None:
         path = self._path(run["method"], run["seed"])
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"setting_fingerprint": self.fingerprint, "run": run}))
+        record = {"setting_fingerprint": self.fingerprint, "commit": _commit(), "run": run}
+        tmp.write_text(json.dumps(record))
         tmp.replace(path)  # atomic: a killed run leaves no half-written file
 
     def log(self, message: str) -> None:
@@ -509,11 +562,27 @@ class RunStore:
             handle.write(f"{stamp} {message}\n")
 
 
+def _commit() -> str | None:
+    """The checkout's git commit (with ``+dirty`` for uncommitted changes), or None outside a git checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "pkpo_trl", "benchmarks"],
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def _fingerprint(setting: Setting) -> str:
     """What defines a setting's runs (not which methods or the name): model, data, warm-up, RL config, eval."""
     spec = dataclasses.asdict(setting)
     for key in ("name", "description", "methods", "targets", "workers", "pareto"):
         spec.pop(key, None)
+    if spec.get("model_size") is None:  # a field added after the first runs were stored
+        spec.pop("model_size", None)
     spec["rl"] = rl_config(setting)
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

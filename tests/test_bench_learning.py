@@ -158,3 +158,26 @@ def test_matrix_is_resumable_run_by_run(bench, tmp_path):
     (store / "grpo-seed0.json").write_text(json.dumps(record))
     with pytest.raises(SystemExit, match="another setting"):
         bench.main(common)
+
+
+@pytest.mark.slow
+def test_gpu_setting_smoke_on_cpu(bench, tmp_path):
+    """The H200 setting's code path on a CPU: its 10-50M-parameter from-scratch model, one RL step per method, and
+    the shipped defaults recorded as what ``pkpo_default`` resolved to."""
+    from pkpo_trl import PKPOConfig
+    from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
+
+    size = bench.SETTINGS["gpu"].model_size
+    params = sum(p.numel() for p in build_tiny_gemma2(len(build_char_tokenizer()), **size).parameters())
+    assert 10e6 <= params <= 50e6
+    options = [*SMALL, "--rl-steps", "1", "--methods", "grpo,maxrl,pkpo_default", "--out", str(tmp_path)]
+    results = bench.main(["--setting", "gpu", *options])
+    assert [r["method"] for r in results["runs"]] == ["grpo", "maxrl", "pkpo_default"]
+    default = PKPOConfig(str(tmp_path / "x"), use_cpu=True, report_to="none", num_generations=16)
+    recorded = results["runs"][2]["method_config"]
+    assert (recorded["pkpo_k"], recorded["pkpo_estimator"], recorded["scale_rewards"], recorded["pkpo_k_mixture"]) == (
+        default.pkpo_k,
+        default.pkpo_estimator,
+        default.scale_rewards,
+        default.pkpo_k_mixture,
+    )

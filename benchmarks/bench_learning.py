@@ -556,6 +556,18 @@ class RunStore:
         tmp.write_text(json.dumps(record))
         tmp.replace(path)  # atomic: a killed run leaves no half-written file
 
+    def before_rl(self) -> dict[str, Any] | None:
+        """The initial model's held-out numbers, measured once per setting (seeded: the same every time)."""
+        path = self.folder / "before_rl.json"
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        return record["before_rl"] if record.get("setting_fingerprint") == self.fingerprint else None
+
+    def save_before_rl(self, before: dict[str, Any]) -> None:
+        path = self.folder / "before_rl.json"
+        path.write_text(json.dumps({"setting_fingerprint": self.fingerprint, "before_rl": before}))
+
     def log(self, message: str) -> None:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         with open(self.folder / "progress.log", "a") as handle:
@@ -708,7 +720,7 @@ def machine_info(workers: int) -> dict[str, Any]:
 
 
 def run_benchmark(setting: Setting, methods: Sequence[str], seeds: Sequence[int], out: Path, cache_dir, workers=2,
-                  progress=True, resume=False) -> dict[str, Any]:  # fmt: skip
+                  progress=True, resume=False, report_only=False) -> dict[str, Any]:  # fmt: skip
     """Warm up once, measure the initial policy, run every (method, seed), write JSON and plots. With ``resume``,
     each run is kept in a :class:`RunStore` as it finishes and runs already there are not run again."""
     config = rl_config(setting)
@@ -719,12 +731,22 @@ def run_benchmark(setting: Setting, methods: Sequence[str], seeds: Sequence[int]
     started, log = time.perf_counter(), (tqdm.write if progress else print)
     model, tokenizer, warmup = initial_model(setting, cache_dir, log)
     train, held_out = pool(setting, "train"), pool(setting, "test")
-    before = evaluate_subsets(model, tokenizer, setting, held_out, seed=12345)
+    store = RunStore(out / f"learning_{setting.name}_runs", setting) if resume or report_only else None
+    before = store.before_rl() if store is not None else None
+    if before is None:
+        before = evaluate_subsets(model, tokenizer, setting, held_out, seed=12345)
+        if store is not None:
+            store.save_before_rl(before)
     log("before RL (held-out): " + "; ".join(f"{s} " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in st.items())
                                              for s, st in before.items()))  # fmt: skip
-    store = RunStore(out / f"learning_{setting.name}_runs", setting) if resume else None
-    runs = run_jobs(setting, [(m, s) for s in seeds for m in methods], (model, tokenizer, train, held_out),
-                    workers, progress, log, store)  # fmt: skip
+    jobs = [(m, s) for s in seeds for m in methods]
+    if report_only:  # what the store holds, nothing run: a report of a matrix still in progress
+        runs = [run for run in (store.load(*job) for job in jobs) if run is not None]
+        if not runs:
+            raise SystemExit(f"--report-only: no finished runs of {setting.name!r} in {store.folder}")
+        seeds = sorted({run["seed"] for run in runs})
+    else:
+        runs = run_jobs(setting, jobs, (model, tokenizer, train, held_out), workers, progress, log, store)
     results = {
         "setting": dataclasses.asdict(setting),
         "seeds": list(seeds),
@@ -801,6 +823,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tag", default=None, help="suffix of the output file names")
     parser.add_argument("--report", type=Path, default=None, help="redo the summary, table and plots of a JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="with --matrix: tables and plots of the runs already finished (a matrix in progress); nothing is run",
+    )  # fmt: skip
     return parser
 
 
@@ -825,8 +851,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"--workers must be >= 1, got {workers}")
         seeds = args.seeds if args.seeds is not None else _default_seeds(args)
         cache_dir = None if str(args.cache_dir).lower() == "none" else args.cache_dir
+        if args.report_only and args.matrix is None:
+            raise SystemExit("--report-only reads a --matrix run store: add --matrix SETTINGS")
         results = run_benchmark(setting, methods, seeds, args.out, cache_dir, workers, progress=not args.no_progress,
-                                resume=args.matrix is not None)  # fmt: skip
+                                resume=args.matrix is not None, report_only=args.report_only)  # fmt: skip
         print_report(results)
     return results
 

@@ -153,6 +153,8 @@ def test_matrix_is_resumable_run_by_run(bench, tmp_path):
         assert {k: v for k, v in a["metrics"].items() if k != "seconds_per_step"} == {
             k: v for k, v in b["metrics"].items() if k != "seconds_per_step"
         }
+    report = bench.main([*common, "--report-only"])  # reads the store, runs nothing
+    assert len(report["runs"]) == 4 and (store / "before_rl.json").is_file()
     record = json.loads((store / "grpo-seed0.json").read_text())
     record["setting_fingerprint"] = "other"
     (store / "grpo-seed0.json").write_text(json.dumps(record))

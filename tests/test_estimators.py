@@ -29,7 +29,7 @@ import pkpo_trl.estimators as estimators_module
 from pkpo_trl.estimators import ESTIMATORS, maxg_at_k, pass_at_k, transform_rewards
 
 ALL_ESTIMATORS = ("s", "sloo", "sloo_minus_one", "l2o")  # PKPO's max@k estimators: any rewards, any valid k
-SUCCESSORS = ("grpo_passk", "pass_at_k_training")  # k = n only / 0-1 rewards only: section 13
+SUCCESSORS = ("grpo_passk", "pass_at_k_training", "maxrl")  # k = n / 0-1 only: section 13; maxrl: test_maxrl.py
 BASELINED = ("sloo", "sloo_minus_one", "l2o")
 SHIFT_INVARIANT = ("sloo_minus_one", "l2o")  # zero on constant groups by definition
 MIN_OTHERS = {"s": 0, "sloo": 1, "sloo_minus_one": 0, "l2o": 1}  # largest valid k is n - MIN_OTHERS

@@ -77,17 +77,38 @@ def _data_description(data_args, num_train_prompts: int | None = None) -> str:
     return what
 
 
+def k_description(args) -> str:
+    """How the run chose k, as it was configured: a mixture, adaptive k, a schedule or one k (or none, MaxRL)."""
+    from .estimators import ESTIMATORS
+
+    if not ESTIMATORS[args.pkpo_estimator].uses_k:
+        return "no k (the estimator's objective is fixed)"
+    if args.pkpo_k_mixture is not None:
+        return f"k mixture `{args.pkpo_k_mixture}`"
+    if args.pkpo_adaptive_k is not None:
+        cap = f"`{args.pkpo_k_schedule}`" if args.pkpo_k_schedule else f"{args.pkpo_k}"
+        return f"adaptive k `{args.pkpo_adaptive_k}` in [{args.pkpo_adaptive_k_min}, {cap}]"
+    if args.pkpo_k_schedule is not None:
+        return f"k schedule `{args.pkpo_k_schedule}`"
+    return f"k = {args.pkpo_k}"
+
+
 def _format(value: float | None) -> str:
     """A logged metric: None or NaN (a step where no reward function scored any completion) is ``n/a``."""
     return "n/a" if value is None or value != value else f"{value:.4g}"
 
 
 def _metrics_table(log_history: Sequence[dict]) -> str:
-    """First and last logged value of the reward and of every ``pkpo/`` metric of the training batches."""
-    entries = [e for e in log_history if "reward" in e or any(key.startswith("pkpo/") for key in e)]
+    """First and last logged value of the reward, of every ``pkpo/`` metric of the training batches, and of the
+    fixed-k ``pass@k/<k>`` and ``solved/`` metrics (the ones to compare across runs and with a GRPO baseline)."""
+
+    def shown(key: str) -> bool:
+        return key == "reward" or key.startswith(("pkpo/", "pass@k/", "solved/"))
+
+    entries = [e for e in log_history if any(shown(key) for key in e)]
     if not entries:
         return "No metrics were logged.\n"
-    keys = sorted({key for e in entries for key in e if key == "reward" or key.startswith("pkpo/")})
+    keys = sorted({key for e in entries for key in e if shown(key)})
     rows = ["| metric | first logged step | last logged step |", "|---|---|---|"]
     for key in keys:
         values = [(e["step"], e[key]) for e in entries if key in e]
@@ -134,10 +155,9 @@ def model_card(
     else:
         adapter = "full fine-tuning (no adapter)"
     if script_args.trainer == "pkpo":
-        k = f"`{training_args.pkpo_k_schedule}`" if training_args.pkpo_k_schedule else f"{training_args.pkpo_k}"
         trainer = (
-            f"pkpo_trl `PKPOTrainer` (Pass@K Policy Optimization, arXiv 2505.15201): k = {k}, estimator "
-            f"`{training_args.pkpo_estimator}`, scale_rewards `{training_args.scale_rewards}`"
+            f"pkpo_trl `PKPOTrainer` (Pass@K Policy Optimization, arXiv 2505.15201): {k_description(training_args)}, "
+            f"estimator `{training_args.pkpo_estimator}`, scale_rewards `{training_args.scale_rewards}`"
         )
     else:
         trainer = f"TRL `GRPOTrainer` (baseline), scale_rewards `{training_args.scale_rewards}`"

@@ -56,9 +56,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    # In the vLLM run a skip (missing vLLM, an importorskip somewhere) would pass silently: make it a failure.
+    # In the vLLM run a skip (missing vLLM, an importorskip somewhere) would pass silently: make it a failure. Only a
+    # test marked `cpu_feature` may skip there, for a CPU that lacks the feature it needs (its reason says which).
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and item.config.getoption("--run-vllm") and item.get_closest_marker("vllm"):
+    hardware = item.get_closest_marker("cpu_feature") is not None
+    if report.skipped and item.config.getoption("--run-vllm") and item.get_closest_marker("vllm") and not hardware:
         report.outcome = "failed"
         report.longrepr = f"a vllm test was skipped under --run-vllm: {report.longrepr}"

@@ -217,10 +217,30 @@ def test_the_saved_adapter_has_a_model_card_saying_what_was_trained(tmp_path, ti
     assert "More Information Needed" not in card  # PEFT's empty template is replaced
     assert "library_name: peft" in card and f"| base model | `{tiny_model_dir}` |" in card
     assert "built-in `addition` task: 1-digit, 2 operands, 2-shot plain prompts" in card
-    assert "k = `linear:4->1`, estimator `sloo_minus_one`" in card and "LoRA r=4, alpha=8 on q_proj, v_proj" in card
+    assert "k schedule `linear:4->1`, estimator `sloo_minus_one`" in card
+    assert "LoRA r=4, alpha=8 on q_proj, v_proj" in card
     last_pass_at_1 = [e["pkpo/pass@1"] for e in trainer.state.log_history if "pkpo/pass@1" in e][-1]
     assert "| `pkpo/pass@1` |" in card and f"{last_pass_at_1:.4g} (step 2)" in card
+    assert "| `pass@k/1` |" in card and "| `solved/num_prompts` |" in card  # fixed-k numbers, comparable with GRPO
     assert f"AutoPeftModelForCausalLM.from_pretrained({str(out)!r})" in card
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        (dict(pkpo_k_mixture="1:0.5,4:0.5"), "k mixture `1:0.5,4:0.5`"),
+        (dict(pkpo_adaptive_k="history", pkpo_k=4), "adaptive k `history` in [1, 4]"),
+        (dict(pkpo_k=3), "k = 3"),
+        (dict(pkpo_estimator="maxrl"), "no k (the estimator's objective is fixed)"),
+        (dict(), "k mixture `1:0.5,4:0.5`"),  # nothing set: the recommended mixture for num_generations=8
+    ],
+)
+def test_the_model_card_says_how_k_was_chosen(tmp_path, fields, text):
+    from pkpo_trl import PKPOConfig
+    from pkpo_trl.model_card import k_description
+
+    args = PKPOConfig(str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=8, **fields)
+    assert k_description(args) == text
 
 
 def recipe_with(tmp_path: Path, **fields) -> Path:

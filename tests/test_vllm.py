@@ -195,6 +195,7 @@ def test_dispatch_keeps_every_linear_weight_live_after_prepare():
     assert not hasattr(layer_utils.dispatch_cpu_unquantized_gemm.__wrapped__, "keeps_live_weight")
 
 
+@pytest.mark.cpu_feature
 @pytest.mark.skipif(
     not torch.cpu._is_amx_tile_supported(), reason="this CPU has no AMX (amx_tile): vLLM never takes its sgl path here"
 )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from test_trainer import N_GEN, continuous_reward, train
 from trl.import_utils import is_vllm_available
 
 from pkpo_trl import PKPOConfig
+from pkpo_trl.estimators import transform_rewards_mixture
 
 
 def make(tmp_path, **kwargs) -> PKPOConfig:
@@ -19,7 +22,7 @@ def test_defaults(tmp_path):
     assert config.pkpo_k == 4
     assert config.pkpo_estimator == "sloo_minus_one"
     assert config.scale_rewards == "batch"
-    assert config.pkpo_k_schedule is None
+    assert config.pkpo_k_schedule is None and config.pkpo_k_mixture == "1:0.5,4:0.5"  # the recommended default
 
 
 @pytest.mark.parametrize(
@@ -98,3 +101,39 @@ def test_group_size_and_success_threshold_are_checked_before_trl_divides_by_them
     # num_generations=0 was TRL's ZeroDivisionError; a NaN threshold was accepted and counted nothing as solved.
     with pytest.raises(ValueError, match=match):
         make(tmp_path, **{field: value})
+
+
+# --------------------------------------------------------------------------------------------------
+# The shipped default (issue 20): the recommended mixture when no k option is set; whatever is set wins.
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        (dict(), dict(pkpo_k_mixture="1:0.5,4:0.5")),  # TRL's num_generations=8
+        (dict(num_generations=16, per_device_train_batch_size=16), dict(pkpo_k_mixture="1:0.5,8:0.5")),
+        (dict(num_generations=2), dict(pkpo_k_mixture="1")),
+        (dict(pkpo_k=4), dict(pkpo_k=4, pkpo_k_mixture=None, pkpo_k_schedule=None)),  # the old default
+        (dict(pkpo_k=8), dict(pkpo_k=8, pkpo_k_mixture=None)),
+        (dict(pkpo_k_schedule="linear:8->1"), dict(pkpo_k_schedule="linear:8->1", pkpo_k_mixture=None)),
+        (dict(pkpo_adaptive_k="history"), dict(pkpo_adaptive_k="history", pkpo_k=4, pkpo_k_mixture=None)),
+        (dict(pkpo_k_mixture="harmonic"), dict(pkpo_k_mixture="harmonic")),
+        (dict(pkpo_estimator="maxrl"), dict(pkpo_k_mixture=None)),
+        (dict(pkpo_estimator="grpo_passk"), dict(pkpo_k=8, pkpo_k_mixture=None)),
+        (dict(pkpo_estimator="l2o"), dict(pkpo_k_mixture="1:0.5,4:0.5")),
+        (dict(scale_rewards="group"), dict(scale_rewards="group", pkpo_k_mixture="1:0.5,4:0.5")),
+    ],
+)
+def test_what_a_user_sets_wins_over_the_default_k(tmp_path, kwargs, expected):
+    config = make(tmp_path, **kwargs)
+    for name, value in expected.items():
+        assert getattr(config, name) == value, name
+    assert make(tmp_path).scale_rewards == "batch" and make(tmp_path).pkpo_estimator == "sloo_minus_one"
+
+
+def test_the_default_config_trains_with_the_recommended_mixture(tmp_path):
+    trainer = train(tmp_path, scale_rewards="none", reward_fn=continuous_reward)  # N_GEN = 4: 1:0.5,2:0.5
+    assert trainer.args.pkpo_k_mixture == "1:0.5,2:0.5"
+    for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
+        expected = transform_rewards_mixture(torch.tensor(rewards).view(-1, N_GEN), {1: 0.5, 2: 0.5}).view(-1)
+        torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)

@@ -32,13 +32,13 @@ LEGACY_K = 4  # PKPOConfig's fixed k before 2026-12-04: `pkpo_k=4` trains exactl
 K_OPTIONS = ("pkpo_k", "pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k")
 
 
-def recommended_k_mixture(num_generations: int) -> str:
-    """The k mixture ``PKPOConfig()`` trains with when none of :data:`K_OPTIONS` is set: half pass@1, half pass@(n/2)
-    for groups of ``n = num_generations`` (``"1:0.5,8:0.5"`` at n = 16), the configuration chosen by the benchmark
-    matrix of docs/benchmarks.md for the reasons in docs/choosing-k.md#recommended-configuration. Valid for every
-    estimator with a k and every n >= 2 (n/2 <= n - 1)."""
-    half = num_generations // 2
-    return f"1:0.5,{half}:0.5" if half > 1 else "1"
+def recommended_k(num_generations: int) -> int:
+    """The k ``PKPOConfig()`` trains with when none of :data:`K_OPTIONS` is set: half the group, ``n // 2`` (8 at
+    ``num_generations=16``; 4 at TRL's default 8, which is what the old fixed default gave there). Chosen by the
+    benchmark matrix of docs/benchmarks.md, for the reasons and numbers in docs/choosing-k.md (Recommended
+    configuration).
+    Valid for every estimator defined below n (``n // 2 <= n - 1`` for n >= 2)."""
+    return max(1, num_generations // 2)
 
 
 @dataclass
@@ -57,9 +57,10 @@ class PKPOConfig(GRPOConfig):
             A fixed k of pass@k / max@k that training optimises, `1 <= pkpo_k <= num_generations`
             (`<= num_generations - 1` for the `sloo` and `l2o` estimators, `= num_generations` for
             `grpo_passk`). `1` is ordinary mean-baselined RL (RLOO) with `sloo_minus_one` and `l2o`.
-            Left unset together with `pkpo_k_schedule`, `pkpo_k_mixture` and `pkpo_adaptive_k`, training uses
-            the recommended mixture (`pkpo_k_mixture` below); whatever of the four is set wins. `pkpo_k=4` is the
-            fixed k `PKPOConfig()` used before 2026-12-04 (with `scale_rewards="batch"`, still the default).
+            Left unset together with `pkpo_k_schedule`, `pkpo_k_mixture` and `pkpo_adaptive_k`, it is the
+            recommended `num_generations // 2` (8 for groups of 16: docs/choosing-k.md has the evidence); whatever
+            of the four is set wins. `pkpo_k=4` is the fixed k `PKPOConfig()` used before 2026-12-04 (the same at
+            TRL's default `num_generations=8`; with `scale_rewards="batch"`, still the default).
         pkpo_estimator (`str`, *optional*, defaults to `"sloo_minus_one"`):
             A name in `pkpo_trl.estimators.ESTIMATORS`: `"sloo_minus_one"` (each sample's marginal
             contribution to the max, paper Eq. 33; the lowest-variance choice near the optimum),
@@ -74,10 +75,8 @@ class PKPOConfig(GRPOConfig):
             `"piecewise:0=8,0.5=4,0.75=1"` (fractions of training) or `"steps:0=8,100=1"`. Overrides
             `pkpo_k` while set (`pkpo_k` is then neither used nor validated). See `pkpo_trl.annealing`.
         pkpo_k_mixture (`str` or `None`, *optional*, defaults to `None`):
-            Unset, and with none of `pkpo_k`, `pkpo_k_schedule`, `pkpo_adaptive_k` set either, it becomes the
-            recommended `"1:0.5,<n/2>:0.5"` for `n = num_generations` (`"1:0.5,8:0.5"` at n = 16; the evidence:
-            docs/choosing-k.md). `"harmonic"` / `"harmonic:T"` is MaxRL's objective `sum_{k<=T} pass@k / k`, exactly
-            (`w_k ∝ 1/k`, T defaults to the largest k the estimator allows).
+            `"harmonic"` / `"harmonic:T"` is MaxRL's objective `sum_{k<=T} pass@k / k`, exactly (`w_k ∝ 1/k`,
+            T defaults to the largest k the estimator allows).
             Optimise a mixture of pass@k objectives, `sum_k w_k pass@k`, with advantages
             `A = sum_k w_k A^(k)` (exact: the transform is linear in the objective). `"1:0.5,8:0.5"`
             (`k:weight` pairs; weights >= 0, summing to > 0, normalised to sum to 1), or a schedule of
@@ -111,9 +110,9 @@ class PKPOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "A fixed k of pass@k / max@k to optimise, 1 <= k <= num_generations (<= num_generations - 1 for "
-            "'sloo' and 'l2o', = num_generations for 'grpo_passk'); 1 is ordinary mean-baselined RL. Unset, with "
-            "no k schedule, mixture or adaptive k either: the recommended mixture 1:0.5,<n/2>:0.5 (docs/choosing-"
-            "k.md); pkpo_k=4 is the default before 2026-12-04."
+            "'sloo' and 'l2o', = num_generations for 'grpo_passk'); 1 is ordinary mean-baselined RL. Default: "
+            "num_generations // 2 (docs/choosing-k.md); a k schedule, mixture or adaptive k replaces it. pkpo_k=4 "
+            "was the default before 2026-12-04."
         },
     )
     pkpo_estimator: str = field(
@@ -139,7 +138,7 @@ class PKPOConfig(GRPOConfig):
             "help": "Mixture of k, objective sum_k w_k pass@k: e.g. '1:0.5,8:0.5' (weights normalised), 'harmonic' "
             "(MaxRL's sum_k pass@k/k), or a mixture schedule 'linear:8->1', 'cosine:8->1:0.5,8:0.5', "
             "'piecewise:0=8;0.5=1:0.5,8:0.5', 'steps:0=8;100=1'. Overrides pkpo_k; not with pkpo_k_schedule or "
-            "pkpo_adaptive_k. Default: '1:0.5,<num_generations/2>:0.5' unless pkpo_k, a schedule or adaptive k is set."
+            "pkpo_adaptive_k."
         },
     )
     pkpo_adaptive_k: str | None = field(
@@ -222,14 +221,18 @@ class PKPOConfig(GRPOConfig):
         check_fixed_values(self)  # TRL's fields with a fixed set of values but no `choices` (loss_type, ...)
 
     def _resolve_default_k(self) -> None:
-        """Whatever the user set of :data:`K_OPTIONS` wins; with none set, the recommended mixture (for an estimator
-        with a k defined below n). ``pkpo_k`` left unset becomes :data:`LEGACY_K`, the cap of adaptive k and the k
-        a fixed-k path would use (it is not used while a schedule or mixture is set)."""
+        """Whatever the user set of :data:`K_OPTIONS` wins; with none set, ``pkpo_k`` is the recommended k
+        (:func:`recommended_k`). ``pkpo_k`` left unset beside a schedule, mixture or adaptive k becomes
+        :data:`LEGACY_K` (adaptive k's cap, as before; unused by a schedule or mixture); ``grpo_passk`` takes n."""
         spec = ESTIMATORS[self.pkpo_estimator]
-        if all(getattr(self, name) is None for name in K_OPTIONS) and spec.uses_k and not spec.k_is_n:
-            self.pkpo_k_mixture = recommended_k_mixture(self.num_generations)
         if self.pkpo_k is None:
-            self.pkpo_k = self.num_generations if spec.k_is_n else min(LEGACY_K, self.k_max())
+            unset = all(getattr(self, name) is None for name in K_OPTIONS)
+            if spec.k_is_n:
+                self.pkpo_k = self.num_generations
+            elif unset:
+                self.pkpo_k = recommended_k(self.num_generations)
+            else:  # a schedule or mixture replaces pkpo_k; adaptive k uses it as its cap, as before
+                self.pkpo_k = min(LEGACY_K, self.k_max())
 
     def k_max(self) -> int:
         """The largest k the estimator allows for groups of ``num_generations`` (the size of a bare ``"harmonic"``

@@ -277,11 +277,11 @@ def test_a_pkpo_train_run_directory_supplies_base_model_data_and_sampling(workdi
         EvalArguments(models=[str(workdir / "model_a"), str(run)], num_samples=4, output_dir=str(tmp_path)),
         DataArguments(),
     )
-    specs, dataset, _, names, _, settings, ks, _ = prepare(args, data_args)
-    assert [s.adapter for s in specs] == [None, str(run)]
-    assert dataset["prompt"][0] == "1+2=" and len(dataset) == 4
-    assert names == ["test_evaluate:has_one"] and ks == [1, 2, 4]
-    assert (settings.temperature, settings.max_new_tokens, args.success_threshold) == (0.7, 5, 0.5)
+    plan = prepare(args, data_args)
+    assert [s.adapter for s in plan.specs] == [None, str(run)]
+    assert plan.dataset["prompt"][0] == "1+2=" and len(plan.dataset) == 4
+    assert plan.reward_names == ["test_evaluate:has_one"] and plan.ks == [1, 2, 4]
+    assert (plan.settings.temperature, plan.settings.max_new_tokens, plan.success_threshold) == (0.7, 5, 0.5)
 
 
 def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
@@ -372,7 +372,7 @@ def test_a_run_trained_on_one_local_file_is_not_evaluated_on_its_training_prompt
     held_out = tmp_path / "held_out.jsonl"
     held_out.write_text(json.dumps({"question": "5+2", "answer": "7"}) + "\n")
     args = EvalArguments(models=[str(run)], num_samples=4, output_dir=str(tmp_path), split=str(held_out))
-    _, dataset, *_ = prepare(args, DataArguments())
+    dataset = prepare(args, DataArguments()).dataset
     assert dataset["prompt"] == ["5+2="] and dataset["answer"] == ["7"]
 
 

@@ -150,14 +150,14 @@ def test_resume_from_a_half_written_cache_equals_the_uninterrupted_run(full_run,
     resumed = workdir / "resumed"
     (resumed / "samples").mkdir(parents=True)
     lines = (out / "samples" / "a.jsonl").read_text().splitlines(keepends=True)
-    # header, prompts 0-2 (chunks of 2 prompts: the second chunk is half done), prompt 3 cut off mid-write
+    # header, prompts 0-2 (chunks of 2 prompts: the second chunk is half written), prompt 3 cut off mid-write
     (resumed / "samples" / "a.jsonl").write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
     again = parse_and_run(
         [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3", "--output_dir", str(resumed),
          *data_options(workdir), *sampling_options()]
     )  # fmt: skip
     model = again["models"]["a"]
-    assert model["num_generated"] == 2  # only the unfinished chunk
+    assert model["num_generated"] == 1  # only the prompt not cached: samples are seeded per prompt
     for key in ("pass@k", "correct", "solved", "greedy"):
         assert model[key] == results["models"]["a"][key]
     assert cache_records(resumed / "samples" / "a.jsonl", "samples") == cache_records(
@@ -312,6 +312,25 @@ def test_prompt_computed_once_per_prompt_gives_the_samples_of_computing_it_per_s
     shared = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
     assert shared == per_sample
     assert len(set(per_sample)) > 1  # not one degenerate string
+
+
+@pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (5, 0.9)])
+def test_a_prompts_samples_do_not_depend_on_the_batch_it_is_sampled_in(top_k, top_p):
+    from pkpo_trl.evaluate import SamplingSettings, sample_completions
+
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
+    prompts = ["1+2=", "7+7=", "3+4=", "12+5=", "9+9="]
+
+    def sample(batch_size: int, skip=lambda i: False) -> dict:
+        settings = SamplingSettings(num_samples=4, max_new_tokens=6, seed=5, batch_size=batch_size, top_k=top_k,
+                                    top_p=top_p, temperature=0.8)  # fmt: skip
+        return sample_completions(model, tokenizer, prompts, settings, skip=skip, progress=False)
+
+    one_per_call, all_in_one = sample(4), sample(20)
+    assert one_per_call == all_in_one
+    assert sample(8, skip=lambda i: i != 3) == {3: one_per_call[3]}  # a resumed run: prompt 3 alone
+    assert len({text for samples, _ in one_per_call.values() for text in samples}) > 5  # not degenerate
 
 
 def test_pass_at_k_stats_over_prompts():

@@ -17,7 +17,7 @@ __all__ = ["CACHE_VERSION", "SampleCache"]
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: transformers samples seeded per prompt (1: per chunk of prompts)
 
 
 def _nan_to_null(values: Any) -> Any:

@@ -10,7 +10,7 @@ import torch
 
 from ..callbacks import combine_rewards, prompt_key
 from .cache import SampleCache
-from .sampling import SamplingSettings, sample_completions, sample_completions_vllm
+from .sampling import SamplingSettings, sample_completions
 from .scoring import pass_at_k_stats, score_completions
 
 __all__ = ["evaluate_model"]
@@ -50,10 +50,17 @@ def evaluate_model(
 
     if all(map(have, range(len(prompts)))):
         new = {}  # everything cached: ``model`` may be None
-    elif settings.engine == "vllm":
-        new = sample_completions_vllm(model, tokenizer, prompts, settings, lora_request, skip=have, on_chunk=store)
     else:
-        new = sample_completions(model, tokenizer, prompts, settings, skip=have, on_chunk=store, progress=progress)
+        new = sample_completions(
+            model,
+            tokenizer,
+            prompts,
+            settings,
+            skip=have,
+            on_chunk=store,
+            progress=progress,
+            lora_request=lora_request,
+        )
     everything = {i: new[i] if i in new else cached[keys[i]] for i in range(len(prompts))}
 
     names = list(reward_names or [getattr(f, "__name__", str(f)) for f in reward_funcs])

@@ -1,5 +1,12 @@
-"""Sampling ``n`` completions per prompt (and optionally one greedy one), with transformers ``generate`` or a
-``vllm.LLM``."""
+"""Sampling ``n`` completions per prompt (and optionally one greedy one): one :class:`Sampler` interface, a
+transformers and a vLLM implementation, and :func:`sample_completions` over either.
+
+Both engines seed the same way, per prompt: the samples of prompt ``i`` are drawn from a generator seeded with
+``seed + i`` (vLLM's per-request seed; in transformers a logits processor that draws each prompt's tokens from its
+own ``torch.Generator``). A prompt's samples therefore do not depend on which other prompts share its batch, on
+``batch_size``, or on which prompts a resumed run still had to generate; only the engines' numerics (padding,
+kernels) can differ between batchings.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["SamplingSettings", "sample_completions", "sample_completions_vllm"]
+__all__ = ["Sampler", "SamplingSettings", "TransformersSampler", "VLLMSampler", "make_sampler", "sample_completions"]
 
 
 @dataclass
@@ -34,11 +41,59 @@ def _prompt_text(tokenizer, prompt: Any) -> str:
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
-def _chunks(num_prompts: int, settings: SamplingSettings) -> list[range]:
-    # Fixed chunk boundaries and one seed per chunk: a prompt's samples depend only on its chunk, so a resumed
-    # evaluation regenerates a missing chunk exactly as an uninterrupted one would have.
-    per_chunk = max(1, settings.batch_size // settings.num_samples)
-    return [range(s, min(s + per_chunk, num_prompts)) for s in range(0, num_prompts, per_chunk)]
+class Sampler:
+    """One engine's sampling: :meth:`generate` draws ``settings.num_samples`` completions of each prompt, those of
+    prompt ``j`` seeded with ``seeds[j]``, and one greedy completion each when ``greedy``."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+
+    def prompts_per_call(self, settings: SamplingSettings) -> int:
+        """How many prompts go into one :meth:`generate` call (the cache is written after each)."""
+        raise NotImplementedError
+
+    def generate(
+        self, prompts: Sequence[Any], seeds: Sequence[int], settings: SamplingSettings
+    ) -> tuple[list[list[str]], list[str | None]]:
+        """``(samples per prompt, greedy completion per prompt or None)``."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+class _PerPromptSampling:
+    """A logits processor that samples: each prompt's ``repeats`` rows draw their next token from that prompt's own
+    generator, after temperature, top-k and top-p (in transformers' order); the returned scores put all mass on the
+    drawn token, so that ``generate`` run greedily keeps it."""
+
+    def __init__(self, seeds: Sequence[int], repeats: int, settings: SamplingSettings, device: torch.device):
+        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        self.generators = [torch.Generator(device).manual_seed(int(seed)) for seed in seeds]
+        self.repeats = repeats
+        self.warpers = []
+        if settings.temperature != 1.0:
+            self.warpers.append(TemperatureLogitsWarper(settings.temperature))
+        if settings.top_k > 0:
+            self.warpers.append(TopKLogitsWarper(settings.top_k))
+        if settings.top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(settings.top_p))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
+        probs = scores.softmax(-1)
+        tokens = torch.cat(
+            [
+                torch.multinomial(rows, 1, generator=generator)
+                for rows, generator in zip(probs.split(self.repeats), self.generators, strict=True)
+            ]
+        )
+        return torch.full_like(scores, -torch.inf).scatter_(1, tokens, 0.0)
 
 
 @torch.no_grad()
@@ -63,8 +118,18 @@ def _cache_argument(model) -> str:
 
 
 def _generate(
-    model, tokenizer, texts: list[str], plain: bool, repeats: int, settings, greedy: bool, share_prefix: bool = True
+    model,
+    tokenizer,
+    texts: list[str],
+    plain: bool,
+    repeats: int,
+    settings,
+    greedy: bool,
+    share_prefix: bool = True,
+    seeds: Sequence[int] | None = None,
 ) -> list[str]:
+    """``repeats`` completions of each of ``texts`` in one ``generate`` call: greedy, or sampled per prompt from
+    ``seeds`` (:class:`_PerPromptSampling`; without ``seeds`` from the global torch generator)."""
     device = next(model.parameters()).device
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -73,11 +138,24 @@ def _generate(
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=plain).to(device)
     finally:
         tokenizer.padding_side = padding_side
-    sampling = (
-        {"do_sample": False, "top_p": None, "top_k": None, "temperature": None}
-        if greedy
-        else {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
-    )
+    if greedy:
+        sampling = {"do_sample": False, "top_p": None, "top_k": None, "temperature": None}
+    elif seeds is None:
+        sampling = {
+            "do_sample": True,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "top_k": settings.top_k,
+        }
+    else:
+        processor = _PerPromptSampling(seeds, repeats, settings, device)
+        sampling = {
+            "do_sample": False,
+            "top_p": None,
+            "top_k": None,
+            "temperature": None,
+            "logits_processor": [processor],
+        }
     ids, mask = enc["input_ids"], enc["attention_mask"]
     if repeats > 1 and ids.shape[1] > 1 and share_prefix:
         sampling.update(_shared_prompt_cache(model, ids, mask, repeats))
@@ -91,6 +169,79 @@ def _generate(
     return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
+class TransformersSampler(Sampler):
+    """Batched transformers ``generate``: ``batch_size // num_samples`` prompts a call, each prompt's KV cache
+    computed once for its ``n`` samples."""
+
+    def prompts_per_call(self, settings: SamplingSettings) -> int:
+        return max(1, settings.batch_size // settings.num_samples)
+
+    def __enter__(self) -> TransformersSampler:
+        self._was_training = self.model.training
+        self.model.eval()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.model.train(self._was_training)
+
+    def generate(self, prompts, seeds, settings):
+        model, tokenizer = self.model, self.tokenizer
+        plain = all(isinstance(p, str) for p in prompts)
+        texts = [_prompt_text(tokenizer, p) for p in prompts]
+        n = settings.num_samples
+        flat = _generate(model, tokenizer, texts, plain, n, settings, greedy=False, seeds=seeds)
+        samples = [flat[j * n : (j + 1) * n] for j in range(len(texts))]
+        greedy: list[str | None] = [None] * len(texts)
+        if settings.greedy:
+            greedy = list(_generate(model, tokenizer, texts, plain, 1, settings, greedy=True))
+        return samples, greedy
+
+
+class VLLMSampler(Sampler):
+    """A ``vllm.LLM`` (``lora_request``: the adapter to serve): ``batch_size`` prompts a call, each a request with
+    its own seed."""
+
+    def __init__(self, llm, tokenizer, lora_request=None):
+        super().__init__(llm, tokenizer)
+        self.lora_request = lora_request
+
+    def prompts_per_call(self, settings: SamplingSettings) -> int:
+        return max(1, settings.batch_size)
+
+    def generate(self, prompts, seeds, settings):
+        from vllm import SamplingParams
+
+        texts = [_prompt_text(self.tokenizer, p) for p in prompts]
+        params = [
+            SamplingParams(
+                n=settings.num_samples,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                top_k=settings.top_k if settings.top_k > 0 else -1,
+                max_tokens=settings.max_new_tokens,
+                seed=seed,
+            )
+            for seed in seeds
+        ]
+        outputs = self.model.generate(texts, params, lora_request=self.lora_request, use_tqdm=True)
+        samples = [[o.text for o in out.outputs] for out in outputs]
+        greedy: list[str | None] = [None] * len(texts)
+        if settings.greedy:
+            greedy_params = SamplingParams(n=1, temperature=0.0, max_tokens=settings.max_new_tokens)
+            outputs = self.model.generate(texts, greedy_params, lora_request=self.lora_request)
+            greedy = [out.outputs[0].text for out in outputs]
+        return samples, greedy
+
+
+def make_sampler(model, tokenizer, settings: SamplingSettings, lora_request=None) -> Sampler:
+    """The :class:`Sampler` of ``settings.engine`` over ``model`` (a transformers model or a ``vllm.LLM``)."""
+    if settings.engine == "vllm":
+        return VLLMSampler(model, tokenizer, lora_request)
+    if lora_request is not None:
+        raise ValueError("lora_request is a vLLM option; a transformers model carries its adapter itself.")
+    return TransformersSampler(model, tokenizer)
+
+
 def sample_completions(
     model,
     tokenizer,
@@ -99,85 +250,35 @@ def sample_completions(
     skip: Callable[[int], bool] = lambda i: False,
     on_chunk: Callable[[list[int], list[list[str]], list[str | None]], None] | None = None,
     progress: bool = True,
+    lora_request=None,
 ) -> dict[int, tuple[list[str], str | None]]:
-    """Sample ``settings.num_samples`` completions (and one greedy one if ``settings.greedy``) per prompt with
-    batched transformers ``generate``.
-
-    Prompts go in fixed chunks of ``batch_size // num_samples``; chunk ``c`` is sampled after
-    ``torch.manual_seed(seed + c)``. A chunk whose prompts all satisfy ``skip(i)`` (e.g. already cached) is
-    not generated; ``on_chunk(indices, samples, greedy)`` receives each generated chunk (to cache it).
+    """Sample ``settings.num_samples`` completions (and one greedy one if ``settings.greedy``) of every prompt
+    ``i`` not ``skip(i)`` (e.g. already cached), seeded with ``settings.seed + i``, with the engine of
+    ``settings.engine`` (``model`` a transformers model or a ``vllm.LLM``; ``lora_request`` the adapter vLLM serves).
+    ``model`` may also be a :class:`Sampler`. ``on_chunk(indices, samples, greedy)`` receives each generated chunk
+    (to cache it).
 
     Returns:
         ``{prompt index: (samples, greedy completion or None)}`` for the generated prompts.
     """
     from tqdm.auto import tqdm
 
-    was_training = model.training
-    model.eval()
-    plain = all(isinstance(p, str) for p in prompts)
+    sampler = model if isinstance(model, Sampler) else make_sampler(model, tokenizer, settings, lora_request)
+    todo = [i for i in range(len(prompts)) if not skip(i)]
+    step = sampler.prompts_per_call(settings)
     results: dict[int, tuple[list[str], str | None]] = {}
-    chunks = [(c, chunk) for c, chunk in enumerate(_chunks(len(prompts), settings)) if not all(map(skip, chunk))]
-    bar = tqdm(total=sum(len(chunk) for _, chunk in chunks), desc="sampling", unit="prompt", disable=not progress)
+    bar = tqdm(total=len(todo), desc="sampling", unit="prompt", disable=not progress)
     try:
-        for c, chunk in chunks:
-            texts = [_prompt_text(tokenizer, prompts[i]) for i in chunk]
-            torch.manual_seed(settings.seed + c)
-            flat = _generate(model, tokenizer, texts, plain, settings.num_samples, settings, greedy=False)
-            samples = [flat[j * settings.num_samples : (j + 1) * settings.num_samples] for j in range(len(chunk))]
-            greedy: list[str | None] = (
-                list(_generate(model, tokenizer, texts, plain, 1, settings, greedy=True))
-                if settings.greedy
-                else [None] * len(chunk)
-            )
-            for j, i in enumerate(chunk):
-                results[i] = (samples[j], greedy[j])
-            if on_chunk is not None:
-                on_chunk(list(chunk), samples, greedy)
-            bar.update(len(chunk))
+        with sampler:
+            for start in range(0, len(todo), step):
+                chunk = todo[start : start + step]
+                seeds = [settings.seed + i for i in chunk]
+                samples, greedy = sampler.generate([prompts[i] for i in chunk], seeds, settings)
+                for j, i in enumerate(chunk):
+                    results[i] = (samples[j], greedy[j])
+                if on_chunk is not None:
+                    on_chunk(chunk, samples, greedy)
+                bar.update(len(chunk))
     finally:
         bar.close()
-        model.train(was_training)
-    return results
-
-
-def sample_completions_vllm(
-    llm,
-    tokenizer,
-    prompts: Sequence[Any],
-    settings: SamplingSettings,
-    lora_request=None,
-    skip: Callable[[int], bool] = lambda i: False,
-    on_chunk: Callable[[list[int], list[list[str]], list[str | None]], None] | None = None,
-) -> dict[int, tuple[list[str], str | None]]:
-    """:func:`sample_completions` with a ``vllm.LLM``; prompt ``i`` is sampled with seed ``seed + i`` (vLLM's
-    per-request seed), so that resumed and uninterrupted runs agree."""
-    from vllm import SamplingParams
-
-    todo = [i for i in range(len(prompts)) if not skip(i)]
-    results: dict[int, tuple[list[str], str | None]] = {}
-    step = max(1, settings.batch_size)  # prompts per vLLM call: the cache is written after each
-    for start in range(0, len(todo), step):
-        chunk = todo[start : start + step]
-        texts = [_prompt_text(tokenizer, prompts[i]) for i in chunk]
-        params = [
-            SamplingParams(
-                n=settings.num_samples,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                top_k=settings.top_k if settings.top_k > 0 else -1,
-                max_tokens=settings.max_new_tokens,
-                seed=settings.seed + i,
-            )
-            for i in chunk
-        ]
-        outputs = llm.generate(texts, params, lora_request=lora_request, use_tqdm=True)
-        samples = [[o.text for o in out.outputs] for out in outputs]
-        greedy: list[str | None] = [None] * len(chunk)
-        if settings.greedy:
-            greedy_params = SamplingParams(n=1, temperature=0.0, max_tokens=settings.max_new_tokens)
-            greedy = [o.outputs[0].text for o in llm.generate(texts, greedy_params, lora_request=lora_request)]
-        for j, i in enumerate(chunk):
-            results[i] = (samples[j], greedy[j])
-        if on_chunk is not None:
-            on_chunk(chunk, samples, greedy)
     return results

@@ -3,7 +3,6 @@ generation), and the run over every model."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import sys
@@ -18,16 +17,13 @@ from .cache import SampleCache
 from .errors import EvalInputError
 from .models import (
     ModelSpec,
-    adapter_rank,
     by_base,
     check_adapter,
     load_config,
-    load_model,
-    load_vllm_engine,
     resolve_model,
 )
 from .report import markdown_table, write_results
-from .runner import evaluate_model
+from .runner import evaluate_models
 from .sampling import SamplingSettings
 
 __all__ = ["EvalArguments", "EvalPlan", "default_ks", "main", "make_parser", "parse_and_run", "parse_args",
@@ -320,75 +316,22 @@ def prepare(args: EvalArguments, data_args: DataArguments) -> EvalPlan:
 def run(args: EvalArguments, data_args: DataArguments) -> dict[str, Any]:
     """Evaluate every model of ``args``; write results.json and the plot; print the table. Returns the results."""
     plan = prepare(args, data_args)
-    specs, dataset, settings, caches = plan.specs, plan.dataset, plan.settings, plan.caches
-    prompts, answers = list(dataset["prompt"]), [str(a) for a in dataset["answer"]]
-    extra = {c: list(dataset[c]) for c in dataset.column_names if c not in ("prompt", "answer")}
     results: dict[str, Any] = {
         "settings": {
-            "sampling": asdict(settings),
+            "sampling": asdict(plan.settings),
             "ks": plan.ks,
             "rewards": plan.reward_names,
             "reward_weights": plan.reward_weights,
             "success_threshold": plan.success_threshold,
             "data": {**asdict(data_args), "split": plan.split},
-            "num_prompts": len(prompts),
+            "num_prompts": len(plan.dataset),
         },
         "models": {},
     }
-    common = dict(
-        reward_names=plan.reward_names, reward_weights=plan.reward_weights, threshold=plan.success_threshold,
-        columns=extra, progress=True,
+    results["models"] = evaluate_models(
+        plan, dtype=args.dtype, vllm_max_model_len=args.vllm_max_model_len,
+        vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization,
     )  # fmt: skip
-    reward_funcs, ks = plan.reward_funcs, plan.ks
-    if args.use_vllm:
-        # One engine per base model; its adapters are served by vLLM's LoRA support (no merged copies on disk).
-        from vllm.lora.request import LoRARequest
-
-        for group in by_base(specs).values():
-            llm, tokenizer = None, None
-            if any(not caches[s.label].complete(prompts, settings.greedy) for s in group):
-                llm = load_vllm_engine(
-                    group[0], settings.seed, max(map(adapter_rank, group)), args.vllm_max_model_len,
-                    args.vllm_gpu_memory_utilization,
-                )  # fmt: skip
-                tokenizer = llm.get_tokenizer()
-            for number, spec in enumerate(group, 1):
-                lora = LoRARequest(spec.label, number, spec.adapter) if spec.adapter else None
-                print(f"[pkpo-eval] {spec.label}: {len(prompts)} prompts x {settings.num_samples} samples (vLLM)")
-                results["models"][spec.label] = {
-                    "model": spec.identity(),
-                    **evaluate_model(
-                        llm, tokenizer, prompts, answers, reward_funcs, settings, ks,
-                        cache=caches[spec.label], lora_request=lora, label=spec.label, **common,
-                    ),
-                }  # fmt: skip
-            del llm
-            gc.collect()
-    else:
-        # One load per base model (a GGUF base takes minutes to de-quantize on a CPU); each adapter is put on top
-        # of it for its turn and taken off again (PEFT's unload), the base itself is evaluated first.
-        for group in by_base(specs).values():
-            pending = [s for s in group if not caches[s.label].complete(prompts, settings.greedy)]
-            base = load_model(pending[0], args.dtype, adapter=False) if pending else None
-            for spec in sorted(group, key=lambda s: s.adapter is not None):
-                print(f"[pkpo-eval] {spec.label}: {len(prompts)} prompts x {settings.num_samples} samples", flush=True)
-                model, tokenizer = (None, None) if base is None else base
-                if model is not None and spec.adapter:
-                    from peft import PeftModel
-
-                    model = PeftModel.from_pretrained(model, spec.adapter).eval()
-                results["models"][spec.label] = {
-                    "model": spec.identity(),
-                    **evaluate_model(
-                        model, tokenizer, prompts, answers, reward_funcs, settings, ks,
-                        cache=caches[spec.label], label=spec.label, **common,
-                    ),
-                }  # fmt: skip
-                if model is not None and spec.adapter:
-                    base = (model.unload(), tokenizer)
-            del base
-            gc.collect()
-        results["models"] = {spec.label: results["models"][spec.label] for spec in specs}  # the order asked for
     out = Path(args.output_dir)
     write_results(results, out)
     print(markdown_table(results))

@@ -1,19 +1,25 @@
-"""One model evaluated: sample (or take from the cache), score with every reward function, combine, summarise."""
+"""Models evaluated: each sampled (or taken from its cache), scored with every reward function and summarised
+(:func:`evaluate_model`); every model of a plan in turn, each base model loaded once (:func:`evaluate_models`)."""
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..callbacks import combine_rewards, prompt_key
 from .cache import SampleCache
+from .models import ModelSpec, adapter_rank, by_base, load_model, load_vllm_engine
 from .sampling import SamplingSettings, sample_completions
 from .scoring import pass_at_k_stats, score_completions
 
-__all__ = ["evaluate_model"]
+if TYPE_CHECKING:
+    from .cli import EvalPlan
+
+__all__ = ["evaluate_model", "evaluate_models"]
 
 
 def evaluate_model(
@@ -92,3 +98,68 @@ def evaluate_model(
     stats = pass_at_k_stats(rewards, ks, threshold, greedy)
     stats["num_generated"] = len(new)
     return stats
+
+
+def _turns(
+    group: list[ModelSpec], pending: bool, settings: SamplingSettings, dtype: str, vllm_options: dict[str, Any]
+) -> Iterator[tuple[ModelSpec, Any, Any, Any]]:
+    """``(spec, model, tokenizer, lora_request)`` for each model of one base-model ``group``, the base loaded once
+    (not at all when nothing is ``pending``: everything cached, model and tokenizer None).
+
+    vLLM: one engine, each adapter served by its LoRA support (no merged copies on disk). transformers: each
+    adapter is put on top of the base for its turn and taken off again (PEFT's unload), the base evaluated first
+    (a GGUF base takes minutes to de-quantize on a CPU).
+    """
+    if settings.engine == "vllm":
+        from vllm.lora.request import LoRARequest
+
+        llm = (
+            load_vllm_engine(group[0], settings.seed, max(map(adapter_rank, group)), **vllm_options)
+            if pending
+            else None
+        )
+        tokenizer = llm.get_tokenizer() if llm is not None else None
+        for number, spec in enumerate(group, 1):
+            yield spec, llm, tokenizer, LoRARequest(spec.label, number, spec.adapter) if spec.adapter else None
+        return
+    base = load_model(group[0], dtype, adapter=False) if pending else None
+    for spec in sorted(group, key=lambda s: s.adapter is not None):
+        model, tokenizer = (None, None) if base is None else base
+        if model is not None and spec.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, spec.adapter).eval()
+        yield spec, model, tokenizer, None
+        if model is not None and spec.adapter:
+            base = (model.unload(), tokenizer)
+
+
+def evaluate_models(
+    plan: EvalPlan,
+    dtype: str = "auto",
+    vllm_max_model_len: int | None = None,
+    vllm_gpu_memory_utilization: float = 0.85,
+) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_model` of every model of ``plan`` on its prompts, ``{label: {"model": identity, **stats}}``
+    in the order asked for; one load (or vLLM engine) per base model, none when all its models are cached."""
+    dataset, settings = plan.dataset, plan.settings
+    prompts, answers = list(dataset["prompt"]), [str(a) for a in dataset["answer"]]
+    columns = {c: list(dataset[c]) for c in dataset.column_names if c not in ("prompt", "answer")}
+    vllm_options = dict(max_model_len=vllm_max_model_len, gpu_memory_utilization=vllm_gpu_memory_utilization)
+    engine = " (vLLM)" if settings.engine == "vllm" else ""
+    results: dict[str, dict[str, Any]] = {}
+    for group in by_base(plan.specs).values():
+        pending = any(not plan.caches[s.label].complete(prompts, settings.greedy) for s in group)
+        for spec, model, tokenizer, lora in _turns(group, pending, settings, dtype, vllm_options):
+            print(
+                f"[pkpo-eval] {spec.label}: {len(prompts)} prompts x {settings.num_samples} samples{engine}",
+                flush=True,
+            )
+            stats = evaluate_model(
+                model, tokenizer, prompts, answers, plan.reward_funcs, settings, plan.ks,
+                reward_names=plan.reward_names, reward_weights=plan.reward_weights, threshold=plan.success_threshold,
+                columns=columns, cache=plan.caches[spec.label], lora_request=lora, label=spec.label,
+            )  # fmt: skip
+            results[spec.label] = {"model": spec.identity(), **stats}
+        gc.collect()  # the group's model or engine is gone with its turns
+    return {spec.label: results[spec.label] for spec in plan.specs}

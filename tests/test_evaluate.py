@@ -408,6 +408,27 @@ def test_model_paths_may_follow_options_on_the_command_line(workdir):
         parse_args(["a", "--prompt_format", "chatml"])
 
 
+def test_help_shows_the_positional_models_an_example_config_and_only_evaluation_options(capsys):
+    from pkpo_trl.evaluate import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: pkpo-eval MODEL [MODEL ...] [--config EVAL.yaml]")
+    assert "Example:\n\n  pkpo-eval " in text and "--config EVAL.yaml    YAML file" in text
+    for hidden in ("--num_train_examples", "--dataset_train_split", "--dataset_streaming", "--ignore_bias_buffers"):
+        assert hidden not in text
+    for shown in ("--num_samples", "--ks", "--dataset_name", "--num_eval_examples", "--suggest_k", "--no_plot"):
+        assert shown in text
+    options = re.split(r"\n  (?=-)", text.split("\noptions:\n", 1)[1])
+    assert all(option.count("default") <= 1 for option in options), [o for o in options if o.count("default") > 1]
+    no_plot = next(option for option in options if option.startswith("--no_plot"))
+    assert "Write" not in no_plot and "not write" in no_plot
+    # hidden options still parse (a pkpo-train run's config may name them)
+    assert parse_args(["a", "--num_train_examples", "5"])[1].num_train_examples == 5
+
+
 @pytest.mark.parametrize(
     "kind, change, problem",
     [

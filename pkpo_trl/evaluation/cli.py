@@ -3,6 +3,7 @@ generation), and the run over every model."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import sys
@@ -181,14 +182,62 @@ def default_ks(n: int) -> list[int]:
     return ks if ks[-1] == n else [*ks, n]
 
 
+_TRAIN_ONLY_DATA_FIELDS = ("dataset_train_split", "num_train_examples")
+# Not listed by --help but accepted (a run's config may carry them): what only pkpo-train reads, and what
+# DataArguments refuses anyway.
+_HIDDEN_OPTIONS = (*_TRAIN_ONLY_DATA_FIELDS, "dataset_streaming", "ignore_bias_buffers")
+
+_USAGE = "pkpo-eval MODEL [MODEL ...] [--config EVAL.yaml] [--OPTION VALUE ...]"
+_DESCRIPTION = """\
+Measure pass@k of one or more models on the same prompts with the same seeds (a paired comparison), and
+report it in one table (pass@k +- standard error), results.json and one plot. A MODEL is a hub id, a local
+model directory, a PEFT adapter directory or a pkpo-train output directory (whose data, reward and sampling
+settings become this evaluation's defaults). Samples are cached under --output_dir: an interrupted
+evaluation resumes, and a re-score with other --reward_funcs generates nothing. Options can also be set in a
+YAML file passed with --config; the command line overrides it. Example:
+
+  pkpo-eval google/gemma-2-2b-it runs/gsm8k --dataset_name openai/gsm8k --num_samples 16 --ks 1 4 16"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written, and each option's default printed once: after its help, unless the help
+    states its default itself."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, [], argparse.SUPPRESS)
+            or action.option_strings[0].startswith("--no_")
+        ):
+            return text
+        return f"{text} (default: {default})"
+
+
 def make_parser():
-    """The command-line parser: evaluation and data options, YAML via ``--config``."""
+    """The command-line parser: evaluation and data options, YAML via ``--config``; ``--help`` lists only what
+    evaluation reads."""
     from trl import TrlParser
 
-    return TrlParser((EvalArguments, DataArguments))
-
-
-_TRAIN_ONLY_DATA_FIELDS = ("dataset_train_split", "num_train_examples")
+    parser = TrlParser(
+        (EvalArguments, DataArguments), prog="pkpo-eval", usage=_USAGE, description=_DESCRIPTION,
+        formatter_class=_HelpFormatter,
+    )  # fmt: skip
+    # TrlParser reads --config itself, before argparse sees the arguments; listed for --help only (SUPPRESS keeps it
+    # out of the parsed namespace).
+    parser.add_argument(
+        "--config", metavar="EVAL.yaml", default=argparse.SUPPRESS,
+        help="YAML file whose keys set any of the options listed here; options on the command line override it.",
+    )  # fmt: skip
+    for action in parser._actions:
+        if action.dest in _HIDDEN_OPTIONS:
+            action.help = argparse.SUPPRESS
+        elif action.option_strings and action.option_strings[0] == "--no_plot":
+            action.help = "Do not write the plot (the same as --plot false)."
+        elif action.dest == "models":
+            action.help += " (default: none)"
+    return parser
 
 
 def _apply_run_config(args: EvalArguments, data_args: DataArguments, specs: list[ModelSpec]) -> None:

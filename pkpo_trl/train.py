@@ -32,6 +32,7 @@ from .callbacks import PassAtKCallback
 from .choices import check_fixed_values
 from .config import PKPOConfig
 from .data import DataArguments, load_datasets
+from .metrics import default_ks
 from .model_card import write_model_card
 from .models import load_model_and_tokenizer
 from .rewards import get_reward_funcs
@@ -114,7 +115,7 @@ class TrainScriptArguments:
         default=None,
         metadata={
             "help": "Fixed ks whose pass@k is logged as `pass@k/<k>` for both trainers (PassAtKCallback); default: "
-            "powers of 2 up to num_generations."
+            "powers of 2 up to num_generations, and num_generations (pkpo_trl.metrics.default_ks)."
         },
     )
     plot: bool = field(
@@ -407,7 +408,7 @@ def _build(script_args, data_args, training_args: GRPOConfig, model_args: ModelC
     )
     train_dataset, eval_dataset = load_datasets(data_args, tokenizer, model.config.model_type)
     trainer_cls = PKPOTrainer if script_args.trainer == "pkpo" else GRPOTrainer
-    ks = script_args.pass_at_ks or [2**i for i in range(training_args.num_generations.bit_length())]
+    ks = script_args.pass_at_ks or default_ks(training_args.num_generations)
     pass_at_k = PassAtKCallback(ks)  # the same fixed-k numbers and solved count for --trainer pkpo and grpo
     # PKPOTrainer does this itself; the GRPO baseline needs it too on vLLM's CPU build (see vllm_cpu.py).
     prepare_vllm_for_weight_sync(training_args.use_vllm, training_args.vllm_mode)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..callbacks import prompt_key
+from ..metrics import prompt_key
 from .errors import CacheError
 
 __all__ = ["CACHE_VERSION", "SampleCache"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import DataArguments, DatasetError, load_task
+from ..metrics import default_ks
 from ..rewards import get_reward_funcs
 from .cache import SampleCache
 from .errors import EvalInputError
@@ -76,7 +76,7 @@ class EvalArguments:
     num_samples: int = field(default=16, metadata={"help": "Completions sampled per prompt (n)."})
     ks: list[int] | None = field(
         default=None,
-        metadata={"help": "The k of pass@k to report, each <= num_samples (default: powers of 2 up to n)."},
+        metadata={"help": "The k of pass@k to report, each <= num_samples (default: powers of 2 up to n, and n)."},
     )
     greedy: bool = field(
         default=False, metadata={"help": "Also decode one greedy completion per prompt and report its accuracy."}
@@ -174,12 +174,6 @@ class EvalArguments:
                     f"--num_generations {size} must lie in [2, --num_samples={self.num_samples}]: the k advisor "
                     "draws each training group from a prompt's samples. Raise --num_samples."
                 )
-
-
-def default_ks(n: int) -> list[int]:
-    """Powers of 2 up to ``n``, and ``n`` itself."""
-    ks = [2**i for i in range(int(math.log2(n)) + 1)]
-    return ks if ks[-1] == n else [*ks, n]
 
 
 _TRAIN_ONLY_DATA_FIELDS = ("dataset_train_split", "num_train_examples")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..callbacks import combine_rewards, prompt_key
+from ..metrics import combine_rewards, prompt_key
 from .cache import SampleCache
 from .models import ModelSpec, adapter_rank, by_base, load_model, load_vllm_engine
 from .sampling import SamplingSettings, sample_completions

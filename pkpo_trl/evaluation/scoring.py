@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from ..estimators import maxg_at_k, pass_at_k
+from ..estimators import maxg_at_k
+from ..metrics import is_binary, mean_se, pass_at_k_with_se
 from ..rewards import get_reward_funcs
 
 __all__ = ["pass_at_k_stats", "score_completions"]
@@ -88,12 +89,6 @@ def score_completions(
     return out
 
 
-def _mean_se(values: torch.Tensor) -> dict[str, float]:
-    p = values.shape[-1]
-    se = values.std(-1).item() / math.sqrt(p) if p > 1 else math.nan
-    return {"mean": values.mean(-1).item(), "se": se}
-
-
 def pass_at_k_stats(
     rewards: torch.Tensor, ks: Sequence[int], threshold: float = 1.0, greedy: torch.Tensor | None = None
 ) -> dict[str, Any]:
@@ -114,16 +109,15 @@ def pass_at_k_stats(
     stats: dict[str, Any] = {
         "num_prompts": num_prompts,
         "num_samples": n,
-        "pass@k": {str(k): _mean_se(pass_at_k(n, correct, k)) for k in ks},
+        "pass@k": pass_at_k_with_se(correct, n, ks),
         "solved": int((correct > 0).sum()),
         "num_failed": int(failed.sum()),
         "mean_reward": scored.mean().item(),
         "correct": correct.tolist(),
     }
-    binary = bool(((scored == 0) | (scored == 1)).all()) and threshold == 1.0
-    if not binary:
-        stats["max@k"] = {str(k): _mean_se(maxg_at_k(scored, k)) for k in ks}
+    if not (is_binary(scored, may_have_nan=False) and threshold == 1.0):
+        stats["max@k"] = {str(k): mean_se(maxg_at_k(scored, k)) for k in ks}
     if greedy is not None:
         hit = (greedy.nan_to_num(0.0) >= threshold).logical_and(~greedy.isnan()).double()
-        stats["greedy"] = {**_mean_se(hit), "solved": int(hit.sum())}
+        stats["greedy"] = {**mean_se(hit), "solved": int(hit.sum())}
     return stats

@@ -36,13 +36,13 @@ from .metrics import default_ks
 from .model_card import write_model_card
 from .models import load_model_and_tokenizer
 from .rewards import get_reward_funcs
+from .run_dir import RUN_CONFIG_FILE, config_diff
 from .vllm_cpu import prepare_vllm_for_weight_sync
 
 __all__ = ["TrainInputError", "TrainScriptArguments", "main", "make_parser", "parse_args", "run"]
 
 logger = logging.getLogger(__name__)
 
-RUN_CONFIG_FILE = "pkpo_run_config.json"
 # Settings that may differ between a run and its continuation without making it a different run.
 _RESUMABLE_KEYS = {
     "output_dir", "logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "report_to", "run_name",
@@ -306,12 +306,7 @@ def check_output_dir(output_dir: str | Path, run_config: dict, resuming: bool, o
         ) from None
     if previous == run_config:
         return
-    diff = sorted(
-        f"{section}.{key}: {previous.get(section, {}).get(key)!r} -> {run_config[section].get(key)!r}"
-        for section in run_config
-        for key in set(run_config[section]) | set(previous.get(section, {}))
-        if previous.get(section, {}).get(key) != run_config[section].get(key)
-    )
+    diff = config_diff({section: previous.get(section, {}) for section in run_config}, run_config)
     what = "resume it with" if not resuming else "a resumed run must keep"
     raise ValueError(
         f"{output_dir} holds a run with a different config ({'; '.join(diff[:8])}). Use another --output_dir, "

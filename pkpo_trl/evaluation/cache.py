@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..metrics import prompt_key
+from ..run_dir import config_diff
 from .errors import CacheError
 
 __all__ = ["CACHE_VERSION", "SampleCache"]
@@ -96,11 +97,7 @@ class SampleCache:
             raise CacheError(f"{self.path} is not a pkpo-eval sample cache (no header line).")
         previous = records[0]
         if previous != self.header:
-            diff = sorted(
-                f"{key}: {previous.get(key)!r} -> {self.header.get(key)!r}"
-                for key in set(previous) | set(self.header)
-                if previous.get(key) != self.header.get(key)
-            )
+            diff = config_diff(previous, self.header)
             raise CacheError(
                 f"The sample cache {self.path} was written with other settings ({'; '.join(diff)}). Use another "
                 "--output_dir, or pass --overwrite_cache true to discard it."

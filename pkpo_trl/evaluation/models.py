@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
+from ..run_dir import RUN_CONFIG_FILE
 from .errors import EvalInputError
 
 __all__ = ["ADAPTER_CONFIG_FILE", "ModelSpec", "adapter_rank", "by_base", "check_adapter", "load_config",
            "load_model", "load_vllm_engine", "resolve_model"]  # fmt: skip
 
-RUN_CONFIG_FILE = "pkpo_run_config.json"  # written by pkpo-train (pkpo_trl.train.RUN_CONFIG_FILE)
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 
 

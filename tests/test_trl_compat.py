@@ -15,8 +15,8 @@ import sys
 import pytest
 import torch
 from datasets import Dataset
+from helpers import N_GEN, continuous_reward, train
 from packaging.version import Version
-from test_trainer import N_GEN, continuous_reward, train
 from trl import GRPOTrainer, __version__
 
 from pkpo_trl import PKPOTrainer, transform_rewards

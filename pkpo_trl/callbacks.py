@@ -25,10 +25,6 @@ TRL averages per logging step (``eval_`` prefix in evaluation), like its own.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,24 +32,10 @@ import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
-from .estimators import pass_at_k
+from .metrics import combine_rewards, group_pass_at_k, prompt_key
 
+# combine_rewards, group_pass_at_k and prompt_key live in pkpo_trl.metrics; importable from here as before.
 __all__ = ["PassAtKCallback", "combine_rewards", "fixed_k_pass_at_k", "group_pass_at_k", "prompt_key"]
-
-
-def prompt_key(prompt: Any) -> str:
-    """A stable key of a prompt (string or conversation): the trainer's per-prompt bookkeeping (prompts solved,
-    adapted k) and pkpo-eval's sample cache both use it."""
-    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def combine_rewards(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``g = sum_f w_f r_f`` over the last dimension of a ``[..., F]`` reward tensor (TRL's ``[B, F]``), NaN-skipping
-    like TRL, and NaN where no reward function scored the completion (the trainers leave those out of their
-    groups, pkpo-eval counts them as failed)."""
-    rewards = (rewards_per_func * weights.to(rewards_per_func)).nansum(dim=-1)
-    return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=-1), torch.nan)
 
 
 def fixed_k_pass_at_k(
@@ -74,28 +56,6 @@ def fixed_k_pass_at_k(
         threshold: success threshold on the combined reward.
     """
     return group_pass_at_k(combine_rewards(rewards_per_func, weights).view(-1, group_size), ks, threshold)
-
-
-def group_pass_at_k(groups: torch.Tensor, ks: Sequence[int], threshold: float = 1.0) -> dict[int, float]:
-    """Mean unbiased pass@k over the rows of combined rewards ``[G, n]`` (NaN = unscored, left out), for each
-    ``k <= n``: :func:`fixed_k_pass_at_k` after the rewards are combined; ``PKPOTrainer`` uses it too."""
-    ks = tuple(k for k in ks if k <= groups.shape[-1])
-    scored = (~groups.isnan()).sum(-1)
-    correct = (groups >= threshold).sum(-1)
-    values = _pass_at_k_table(groups.shape[-1], ks).to(groups.device)[scored, correct]  # [G, len(ks)]
-    return dict(zip(ks, values.nanmean(0).tolist(), strict=True))
-
-
-@functools.lru_cache(maxsize=64)
-def _pass_at_k_table(n_max: int, ks: tuple[int, ...]) -> torch.Tensor:
-    """``table[n, c, j]``: pass@k' of a group with ``n`` scored completions and ``c`` successes, ``k' =
-    min(ks[j], n)`` (as :func:`~pkpo_trl.maxg_at_k` does for ``n < k``), ``1 - C(n-c, k') / C(n, k')`` (Eq. 8);
-    NaN for ``n = 0``. A lookup per batch instead of the sorted estimator (~0.4 ms a batch)."""
-    table = torch.full((n_max + 1, n_max + 1, len(ks)), math.nan, dtype=torch.float64)
-    for n in range(1, n_max + 1):
-        for j, k in enumerate(ks):
-            table[n, : n + 1, j] = pass_at_k(n, torch.arange(n + 1), min(k, n))
-    return table
 
 
 class PassAtKCallback(TrainerCallback):

@@ -32,16 +32,17 @@ from .callbacks import PassAtKCallback
 from .choices import check_fixed_values
 from .config import PKPOConfig
 from .data import DataArguments, load_datasets
+from .metrics import default_ks
 from .model_card import write_model_card
 from .models import load_model_and_tokenizer
 from .rewards import get_reward_funcs
+from .run_dir import RUN_CONFIG_FILE, config_diff
 from .vllm_cpu import prepare_vllm_for_weight_sync
 
 __all__ = ["TrainInputError", "TrainScriptArguments", "main", "make_parser", "parse_args", "run"]
 
 logger = logging.getLogger(__name__)
 
-RUN_CONFIG_FILE = "pkpo_run_config.json"
 # Settings that may differ between a run and its continuation without making it a different run.
 _RESUMABLE_KEYS = {
     "output_dir", "logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "report_to", "run_name",
@@ -114,7 +115,7 @@ class TrainScriptArguments:
         default=None,
         metadata={
             "help": "Fixed ks whose pass@k is logged as `pass@k/<k>` for both trainers (PassAtKCallback); default: "
-            "powers of 2 up to num_generations."
+            "powers of 2 up to num_generations, and num_generations (pkpo_trl.metrics.default_ks)."
         },
     )
     plot: bool = field(
@@ -305,12 +306,7 @@ def check_output_dir(output_dir: str | Path, run_config: dict, resuming: bool, o
         ) from None
     if previous == run_config:
         return
-    diff = sorted(
-        f"{section}.{key}: {previous.get(section, {}).get(key)!r} -> {run_config[section].get(key)!r}"
-        for section in run_config
-        for key in set(run_config[section]) | set(previous.get(section, {}))
-        if previous.get(section, {}).get(key) != run_config[section].get(key)
-    )
+    diff = config_diff({section: previous.get(section, {}) for section in run_config}, run_config)
     what = "resume it with" if not resuming else "a resumed run must keep"
     raise ValueError(
         f"{output_dir} holds a run with a different config ({'; '.join(diff[:8])}). Use another --output_dir, "
@@ -407,7 +403,7 @@ def _build(script_args, data_args, training_args: GRPOConfig, model_args: ModelC
     )
     train_dataset, eval_dataset = load_datasets(data_args, tokenizer, model.config.model_type)
     trainer_cls = PKPOTrainer if script_args.trainer == "pkpo" else GRPOTrainer
-    ks = script_args.pass_at_ks or [2**i for i in range(training_args.num_generations.bit_length())]
+    ks = script_args.pass_at_ks or default_ks(training_args.num_generations)
     pass_at_k = PassAtKCallback(ks)  # the same fixed-k numbers and solved count for --trainer pkpo and grpo
     # PKPOTrainer does this itself; the GRPO baseline needs it too on vLLM's CPU build (see vllm_cpu.py).
     prepare_vllm_for_weight_sync(training_args.use_vllm, training_args.vllm_mode)

@@ -33,6 +33,7 @@ rely on, so an incompatible TRL fails a test rather than a run.
 import functools
 import logging
 import numbers
+import textwrap
 from collections.abc import Callable
 
 import numpy as np
@@ -100,6 +101,19 @@ class PKPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "pkpo"]
     _name = "PKPO"
+    # TRL's generated model card (create_model_card) cites this paper, as GRPOTrainer's cites DeepSeekMath's.
+    _paper = {
+        "title": "Pass@K Policy Optimization: Solving Harder Reinforcement Learning Problems",
+        "id": "2505.15201",
+        # docstyle-ignore
+        "citation": textwrap.dedent("""\
+            @article{walder2025pkpo,
+                title        = {{Pass@K Policy Optimization: Solving Harder Reinforcement Learning Problems}},
+                author       = {Christian Walder and Deep Karkhanis},
+                year         = 2025,
+                eprint       = {arXiv:2505.15201},
+            }"""),
+    }
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_trainer import N_GEN, train
+from helpers import N_GEN, train
 
 from pkpo_trl import KAnnealingCallback, KSchedule
 
@@ -75,7 +75,7 @@ def record_k_at_scoring(trainer_cls):
 
 
 def test_callback_sets_k_at_scheduled_steps_with_reused_generation_batches(tmp_path):
-    from test_trainer import RecordingPKPOTrainer
+    from helpers import RecordingPKPOTrainer
 
     trainer_cls = record_k_at_scoring(RecordingPKPOTrainer)
     # steps_per_generation=2: one generation batch is scored every 2 optimizer steps and reused.
@@ -93,7 +93,7 @@ def test_callback_sets_k_at_scheduled_steps_with_reused_generation_batches(tmp_p
 
 
 def test_explicit_callback_overrides_config(tmp_path):
-    from test_trainer import RecordingPKPOTrainer
+    from helpers import RecordingPKPOTrainer
 
     trainer_cls = record_k_at_scoring(RecordingPKPOTrainer)
     trainer = train(
@@ -107,7 +107,7 @@ def test_explicit_callback_overrides_config(tmp_path):
 
 
 def test_schedule_survives_save_and_resume(tmp_path):
-    from test_trainer import RecordingPKPOTrainer
+    from helpers import RecordingPKPOTrainer
 
     schedule = f"linear:{N_GEN}->1"
     common = dict(max_steps=4, save_strategy="steps", save_steps=2, pkpo_k_schedule=schedule)
@@ -137,7 +137,7 @@ def test_a_users_callback_is_validated_against_the_estimator(tmp_path):
 
 
 def test_resuming_mid_generation_batch_trains_every_step_with_the_uninterrupted_runs_k(tmp_path):
-    from test_trainer import RecordingPKPOTrainer
+    from helpers import RecordingPKPOTrainer
 
     class RecordKPerStep(RecordingPKPOTrainer):
         """Notes, for each optimizer step, the k its generation batch was scored with."""

@@ -150,14 +150,14 @@ def test_resume_from_a_half_written_cache_equals_the_uninterrupted_run(full_run,
     resumed = workdir / "resumed"
     (resumed / "samples").mkdir(parents=True)
     lines = (out / "samples" / "a.jsonl").read_text().splitlines(keepends=True)
-    # header, prompts 0-2 (chunks of 2 prompts: the second chunk is half done), prompt 3 cut off mid-write
+    # header, prompts 0-2 (chunks of 2 prompts: the second chunk is half written), prompt 3 cut off mid-write
     (resumed / "samples" / "a.jsonl").write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
     again = parse_and_run(
         [str(workdir / "model_a"), "--labels", "a", "--greedy", "true", "--seed", "3", "--output_dir", str(resumed),
          *data_options(workdir), *sampling_options()]
     )  # fmt: skip
     model = again["models"]["a"]
-    assert model["num_generated"] == 2  # only the unfinished chunk
+    assert model["num_generated"] == 1  # only the prompt not cached: samples are seeded per prompt
     for key in ("pass@k", "correct", "solved", "greedy"):
         assert model[key] == results["models"]["a"][key]
     assert cache_records(resumed / "samples" / "a.jsonl", "samples") == cache_records(
@@ -277,11 +277,11 @@ def test_a_pkpo_train_run_directory_supplies_base_model_data_and_sampling(workdi
         EvalArguments(models=[str(workdir / "model_a"), str(run)], num_samples=4, output_dir=str(tmp_path)),
         DataArguments(),
     )
-    specs, dataset, _, names, _, settings, ks, _ = prepare(args, data_args)
-    assert [s.adapter for s in specs] == [None, str(run)]
-    assert dataset["prompt"][0] == "1+2=" and len(dataset) == 4
-    assert names == ["test_evaluate:has_one"] and ks == [1, 2, 4]
-    assert (settings.temperature, settings.max_new_tokens, args.success_threshold) == (0.7, 5, 0.5)
+    plan = prepare(args, data_args)
+    assert [s.adapter for s in plan.specs] == [None, str(run)]
+    assert plan.dataset["prompt"][0] == "1+2=" and len(plan.dataset) == 4
+    assert plan.reward_names == ["test_evaluate:has_one"] and plan.ks == [1, 2, 4]
+    assert (plan.settings.temperature, plan.settings.max_new_tokens, plan.success_threshold) == (0.7, 5, 0.5)
 
 
 def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
@@ -312,6 +312,25 @@ def test_prompt_computed_once_per_prompt_gives_the_samples_of_computing_it_per_s
     shared = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
     assert shared == per_sample
     assert len(set(per_sample)) > 1  # not one degenerate string
+
+
+@pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (5, 0.9)])
+def test_a_prompts_samples_do_not_depend_on_the_batch_it_is_sampled_in(top_k, top_p):
+    from pkpo_trl.evaluate import SamplingSettings, sample_completions
+
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
+    prompts = ["1+2=", "7+7=", "3+4=", "12+5=", "9+9="]
+
+    def sample(batch_size: int, skip=lambda i: False) -> dict:
+        settings = SamplingSettings(num_samples=4, max_new_tokens=6, seed=5, batch_size=batch_size, top_k=top_k,
+                                    top_p=top_p, temperature=0.8)  # fmt: skip
+        return sample_completions(model, tokenizer, prompts, settings, skip=skip, progress=False)
+
+    one_per_call, all_in_one = sample(4), sample(20)
+    assert one_per_call == all_in_one
+    assert sample(8, skip=lambda i: i != 3) == {3: one_per_call[3]}  # a resumed run: prompt 3 alone
+    assert len({text for samples, _ in one_per_call.values() for text in samples}) > 5  # not degenerate
 
 
 def test_pass_at_k_stats_over_prompts():
@@ -372,7 +391,7 @@ def test_a_run_trained_on_one_local_file_is_not_evaluated_on_its_training_prompt
     held_out = tmp_path / "held_out.jsonl"
     held_out.write_text(json.dumps({"question": "5+2", "answer": "7"}) + "\n")
     args = EvalArguments(models=[str(run)], num_samples=4, output_dir=str(tmp_path), split=str(held_out))
-    _, dataset, *_ = prepare(args, DataArguments())
+    dataset = prepare(args, DataArguments()).dataset
     assert dataset["prompt"] == ["5+2="] and dataset["answer"] == ["7"]
 
 
@@ -387,6 +406,27 @@ def test_model_paths_may_follow_options_on_the_command_line(workdir):
         parse_args(["a", "--no_such_option", "1"])
     with pytest.raises(EvalInputError, match="prompt_format must be 'chat' or 'plain'"):
         parse_args(["a", "--prompt_format", "chatml"])
+
+
+def test_help_shows_the_positional_models_an_example_config_and_only_evaluation_options(capsys):
+    from pkpo_trl.evaluate import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: pkpo-eval MODEL [MODEL ...] [--config EVAL.yaml]")
+    assert "Example:\n\n  pkpo-eval " in text and "--config EVAL.yaml    YAML file" in text
+    for hidden in ("--num_train_examples", "--dataset_train_split", "--dataset_streaming", "--ignore_bias_buffers"):
+        assert hidden not in text
+    for shown in ("--num_samples", "--ks", "--dataset_name", "--num_eval_examples", "--suggest_k", "--no_plot"):
+        assert shown in text
+    options = re.split(r"\n  (?=-)", text.split("\noptions:\n", 1)[1])
+    assert all(option.count("default") <= 1 for option in options), [o for o in options if o.count("default") > 1]
+    no_plot = next(option for option in options if option.startswith("--no_plot"))
+    assert "Write" not in no_plot and "not write" in no_plot
+    # hidden options still parse (a pkpo-train run's config may name them)
+    assert parse_args(["a", "--num_train_examples", "5"])[1].num_train_examples == 5
 
 
 @pytest.mark.parametrize(

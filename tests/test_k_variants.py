@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from test_trainer import N_GEN, binary_reward, continuous_reward, prompt_dataset, train
+from helpers import N_GEN, binary_reward, continuous_reward, prompt_dataset, train
 
 from pkpo_trl import PKPOConfig, PKPOTrainer
 from pkpo_trl.annealing import KMixture, KMixtureCallback, KMixtureSchedule

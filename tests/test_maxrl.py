@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from test_trainer import N_GEN, binary_reward, continuous_reward, train
+from helpers import N_GEN, binary_reward, continuous_reward, train
 
 from pkpo_trl import PKPOConfig
 from pkpo_trl.annealing import KMixture, KMixtureSchedule

@@ -9,101 +9,20 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from helpers import (  # noqa: F401 - the training helpers lived here; other test files imported them from here
+    N_GEN,
+    RecordingGRPOTrainer,
+    RecordingPKPOTrainer,
+    binary_reward,
+    continuous_reward,
+    prompt_dataset,
+    recording,
+    train,
+)
 from trl import GRPOConfig, GRPOTrainer
 
 from pkpo_trl import PKPOConfig, PKPOTrainer, transform_rewards
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
-
-N_GEN = 4
-
-
-def prompt_dataset(num: int = 16) -> Dataset:
-    return Dataset.from_dict({"prompt": [f"{i}+{i % 7}=" for i in range(num)], "answer": [str(i) for i in range(num)]})
-
-
-def binary_reward(completion_ids, **kwargs) -> list[float]:
-    """Deterministic in the sampled tokens, so both values appear in most groups."""
-    return [float(sum(ids) % 2) for ids in completion_ids]
-
-
-def continuous_reward(completion_ids, **kwargs) -> list[float]:
-    return [float(sum(ids) % 7) / 3.0 - 1.0 for ids in completion_ids]
-
-
-class RecordingTrainerMixin:
-    """Keeps what reached the loss and what TRL's `_generate_and_score_completions` returned."""
-
-    def _compute_loss(self, model, inputs):
-        self.loss_advantages.append(inputs["advantages"].detach().clone())
-        loss = super()._compute_loss(model, inputs)
-        self.losses.append(loss.detach().clone())
-        return loss
-
-
-class RecordingPKPOTrainer(RecordingTrainerMixin, PKPOTrainer):
-    pass
-
-
-class RecordingGRPOTrainer(RecordingTrainerMixin, GRPOTrainer):
-    pass
-
-
-def recording(reward_fn, store: list):
-    def reward(completion_ids, **kwargs):
-        values = reward_fn(completion_ids=completion_ids, **kwargs)
-        store.append(list(values))
-        return values
-
-    reward.__name__ = reward_fn.__name__
-    return reward
-
-
-def train(
-    tmp_path,
-    trainer_cls=RecordingPKPOTrainer,
-    config_cls=PKPOConfig,
-    reward_fn=binary_reward,
-    max_steps: int = 2,
-    model=None,
-    callbacks=None,
-    peft_config=None,
-    resume: str | None = None,
-    eval_dataset: Dataset | None = None,
-    **config,
-):
-    tokenizer = build_char_tokenizer()
-    model = model if model is not None else build_tiny_gemma2(len(tokenizer))
-    rewards: list[list[float]] = []
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=8,
-        num_generations=N_GEN,
-        max_completion_length=6,
-        max_steps=max_steps,
-        learning_rate=5e-2,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        use_cpu=True,
-        seed=0,
-        gradient_checkpointing=False,
-    )
-    defaults.update(config)
-    args = config_cls(**defaults)
-    trainer = trainer_cls(
-        model,
-        recording(reward_fn, rewards),
-        args=args,
-        train_dataset=prompt_dataset(),
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        peft_config=peft_config,
-    )
-    trainer.loss_advantages, trainer.losses = [], []
-    trainer.rewards = rewards
-    trainer.train(resume_from_checkpoint=resume)
-    return trainer
 
 
 def test_trains_and_changes_parameters(tmp_path):

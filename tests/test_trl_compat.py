@@ -15,8 +15,8 @@ import sys
 import pytest
 import torch
 from datasets import Dataset
+from helpers import N_GEN, continuous_reward, train
 from packaging.version import Version
-from test_trainer import N_GEN, continuous_reward, train
 from trl import GRPOTrainer, __version__
 
 from pkpo_trl import PKPOTrainer, transform_rewards
@@ -157,3 +157,21 @@ trainer.train()
         [sys.executable, "-W", "error::FutureWarning", "-c", script], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_trls_generated_model_card_cites_the_pkpo_paper(tmp_path):
+    # TRL's BaseTrainer.create_model_card reads _name, _tag_names and _paper (title, id, citation); GRPOTrainer's
+    # _paper is DeepSeekMath's, which PKPOTrainer must not inherit.
+    from types import SimpleNamespace
+
+    assert PKPOTrainer._paper.keys() == GRPOTrainer._paper.keys() and PKPOTrainer._paper["id"] == "2505.15201"
+    trainer = SimpleNamespace(
+        is_world_process_zero=lambda: True, model=SimpleNamespace(config=SimpleNamespace(_name_or_path="tiny")),
+        hub_model_id=None, args=SimpleNamespace(output_dir=str(tmp_path)), _tag_names=PKPOTrainer._tag_names,
+        _name=PKPOTrainer._name, _paper=PKPOTrainer._paper,
+        _template_file=getattr(PKPOTrainer, "_template_file", None),
+    )  # fmt: skip
+    PKPOTrainer.create_model_card(trainer)
+    card = (tmp_path / "README.md").read_text()
+    assert "Pass@K Policy Optimization" in card and "2505.15201" in card and "walder2025pkpo" in card
+    assert "DeepSeekMath" not in card

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_trainer import N_GEN, RecordingPKPOTrainer, binary_reward, continuous_reward, train
+from helpers import N_GEN, RecordingPKPOTrainer, binary_reward, continuous_reward, train
 
 from pkpo_trl import transform_rewards
 from pkpo_trl.tiny import VLLM_TINY_GEMMA2, save_tiny_gemma2

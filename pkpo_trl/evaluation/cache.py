@@ -1,0 +1,158 @@
+"""The sample cache: one append-only JSONL file per model, so that an interrupted evaluation resumes where it
+stopped and a re-score with another reward generates nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..metrics import prompt_key
+from ..run_dir import config_diff
+from .errors import CacheError
+
+__all__ = ["CACHE_VERSION", "SampleCache"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 2  # 2: transformers samples seeded per prompt (1: per chunk of prompts)
+
+
+def _nan_to_null(values: Any) -> Any:
+    # Strict JSON has no NaN: an unscored completion is written as null.
+    if isinstance(values, list):
+        return [_nan_to_null(v) for v in values]
+    return None if isinstance(values, float) and math.isnan(values) else values
+
+
+def _is_reward(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _record_problem(record: Any, num_samples: int | None) -> str | None:
+    """What is wrong with a cache record (not a dict, a missing field, a value of the wrong type, or not
+    ``num_samples`` samples), or None: a record of the wrong shape must not be used as samples or scores."""
+    if not isinstance(record, dict) or record.get("kind") not in ("samples", "scores"):
+        return "not a samples or scores record"
+    strings = ("key",) if record["kind"] == "samples" else ("key", "reward", "answer")
+    if bad := [name for name in strings if not isinstance(record.get(name), str)]:
+        return f"{', '.join(bad)} must be a string"
+    samples = record.get("samples")
+    if not isinstance(samples, list) or (num_samples is not None and len(samples) != num_samples):
+        return f"samples must be a list of {num_samples} entries"
+    greedy = record.get("greedy")
+    if record["kind"] == "samples":
+        if not all(isinstance(text, str) for text in samples) or not (greedy is None or isinstance(greedy, str)):
+            return "completions must be strings"
+    elif not all(map(_is_reward, samples)) or not _is_reward(greedy):
+        return "rewards must be numbers or null"
+    return None
+
+
+class SampleCache:
+    """An append-only JSONL file of one model's samples and scores.
+
+    Line 1 is a header (model identity and :class:`SamplingSettings`); then ``{"kind": "samples", "key",
+    "samples", "greedy"}`` lines (``key`` = :func:`prompt_key`) and ``{"kind": "scores", "reward", "key",
+    "answer", "samples", "greedy"}`` lines. A last line cut off mid-write (an interrupted run) is dropped.
+    """
+
+    def __init__(self, path: str | Path, header: dict[str, Any], overwrite: bool = False):
+        self.path = Path(path)
+        self.header = {"kind": "header", "version": CACHE_VERSION, **header}
+        self.samples: dict[str, tuple[list[str], str | None]] = {}
+        self.scores: dict[tuple[str, str, str], tuple[list[float], float | None]] = {}
+        if self.path.exists() and not overwrite:
+            self._read()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.header) + "\n")
+
+    def _read(self) -> None:
+        try:
+            text = self.path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CacheError(f"Cannot read the sample cache {self.path}: {exc}") from exc
+        lines = text.split("\n")
+        complete, tail = lines[:-1], lines[-1]
+        if tail:
+            # A line without its newline was cut off by an interruption: drop it, and cut it from the file so
+            # that the next append starts on a fresh line.
+            logger.warning("Sample cache %s: dropping an incomplete last line (interrupted run).", self.path)
+            with open(self.path, "r+b") as f:
+                f.truncate(len(text.encode()) - len(tail.encode()))
+        records = []
+        for number, line in enumerate(complete, 1):
+            try:
+                records.append(json.loads(line))
+            except ValueError as exc:
+                raise CacheError(
+                    f"The sample cache {self.path} is corrupt (line {number} is not JSON: {exc}). Delete it or pass "
+                    "--overwrite_cache true."
+                ) from exc
+        if not records or records[0].get("kind") != "header":
+            raise CacheError(f"{self.path} is not a pkpo-eval sample cache (no header line).")
+        previous = records[0]
+        if previous != self.header:
+            diff = config_diff(previous, self.header)
+            raise CacheError(
+                f"The sample cache {self.path} was written with other settings ({'; '.join(diff)}). Use another "
+                "--output_dir, or pass --overwrite_cache true to discard it."
+            )
+        n = self.header.get("sampling", {}).get("num_samples")
+        for number, record in enumerate(records[1:], 2):
+            if problem := _record_problem(record, n):
+                raise CacheError(
+                    f"The sample cache {self.path} has a malformed record on line {number} ({problem}): "
+                    f"{record!r:.200}. Delete the file or pass --overwrite_cache true."
+                )
+            if record["kind"] == "samples":
+                self.samples[record["key"]] = (record["samples"], record.get("greedy"))
+            else:
+                rewards = [math.nan if r is None else float(r) for r in record["samples"]]
+                greedy = record.get("greedy")
+                self.scores[record["reward"], record["key"], record["answer"]] = (
+                    rewards,
+                    math.nan if greedy is None and record.get("has_greedy") else greedy,
+                )
+
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        with open(self.path, "a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in records))
+            f.flush()
+
+    def complete(self, prompts: Sequence[Any], greedy: bool) -> bool:
+        """Whether every prompt's samples (and greedy completion, if wanted) are cached."""
+        return all(
+            key in self.samples and (not greedy or self.samples[key][1] is not None)
+            for key in map(prompt_key, prompts)
+        )
+
+    def add_samples(self, keys: list[str], samples: list[list[str]], greedy: list[str | None]) -> None:
+        """Store the samples of prompts ``keys`` not stored yet."""
+        new = [(k, s, g) for k, s, g in zip(keys, samples, greedy, strict=True) if k not in self.samples]
+        for k, s, g in new:
+            self.samples[k] = (s, g)
+        self._append([{"kind": "samples", "key": k, "samples": s, "greedy": g} for k, s, g in new])
+
+    def add_scores(self, reward: str, items: list[tuple[str, str, list[float], float | None]]) -> None:
+        """Store the rewards ``(key, answer, sample rewards, greedy reward)`` of reward function ``reward``."""
+        for key, answer, rewards, greedy in items:
+            self.scores[reward, key, answer] = (rewards, greedy)
+        self._append(
+            [
+                {
+                    "kind": "scores",
+                    "reward": reward,
+                    "key": key,
+                    "answer": answer,
+                    "samples": _nan_to_null(rewards),
+                    "greedy": _nan_to_null(greedy),
+                    "has_greedy": greedy is not None,
+                }  # fmt: skip
+                for key, answer, rewards, greedy in items
+            ]
+        )

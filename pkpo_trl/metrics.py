@@ -1,0 +1,88 @@
+"""What training, the callbacks and evaluation share: the combined reward, prompt keys, pass@k of groups from
+their success counts (with standard errors over prompts), and the default ks.
+
+- :func:`combine_rewards`: ``g = sum_f w_f r_f`` as TRL combines its reward functions (NaN-skipping).
+- :func:`prompt_key`: the key of a prompt in the trainer's per-prompt bookkeeping and pkpo-eval's cache.
+- :func:`group_pass_at_k`: mean unbiased pass@k over the groups of a batch (the trainer and
+  :class:`~pkpo_trl.callbacks.PassAtKCallback` log it).
+- :func:`pass_at_k_with_se`: pass@k over prompts from their success counts, mean and standard error
+  (pkpo-eval reports it).
+- :func:`is_binary` (from :mod:`pkpo_trl.estimators`): whether rewards are 0/1, pass@k rather than max@k ones.
+- :func:`default_ks`: the one rule for the ks reported when none are given: powers of 2 below ``n``, and ``n``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .estimators import is_binary, pass_at_k
+
+__all__ = ["combine_rewards", "default_ks", "group_pass_at_k", "is_binary", "mean_se", "pass_at_k_with_se",
+           "prompt_key"]  # fmt: skip
+
+
+def prompt_key(prompt: Any) -> str:
+    """A stable key of a prompt (string or conversation): the trainer's per-prompt bookkeeping (prompts solved,
+    adapted k) and pkpo-eval's sample cache both use it."""
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def combine_rewards(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``g = sum_f w_f r_f`` over the last dimension of a ``[..., F]`` reward tensor (TRL's ``[B, F]``), NaN-skipping
+    like TRL, and NaN where no reward function scored the completion (the trainers leave those out of their
+    groups, pkpo-eval counts them as failed)."""
+    rewards = (rewards_per_func * weights.to(rewards_per_func)).nansum(dim=-1)
+    return rewards.masked_fill(torch.isnan(rewards_per_func).all(dim=-1), torch.nan)
+
+
+def default_ks(n: int) -> list[int]:
+    """The ks of pass@k reported for groups of ``n`` when none are asked for: powers of 2 up to ``n``, and ``n``
+    itself (pass@n: a group solved at least once) when it is not one. pkpo-eval (``--ks``) and pkpo-train
+    (``--pass_at_ks``) both use it."""
+    ks = [2**i for i in range(n.bit_length())]
+    return ks if ks[-1] == n else [*ks, n]
+
+
+def group_pass_at_k(groups: torch.Tensor, ks: Sequence[int], threshold: float = 1.0) -> dict[int, float]:
+    """Mean unbiased pass@k over the rows of combined rewards ``[G, n]`` (NaN = unscored, left out), for each
+    ``k <= n``: :func:`~pkpo_trl.callbacks.fixed_k_pass_at_k` after the rewards are combined; ``PKPOTrainer`` uses
+    it too."""
+    ks = tuple(k for k in ks if k <= groups.shape[-1])
+    scored = (~groups.isnan()).sum(-1)
+    correct = (groups >= threshold).sum(-1)
+    values = _pass_at_k_table(groups.shape[-1], ks).to(groups.device)[scored, correct]  # [G, len(ks)]
+    return dict(zip(ks, values.nanmean(0).tolist(), strict=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _pass_at_k_table(n_max: int, ks: tuple[int, ...]) -> torch.Tensor:
+    """``table[n, c, j]``: pass@k' of a group with ``n`` scored completions and ``c`` successes, ``k' =
+    min(ks[j], n)`` (as :func:`~pkpo_trl.maxg_at_k` does for ``n < k``), ``1 - C(n-c, k') / C(n, k')`` (Eq. 8);
+    NaN for ``n = 0``. A lookup per batch instead of the sorted estimator (~0.4 ms a batch)."""
+    table = torch.full((n_max + 1, n_max + 1, len(ks)), math.nan, dtype=torch.float64)
+    for n in range(1, n_max + 1):
+        for j, k in enumerate(ks):
+            table[n, : n + 1, j] = pass_at_k(n, torch.arange(n + 1), min(k, n))
+    return table
+
+
+def mean_se(values: torch.Tensor) -> dict[str, float]:
+    """``{"mean", "se"}`` over the last dimension (``P`` prompts): the mean and ``std / sqrt(P)`` (NaN for one)."""
+    p = values.shape[-1]
+    se = values.std(-1).item() / math.sqrt(p) if p > 1 else math.nan
+    return {"mean": values.mean(-1).item(), "se": se}
+
+
+def pass_at_k_with_se(correct: torch.Tensor, n: int, ks: Sequence[int]) -> dict[str, dict[str, float]]:
+    """pass@k over prompts from their success counts ``correct`` (``c_p`` of ``n`` samples each): for every k,
+    ``mean_p [1 - C(n - c_p, k) / C(n, k)]`` (Eq. 8) and its standard error ``std_p / sqrt(P)``, keyed by
+    ``str(k)``."""
+    return {str(k): mean_se(pass_at_k(n, correct, k)) for k in ks}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_trainer import N_GEN, continuous_reward, train
+from helpers import N_GEN, continuous_reward, train
 from trl.import_utils import is_vllm_available
 
 from pkpo_trl import PKPOConfig

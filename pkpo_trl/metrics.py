@@ -8,6 +8,8 @@ their success counts (with standard errors over prompts), and the default ks.
 - :func:`pass_at_k_with_se`: pass@k over prompts from their success counts, mean and standard error
   (pkpo-eval reports it).
 - :func:`is_binary` (from :mod:`pkpo_trl.estimators`): whether rewards are 0/1, pass@k rather than max@k ones.
+- :func:`check_reward_values`: a reward function's values as floats, or a TypeError naming what is not a number
+  (the trainer and pkpo-eval check every reward function's output with it).
 - :func:`default_ks`: the one rule for the ks reported when none are given: powers of 2 below ``n``, and ``n``.
 """
 
@@ -17,15 +19,17 @@ import functools
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .estimators import is_binary, pass_at_k
 
-__all__ = ["combine_rewards", "default_ks", "group_pass_at_k", "is_binary", "mean_se", "pass_at_k_with_se",
-           "prompt_key"]  # fmt: skip
+__all__ = ["check_reward_values", "combine_rewards", "default_ks", "group_pass_at_k", "is_binary", "is_real_number",
+           "mean_se", "pass_at_k_with_se", "prompt_key"]  # fmt: skip
 
 
 def prompt_key(prompt: Any) -> str:
@@ -86,3 +90,28 @@ def pass_at_k_with_se(correct: torch.Tensor, n: int, ks: Sequence[int]) -> dict[
     ``mean_p [1 - C(n - c_p, k) / C(n, k)]`` (Eq. 8) and its standard error ``std_p / sqrt(P)``, keyed by
     ``str(k)``."""
     return {str(k): mean_se(pass_at_k(n, correct, k)) for k in ks}
+
+
+def is_real_number(value) -> bool:
+    """A real number of any type Python, numpy or torch has: ``numbers.Real`` (bool included), a numpy scalar or
+    one-element array of a bool, integer or floating dtype, or a one-element torch tensor of such a dtype."""
+    if isinstance(value, numbers.Real):
+        return True
+    if isinstance(value, np.generic | np.ndarray):
+        return value.size == 1 and value.dtype.kind in "biuf"
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.dtype.is_complex
+    return False
+
+
+def check_reward_values(name: str, values):
+    """``values`` as floats (None kept: a completion the function cannot score) if every entry is a real number
+    (:func:`is_real_number`) or None, else a TypeError naming the function, the value and its type."""
+    for index, value in enumerate(values):
+        if value is not None and not is_real_number(value):
+            raise TypeError(
+                f"reward function {name!r} returned {value!r} ({type(value).__name__}) for completion {index}; a "
+                "reward must be a real number (a Python, numpy or torch bool, int or float), or None for a "
+                "completion it cannot score."
+            )
+    return [None if value is None else float(value.item() if hasattr(value, "item") else value) for value in values]

@@ -32,11 +32,9 @@ rely on, so an incompatible TRL fails a test rather than a run.
 # are, so that the two signatures compare equal (tests/test_trl_compat.py).
 import functools
 import logging
-import numbers
 import textwrap
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
@@ -62,6 +60,7 @@ from .estimators import (
     transform_rewards,
     transform_rewards_mixture,
 )
+from .metrics import check_reward_values
 from .vllm_cpu import prepare_vllm_for_weight_sync
 
 __all__ = ["PKPOTrainer"]
@@ -398,43 +397,18 @@ def _check_k_callbacks(callbacks: list, args: PKPOConfig) -> None:
             callback.check(args)
 
 
-def _is_real_number(value) -> bool:
-    """A real number of any type Python, numpy or torch has: ``numbers.Real`` (bool included), a numpy scalar or
-    one-element array of a bool, integer or floating dtype, or a one-element torch tensor of such a dtype."""
-    if isinstance(value, numbers.Real):
-        return True
-    if isinstance(value, np.generic | np.ndarray):
-        return value.size == 1 and value.dtype.kind in "biuf"
-    if isinstance(value, torch.Tensor):
-        return value.numel() == 1 and not value.dtype.is_complex
-    return False
-
-
-def _check_reward_values(name: str, values):
-    """``values`` as floats (None kept: a completion the function cannot score) if every entry is a real number
-    (:func:`_is_real_number`) or None, else a TypeError naming the function, the value and its type."""
-    for index, value in enumerate(values):
-        if value is not None and not _is_real_number(value):
-            raise TypeError(
-                f"reward function {name!r} returned {value!r} ({type(value).__name__}) for completion {index}; a "
-                "reward must be a real number (a Python, numpy or torch bool, int or float), or None for a "
-                "completion it cannot score."
-            )
-    return [None if value is None else float(value.item() if hasattr(value, "item") else value) for value in values]
-
-
 def _checked_reward_func(func: Callable, name: str) -> Callable:
-    """``func`` with its output checked by :func:`_check_reward_values`; async functions stay async."""
+    """``func`` with its output checked by :func:`~pkpo_trl.metrics.check_reward_values`; async ones stay async."""
     if is_async_callable(func):
 
         @functools.wraps(func)
         async def checked_async(*args, **kwargs):
-            return _check_reward_values(name, await func(*args, **kwargs))
+            return check_reward_values(name, await func(*args, **kwargs))
 
         return checked_async
 
     @functools.wraps(func)
     def checked(*args, **kwargs):
-        return _check_reward_values(name, func(*args, **kwargs))
+        return check_reward_values(name, func(*args, **kwargs))
 
     return checked

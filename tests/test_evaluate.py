@@ -455,3 +455,26 @@ def test_a_cache_record_of_the_wrong_shape_is_an_error_naming_the_file(
     with pytest.raises(CacheError, match=rf"{re.escape(str(cache))} has a malformed record on line {index + 1} "
                        rf"\({problem}"):  # fmt: skip
         parse_and_run(args)
+
+
+@pytest.mark.parametrize(
+    ("reward", "message"), [("nope", "Registered rewards"), ("no_such_module:f", "Cannot import module")]
+)
+def test_an_unknown_reward_is_a_one_line_error(workdir, reward, message):
+    with pytest.raises(EvalInputError, match=f"--reward_funcs: .*{message}"):
+        parse_and_run([str(workdir / "model_a"), *data_options(workdir), *sampling_options(reward_funcs=reward)])
+
+
+def reward_as_text(completions, **kwargs):
+    return ["1" for _ in completions]  # a string, not a number: pkpo-eval used to take float("1")
+
+
+def test_a_reward_that_is_not_a_number_is_refused_as_in_training(workdir):
+    with pytest.raises(EvalInputError, match=r"reward function 'reward_as_text' returned '1' \(str\)"):
+        parse_and_run(
+            [
+                str(workdir / "model_a"),
+                *data_options(workdir),
+                *sampling_options(reward_funcs="test_evaluate:reward_as_text"),
+            ]
+        )

@@ -318,7 +318,10 @@ def prepare(args: EvalArguments, data_args: DataArguments) -> EvalPlan:
         if spec.adapter:
             check_adapter(spec, configs[spec.base, spec.gguf_file])
     reward_names = list(args.reward_funcs or ["math_verify"])
-    reward_funcs = get_reward_funcs(reward_names, answer_column="answer")
+    try:
+        reward_funcs = get_reward_funcs(reward_names, answer_column="answer")
+    except ValueError as exc:  # an unknown name or an import path that does not resolve: the user's to fix
+        raise EvalInputError(f"--reward_funcs: {exc}") from exc
     weights = args.reward_weights or [1.0] * len(reward_names)
     if len(weights) != len(reward_names):
         raise EvalInputError(f"{len(weights)} reward weights for {len(reward_names)} reward functions.")

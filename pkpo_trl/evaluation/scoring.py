@@ -12,8 +12,9 @@ from typing import Any
 import torch
 
 from ..estimators import maxg_at_k
-from ..metrics import is_binary, mean_se, pass_at_k_with_se
+from ..metrics import check_reward_values, is_binary, mean_se, pass_at_k_with_se
 from ..rewards import get_reward_funcs
+from .errors import EvalInputError
 
 __all__ = ["pass_at_k_stats", "score_completions"]
 
@@ -81,7 +82,10 @@ def score_completions(
             "Reward %r raised on %d of %d completions%s; they are scored as failed. First: %s",
             name, failures.count, len(flat), f" of {what}" if what else "", failures.first,
         )  # fmt: skip
-    values = [math.nan if r is None else float(r) for r in rewards]
+    try:  # the trainer's check: a real number of any Python, numpy or torch type, or None
+        values = [math.nan if r is None else r for r in check_reward_values(name, rewards)]
+    except TypeError as exc:
+        raise EvalInputError(str(exc)) from exc
     out, start = [], 0
     for size in sizes:
         out.append(values[start : start + size])

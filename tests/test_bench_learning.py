@@ -139,8 +139,8 @@ def test_matrix_is_resumable_run_by_run(bench, tmp_path):
     common = ["--matrix", "sort", *SMALL, "--seeds", "0", "1", "--methods", "grpo,aa_control", "--out", str(tmp_path)]
     first = bench.main(common)
     store = tmp_path / "learning_sort_quick_runs"
-    assert sorted(p.name for p in store.glob("*.json")) == [
-        "aa_control-seed0.json", "aa_control-seed1.json", "grpo-seed0.json", "grpo-seed1.json",
+    assert sorted(p.name for p in store.glob("*.json")) == [  # the runs, and the initial policy's evaluation
+        "aa_control-seed0.json", "aa_control-seed1.json", "before_rl.json", "grpo-seed0.json", "grpo-seed1.json",
     ]  # fmt: skip
     assert "learning_sort_quick_pareto.png" in first["paths"]
     assert (tmp_path / "learning_sort_quick_pareto.png").stat().st_size > 0
@@ -175,7 +175,9 @@ def test_gpu_setting_smoke_on_cpu(bench, tmp_path):
     options = [*SMALL, "--rl-steps", "1", "--methods", "grpo,maxrl,pkpo_default", "--out", str(tmp_path)]
     results = bench.main(["--setting", "gpu", *options])
     assert [r["method"] for r in results["runs"]] == ["grpo", "maxrl", "pkpo_default"]
-    default = PKPOConfig(str(tmp_path / "x"), use_cpu=True, report_to="none", num_generations=16)
+    default = PKPOConfig(
+        str(tmp_path / "x"), use_cpu=True, report_to="none", num_generations=16, per_device_train_batch_size=16
+    )
     recorded = results["runs"][2]["method_config"]
     assert (recorded["pkpo_k"], recorded["pkpo_estimator"], recorded["scale_rewards"], recorded["pkpo_k_mixture"]) == (
         default.pkpo_k,

@@ -32,13 +32,12 @@ LEGACY_K = 4  # PKPOConfig's fixed k before 2026-12-04: `pkpo_k=4` trains exactl
 K_OPTIONS = ("pkpo_k", "pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k")
 
 
-def recommended_k(num_generations: int) -> int:
-    """The k ``PKPOConfig()`` trains with when none of :data:`K_OPTIONS` is set: half the group, ``n // 2`` (8 at
-    ``num_generations=16``; 4 at TRL's default 8, which is what the old fixed default gave there). Chosen by the
-    benchmark matrix of docs/benchmarks.md, for the reasons and numbers in docs/choosing-k.md (Recommended
-    configuration).
-    Valid for every estimator defined below n (``n // 2 <= n - 1`` for n >= 2)."""
-    return max(1, num_generations // 2)
+RECOMMENDED_K_MIXTURE = "harmonic"
+"""The k mixture ``PKPOConfig()`` trains with when none of :data:`K_OPTIONS` is set: MaxRL's objective
+``sum_{k<=n} pass@k / k`` (``w_k ∝ 1/k``, k = 1..n). Chosen by the issue-20 rule on the mixed benchmark, 5 seeds
+paired with GRPO: all-prompts pass@1 +0.55 ± 0.89 points (not below GRPO), hard-prompt pass@16 +2.85 ± 0.67 points
+(1.30x); fixed ``pkpo_k=8`` (the recommendation of 2026-12-04, from 2 seeds) lost −0.65 ± 0.49 points pass@1 over 5.
+Numbers and the reasons: docs/choosing-k.md (Recommended configuration)."""
 
 
 @dataclass
@@ -57,10 +56,11 @@ class PKPOConfig(GRPOConfig):
             A fixed k of pass@k / max@k that training optimises, `1 <= pkpo_k <= num_generations`
             (`<= num_generations - 1` for the `sloo` and `l2o` estimators, `= num_generations` for
             `grpo_passk`). `1` is ordinary mean-baselined RL (RLOO) with `sloo_minus_one` and `l2o`.
-            Left unset together with `pkpo_k_schedule`, `pkpo_k_mixture` and `pkpo_adaptive_k`, it is the
-            recommended `num_generations // 2` (8 for groups of 16: docs/choosing-k.md has the evidence); whatever
-            of the four is set wins. `pkpo_k=4` is the fixed k `PKPOConfig()` used before 2026-12-04 (the same at
-            TRL's default `num_generations=8`; with `scale_rewards="batch"`, still the default).
+            Left unset together with `pkpo_k_schedule`, `pkpo_k_mixture` and `pkpo_adaptive_k`, training uses
+            the recommended mixture `pkpo_k_mixture="harmonic"` (docs/choosing-k.md has the evidence) and
+            `pkpo_k` becomes 4, the k of the logged eval metrics; whatever of the four is set wins. `pkpo_k=4`
+            is the fixed k `PKPOConfig()` trained with before 2026-12-04, `pkpo_k=8` the fixed k it trained with
+            from 2026-12-04 to 2026-12-07 (both with `scale_rewards="batch"`, still the default).
         pkpo_estimator (`str`, *optional*, defaults to `"sloo_minus_one"`):
             A name in `pkpo_trl.estimators.ESTIMATORS`: `"sloo_minus_one"` (each sample's marginal
             contribution to the max, paper Eq. 33; the lowest-variance choice near the optimum),
@@ -74,9 +74,9 @@ class PKPOConfig(GRPOConfig):
             Anneal k during training, e.g. `"linear:8->1"`, `"cosine:8->1"`,
             `"piecewise:0=8,0.5=4,0.75=1"` (fractions of training) or `"steps:0=8,100=1"`. Overrides
             `pkpo_k` while set (`pkpo_k` is then neither used nor validated). See `pkpo_trl.annealing`.
-        pkpo_k_mixture (`str` or `None`, *optional*, defaults to `None`):
+        pkpo_k_mixture (`str` or `None`, *optional*, defaults to `None`, which is `"harmonic"` when no other k option is set):
             `"harmonic"` / `"harmonic:T"` is MaxRL's objective `sum_{k<=T} pass@k / k`, exactly (`w_k ∝ 1/k`,
-            T defaults to the largest k the estimator allows).
+            T defaults to the largest k the estimator allows); the recommended default.
             Optimise a mixture of pass@k objectives, `sum_k w_k pass@k`, with advantages
             `A = sum_k w_k A^(k)` (exact: the transform is linear in the objective). `"1:0.5,8:0.5"`
             (`k:weight` pairs; weights >= 0, summing to > 0, normalised to sum to 1), or a schedule of
@@ -110,9 +110,10 @@ class PKPOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "A fixed k of pass@k / max@k to optimise, 1 <= k <= num_generations (<= num_generations - 1 for "
-            "'sloo' and 'l2o', = num_generations for 'grpo_passk'); 1 is ordinary mean-baselined RL. Default: "
-            "num_generations // 2 (docs/choosing-k.md); a k schedule, mixture or adaptive k replaces it. pkpo_k=4 "
-            "was the default before 2026-12-04."
+            "'sloo' and 'l2o', = num_generations for 'grpo_passk'); 1 is ordinary mean-baselined RL. With no k option set, "
+            "training uses pkpo_k_mixture='harmonic' (docs/choosing-k.md) and pkpo_k=4 is the eval metrics' k. A k "
+            "schedule, mixture or adaptive k replaces pkpo_k. pkpo_k=4 was the default before 2026-12-04, pkpo_k=8 "
+            "until 2026-12-07."
         },
     )
     pkpo_estimator: str = field(
@@ -136,7 +137,7 @@ class PKPOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Mixture of k, objective sum_k w_k pass@k: e.g. '1:0.5,8:0.5' (weights normalised), 'harmonic' "
-            "(MaxRL's sum_k pass@k/k), or a mixture schedule 'linear:8->1', 'cosine:8->1:0.5,8:0.5', "
+            "(MaxRL's sum_k pass@k/k; the default when no k option is set), or a mixture schedule 'linear:8->1', 'cosine:8->1:0.5,8:0.5', "
             "'piecewise:0=8;0.5=1:0.5,8:0.5', 'steps:0=8;100=1'. Overrides pkpo_k; not with pkpo_k_schedule or "
             "pkpo_adaptive_k."
         },
@@ -221,18 +222,19 @@ class PKPOConfig(GRPOConfig):
         check_fixed_values(self)  # TRL's fields with a fixed set of values but no `choices` (loss_type, ...)
 
     def _resolve_default_k(self) -> None:
-        """Whatever the user set of :data:`K_OPTIONS` wins; with none set, ``pkpo_k`` is the recommended k
-        (:func:`recommended_k`). ``pkpo_k`` left unset beside a schedule, mixture or adaptive k becomes
-        :data:`LEGACY_K` (adaptive k's cap, as before; unused by a schedule or mixture); ``grpo_passk`` takes n."""
+        """Whatever the user set of :data:`K_OPTIONS` wins; with none set, training uses
+        :data:`RECOMMENDED_K_MIXTURE` (for an estimator whose weights depend on k and are defined below n).
+        ``pkpo_k`` left unset becomes :data:`LEGACY_K` (capped at the estimator's largest k): the k of the eval
+        metrics beside a mixture or schedule, adaptive k's cap, as before; ``grpo_passk`` takes n."""
         spec = ESTIMATORS[self.pkpo_estimator]
         if self.pkpo_k is None:
             unset = all(getattr(self, name) is None for name in K_OPTIONS)
             if spec.k_is_n:
                 self.pkpo_k = self.num_generations
-            elif unset:
-                self.pkpo_k = recommended_k(self.num_generations)
-            else:  # a schedule or mixture replaces pkpo_k; adaptive k uses it as its cap, as before
+            else:
                 self.pkpo_k = min(LEGACY_K, self.k_max())
+                if unset and spec.uses_k:
+                    self.pkpo_k_mixture = RECOMMENDED_K_MIXTURE
 
     def k_max(self) -> int:
         """The largest k the estimator allows for groups of ``num_generations`` (the size of a bare ``"harmonic"``

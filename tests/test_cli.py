@@ -232,7 +232,7 @@ def test_the_saved_adapter_has_a_model_card_saying_what_was_trained(tmp_path, ti
         (dict(pkpo_adaptive_k="history", pkpo_k=4), "adaptive k `history` in [1, 4]"),
         (dict(pkpo_k=3), "k = 3"),
         (dict(pkpo_estimator="maxrl"), "no k (the estimator's objective is fixed)"),
-        (dict(), "k = 4"),  # nothing set: the recommended num_generations // 2 for TRL's default 8
+        (dict(), "k mixture `harmonic`"),  # nothing set: the recommended mixture
     ],
 )
 def test_the_model_card_says_how_k_was_chosen(tmp_path, fields, text):

@@ -22,7 +22,7 @@ def test_defaults(tmp_path):
     assert config.pkpo_k == 4
     assert config.pkpo_estimator == "sloo_minus_one"
     assert config.scale_rewards == "batch"
-    assert config.pkpo_k_schedule is None and config.pkpo_k_mixture is None  # k = 8 // 2, the recommended default
+    assert config.pkpo_k_schedule is None and config.pkpo_k_mixture == "harmonic"  # the recommended default
 
 
 @pytest.mark.parametrize(
@@ -110,19 +110,20 @@ def test_group_size_and_success_threshold_are_checked_before_trl_divides_by_them
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        (dict(), dict(pkpo_k=4, pkpo_k_mixture=None)),  # TRL's num_generations=8: 8 // 2, as the old default
-        (dict(num_generations=16, per_device_train_batch_size=16), dict(pkpo_k=8, pkpo_k_mixture=None)),
-        (dict(num_generations=2), dict(pkpo_k=1)),
+        (dict(), dict(pkpo_k=4, pkpo_k_mixture="harmonic")),  # nothing set: the recommended mixture
+        (dict(num_generations=16, per_device_train_batch_size=16), dict(pkpo_k=4, pkpo_k_mixture="harmonic")),
+        (dict(num_generations=2), dict(pkpo_k=2, pkpo_k_mixture="harmonic")),
+        (dict(num_generations=2, pkpo_estimator="sloo"), dict(pkpo_k=1, pkpo_k_mixture="harmonic")),
         (dict(num_generations=16, per_device_train_batch_size=16, pkpo_adaptive_k="history"), dict(pkpo_k=4)),
-        (dict(pkpo_k=4), dict(pkpo_k=4, pkpo_k_mixture=None, pkpo_k_schedule=None)),  # the old default
-        (dict(pkpo_k=8), dict(pkpo_k=8, pkpo_k_mixture=None)),
+        (dict(pkpo_k=4), dict(pkpo_k=4, pkpo_k_mixture=None, pkpo_k_schedule=None)),  # the default before 12-04
+        (dict(pkpo_k=8), dict(pkpo_k=8, pkpo_k_mixture=None)),  # the default from 12-04 to 12-07
         (dict(pkpo_k_schedule="linear:8->1"), dict(pkpo_k_schedule="linear:8->1", pkpo_k_mixture=None)),
         (dict(pkpo_adaptive_k="history"), dict(pkpo_adaptive_k="history", pkpo_k=4, pkpo_k_mixture=None)),
         (dict(pkpo_k_mixture="harmonic"), dict(pkpo_k_mixture="harmonic")),
         (dict(pkpo_estimator="maxrl"), dict(pkpo_k_mixture=None)),
         (dict(pkpo_estimator="grpo_passk"), dict(pkpo_k=8, pkpo_k_mixture=None)),
-        (dict(pkpo_estimator="l2o"), dict(pkpo_k=4)),
-        (dict(scale_rewards="group"), dict(scale_rewards="group", pkpo_k=4)),
+        (dict(pkpo_estimator="l2o"), dict(pkpo_k=4, pkpo_k_mixture="harmonic")),  # the estimator set wins, T = n - 1
+        (dict(scale_rewards="group"), dict(scale_rewards="group", pkpo_k_mixture="harmonic")),
     ],
 )
 def test_what_a_user_sets_wins_over_the_default_k(tmp_path, kwargs, expected):
@@ -132,9 +133,11 @@ def test_what_a_user_sets_wins_over_the_default_k(tmp_path, kwargs, expected):
     assert make(tmp_path).scale_rewards == "batch" and make(tmp_path).pkpo_estimator == "sloo_minus_one"
 
 
-def test_the_default_config_trains_with_the_recommended_k(tmp_path):
-    trainer = train(tmp_path, scale_rewards="none", reward_fn=continuous_reward)  # N_GEN = 4: k = 2
-    assert (trainer.args.pkpo_k, trainer.args.pkpo_k_mixture) == (N_GEN // 2, None)
+def test_the_default_config_trains_with_the_recommended_mixture(tmp_path):
+    trainer = train(tmp_path, scale_rewards="none", reward_fn=continuous_reward)
+    assert trainer.args.pkpo_k_mixture == "harmonic"
+    harmonic = {k: (1 / k) / sum(1 / j for j in range(1, N_GEN + 1)) for k in range(1, N_GEN + 1)}
     for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
-        expected = transform_rewards(torch.tensor(rewards).view(-1, N_GEN), N_GEN // 2).view(-1)
+        groups = torch.tensor(rewards).view(-1, N_GEN)  # the mixture's advantages: sum_k w_k A^(k)
+        expected = sum(w * transform_rewards(groups, k) for k, w in harmonic.items()).view(-1)
         torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)

@@ -63,17 +63,30 @@ def test_gpu_dropin_snippet_config_meets_the_batch_and_pkpo_rules(tmp_path):
     PKPOConfig(**{**kwargs, "use_vllm": False, "bf16": False, "use_cpu": True})
 
 
-def test_gpu_dropin_snippet_matches_its_recipe():
+def _resolved_pkpo_options(fields: dict[str, Any], tmp_path) -> dict[str, Any]:
+    """What ``PKPOConfig`` trains with given ``fields``' PKPO options (a default resolved as PKPOConfig does)."""
+    from pkpo_trl import PKPOConfig
+
+    names = ("pkpo_k", "pkpo_estimator", "pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k", "scale_rewards")
+    given = {name: fields[name] for name in names if name in fields}
+    config = PKPOConfig(str(tmp_path), use_cpu=True, report_to="none", num_generations=fields["num_generations"],
+                        per_device_train_batch_size=fields["num_generations"], **given)  # fmt: skip
+    return {name: getattr(config, name) for name in names}
+
+
+def test_gpu_dropin_snippet_matches_its_recipe(tmp_path):
     source = marked_block("dropin-gpu")[1]
     config = _call_kwargs(source, "PKPOConfig")
     lora = _call_kwargs(source, "LoraConfig")
     recipe = yaml.safe_load((ROOT / "recipes" / "gemma2_2b_it_gsm8k_lora_vllm.yaml").read_text())
     for key in (
         "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
-        "learning_rate", "max_steps", "pkpo_k", "pkpo_k_schedule", "use_vllm", "vllm_mode",
-        "vllm_gpu_memory_utilization", "bf16", "gradient_checkpointing",
+        "learning_rate", "max_steps", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization", "bf16",
+        "gradient_checkpointing",
     ):  # fmt: skip
         assert config[key] == recipe[key], key
+    # The snippet may leave PKPO's options at their defaults where the recipe writes them out: the same training.
+    assert _resolved_pkpo_options(config, tmp_path) == _resolved_pkpo_options(recipe, tmp_path)
     assert config["model_init_kwargs"]["dtype"] == recipe["dtype"]
     assert config["model_init_kwargs"]["attn_implementation"] in ("eager", "flash_attention_2")  # never sdpa
     assert (lora["r"], lora["lora_alpha"], lora["lora_dropout"]) == (

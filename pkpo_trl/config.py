@@ -74,7 +74,7 @@ class PKPOConfig(GRPOConfig):
             Anneal k during training, e.g. `"linear:8->1"`, `"cosine:8->1"`,
             `"piecewise:0=8,0.5=4,0.75=1"` (fractions of training) or `"steps:0=8,100=1"`. Overrides
             `pkpo_k` while set (`pkpo_k` is then neither used nor validated). See `pkpo_trl.annealing`.
-        pkpo_k_mixture (`str` or `None`, *optional*, defaults to `None`, which is `"harmonic"` when no other k option is set):
+        pkpo_k_mixture (`str` or `None`, *optional*, defaults to `None`; `"harmonic"` if no k option is set):
             `"harmonic"` / `"harmonic:T"` is MaxRL's objective `sum_{k<=T} pass@k / k`, exactly (`w_k ∝ 1/k`,
             T defaults to the largest k the estimator allows); the recommended default.
             Optimise a mixture of pass@k objectives, `sum_k w_k pass@k`, with advantages
@@ -110,9 +110,10 @@ class PKPOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "A fixed k of pass@k / max@k to optimise, 1 <= k <= num_generations (<= num_generations - 1 for "
-            "'sloo' and 'l2o', = num_generations for 'grpo_passk'); 1 is ordinary mean-baselined RL. With no k option set, "
-            "training uses pkpo_k_mixture='harmonic' (docs/choosing-k.md) and pkpo_k=4 is the eval metrics' k. A k "
-            "schedule, mixture or adaptive k replaces pkpo_k. pkpo_k=4 was the default before 2026-12-04, pkpo_k=8 "
+            "'sloo' and 'l2o', = num_generations for 'grpo_passk'); 1 is ordinary mean-baselined RL. With no k "
+            "option set, training uses pkpo_k_mixture='harmonic' (docs/choosing-k.md) and pkpo_k=4 is the eval "
+            "metrics' k. A k schedule, mixture or adaptive k replaces pkpo_k. pkpo_k=4 was the default before "
+            "2026-12-04, pkpo_k=8 "
             "until 2026-12-07."
         },
     )
@@ -137,9 +138,9 @@ class PKPOConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Mixture of k, objective sum_k w_k pass@k: e.g. '1:0.5,8:0.5' (weights normalised), 'harmonic' "
-            "(MaxRL's sum_k pass@k/k; the default when no k option is set), or a mixture schedule 'linear:8->1', 'cosine:8->1:0.5,8:0.5', "
-            "'piecewise:0=8;0.5=1:0.5,8:0.5', 'steps:0=8;100=1'. Overrides pkpo_k; not with pkpo_k_schedule or "
-            "pkpo_adaptive_k."
+            "(MaxRL's sum_k pass@k/k; the default when no k option is set), or a mixture schedule 'linear:8->1', "
+            "'cosine:8->1:0.5,8:0.5', 'piecewise:0=8;0.5=1:0.5,8:0.5', 'steps:0=8;100=1'. Overrides pkpo_k; not "
+            "with pkpo_k_schedule or pkpo_adaptive_k."
         },
     )
     pkpo_adaptive_k: str | None = field(

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from .annealing import KMixture
-from .estimators import ESTIMATORS, _log_binom, transform_rewards_mixture
+from .estimator_registry import _log_binom
+from .estimators import ESTIMATORS, transform_rewards_mixture
 
 __all__ = ["KAdvice", "advantage_table", "advice_table", "group_count_distribution", "suggest_k"]
 

@@ -888,6 +888,20 @@ def test_registry_lists_the_estimators() -> None:
     torch.testing.assert_close(transform_rewards(g, 2), transform_rewards(g, 2, "sloo_minus_one"))
 
 
+def test_the_math_imports_neither_trl_nor_transformers() -> None:
+    """The estimators are pure torch: a TRL upgrade cannot change them (checked in a fresh interpreter, since
+    this one has TRL loaded already). pkpo_trl/__init__ loads the trainer lazily, so only the math is imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pkpo_trl.estimators, pkpo_trl.estimator_registry; "
+        "print(sorted(m for m in ('trl', 'transformers', 'accelerate', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 # ==================================================================================================
 # 13. Exact zeros for constant groups, None as NaN.
 

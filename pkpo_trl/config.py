@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
@@ -13,7 +14,7 @@ from .annealing import KMixtureSchedule, KSchedule, check_k_values
 from .choices import check_fixed_values
 from .estimators import ESTIMATORS
 
-__all__ = ["PKPOConfig"]
+__all__ = ["PKPOConfig", "check_group_sizes"]
 
 # transformers >= 5.25 renamed gradient checkpointing to "activation checkpointing" and warns on the old names. TRL
 # 1.16 still uses them: its configs default `gradient_checkpointing=True` (so every GRPOConfig warns, whatever the
@@ -277,16 +278,25 @@ class PKPOConfig(GRPOConfig):
         return ()
 
 
-def _check_group_size_and_threshold(config: PKPOConfig) -> None:
-    """Before TRL's own checks, which divide by num_generations (a ZeroDivisionError for 0): a group needs 2 or more
-    completions; a NaN or infinite success threshold would count no completion (or every one) as solved."""
-    for name in ("num_generations", "num_generations_eval"):
+def check_group_sizes(config: Any) -> None:
+    """Raise a ValueError naming the field unless ``num_generations`` is an integer >= 2 (a group's baseline and
+    standard deviation need two completions; TRL's GRPOConfig asks for 2 too) and ``num_generations_eval`` is unset
+    or >= 1. ``config`` is a GRPOConfig or anything with those two attributes: ``pkpo-train`` checks the parsed
+    values before it builds a plain GRPOConfig (``--trainer grpo``), whose ``__post_init__`` takes
+    ``generation_batch_size % num_generations`` before its own ``num_generations < 2`` check (a ZeroDivisionError
+    for 0), and which reads ``num_generations_eval=0`` as unset."""
+    for name, least in (("num_generations", 2), ("num_generations_eval", 1)):
         value = getattr(config, name)
         if value is None and name == "num_generations_eval":
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "num_generations" else 1):
-            least = 2 if name == "num_generations" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name}={value!r}: completions per prompt must be an integer >= {least}.")
+
+
+def _check_group_size_and_threshold(config: PKPOConfig) -> None:
+    """Before TRL's own checks, which divide by num_generations (a ZeroDivisionError for 0): a group needs 2 or more
+    completions; a NaN or infinite success threshold would count no completion (or every one) as solved."""
+    check_group_sizes(config)
     threshold = config.pkpo_success_threshold
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
         raise ValueError(

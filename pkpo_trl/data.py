@@ -23,6 +23,7 @@ import hashlib
 import logging
 import math
 import random
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -117,7 +118,7 @@ class DataArguments(ScriptArguments):
     )
     task_few_shot: int = field(
         default=4,
-        metadata={"help": "Built-in tasks, plain prompts: number of solved examples before the question."},
+        metadata={"help": "Built-in tasks, plain prompts: number of solved examples before the question (>= 0)."},
     )
     prompt_format: str = field(
         default="chat",
@@ -136,8 +137,9 @@ class DataArguments(ScriptArguments):
     prompt_template: str | None = field(
         default=None,
         metadata={
-            "help": "Python format string for the prompt text, with a `{question}` field (default: ask for the "
-            "final answer in `\\boxed{}` for chat prompts; `Question: ...\\nAnswer:` for plain prompts)."
+            "help": "Python format string for the prompt text, with a `{question}` field, its only one (a literal "
+            "brace is written twice: `\\boxed{{}}`). Default: ask for the final answer in `\\boxed{}` for chat "
+            "prompts; `Question: ...\\nAnswer:` for plain prompts."
         },
     )
     prompt_column: str | None = field(
@@ -170,12 +172,61 @@ class DataArguments(ScriptArguments):
             self.dataset_test_split = None
         for name in ("num_train_examples", "num_eval_examples"):
             _check_num_examples(getattr(self, name), name)
+        _check_few_shot(self.task_few_shot, "task_few_shot")
+        _check_prompt_template(self.prompt_template)
 
 
 def _check_num_examples(value: int | None, name: str) -> None:
     """None (all rows) or a positive count: 0 or less would train or evaluate on nothing and still succeed."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise DatasetError(f"{name}={value!r}: give a number of examples >= 1, or leave it unset for all of them.")
+
+
+def _check_few_shot(value: int, name: str) -> None:
+    """A count >= 0 (0: no examples): a negative one trained silently as 0 (a slice of the drawn examples), or
+    failed in random.sample with a message that names neither the option nor the fix."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DatasetError(
+            f"{name}={value!r}: give a number of solved examples >= 0 to put before each question (0 for none)."
+        )
+
+
+_TEMPLATE_RULE = (
+    "it may use only the placeholder {question} (where each question goes, once or more); write a literal brace "
+    "twice, as in \\boxed{{}}"
+)
+
+
+def _check_prompt_template(template: str | None) -> None:
+    """Refuse a ``prompt_template`` that cannot place each question in its prompt, where it is given.
+
+    ``str.format`` either fails on it prompt by prompt (a ``KeyError`` for an unknown ``{name}``, an ``IndexError``
+    for a literal ``{}`` as in ``\\boxed{}``), after the model has loaded, or, worse, succeeds: a template without
+    ``{question}`` (or with it escaped, ``{{question}}``) gives every problem the same prompt, and
+    ``{question.upper}`` or ``{question[0]}`` one that is not the question. None or "" is the default template.
+    """
+    if template is None or template == "":
+        return
+    if not isinstance(template, str):
+        raise DatasetError(f"prompt_template={template!r} must be a string: {_TEMPLATE_RULE}.")
+    problem = None
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:  # an unmatched brace
+        problem = f"is not a valid format string ({exc})"
+    else:
+        others = list(dict.fromkeys(f"{{{name}}}" for name in fields if name != "question"))
+        if others:
+            problem = f"uses {', '.join(others)}"
+        elif not fields:
+            problem = "has no {question} placeholder, so every problem would get this same prompt"
+        else:
+            try:  # a conversion or format spec that a question cannot take ({question!x}, {question:d})
+                template.format(question="")
+            except (ValueError, KeyError, IndexError) as exc:  # KeyError/IndexError: a nested {name} in the spec
+                problem = f"is not a valid format string ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        raise DatasetError(f"prompt_template={template!r} {problem}: {_TEMPLATE_RULE}.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -208,6 +259,7 @@ def build_prompt(
     """The prompt for one question: ``prompt_template`` (a ``{question}`` format string) applied to it, as a
     plain string or as a conversation. Without ``system_role``, the system prompt opens the user turn
     (``system + "\\n\\n" + user``, as Gemma-3's own template does)."""
+    _check_prompt_template(prompt_template)
     template = prompt_template or (DEFAULT_CHAT_TEMPLATE if prompt_format == "chat" else DEFAULT_PLAIN_TEMPLATE)
     text = template.format(question=question)
     if prompt_format == "plain":
@@ -294,6 +346,8 @@ def generate_arithmetic(
         raise DatasetError(f"Unknown built-in task {task!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}.")
     if digits < 1 or num_operands < 2:
         raise ValueError(f"Need digits >= 1 and num_operands >= 2, got {digits} and {num_operands}.")
+    _check_few_shot(few_shot, "few_shot")
+    _check_prompt_template(prompt_template)  # unused by plain prompts, but a wrong one is refused all the same
     split = "test" if split in _TEST_SPLITS else split
     if split != "train" and split != "test":
         raise DatasetError(f"Built-in task {task!r} has the splits 'train' and 'test', not {split!r}.")
@@ -434,6 +488,7 @@ def standardize_columns(
     """``dataset`` reduced to ``prompt`` (built with :func:`build_prompt`; an already conversational column is
     kept as is) and ``answer`` (read with :func:`extract_gold`). Columns not given are guessed from common
     names. Rows whose gold answer cannot be read are dropped (an error if that leaves none)."""
+    _check_prompt_template(prompt_template)  # here, not on the first row inside dataset.map
     columns = list(dataset.column_names)
 
     def pick(given: str | None, candidates: tuple[str, ...], role: str) -> str:

@@ -22,6 +22,7 @@ import shutil
 import sys
 import typing
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantiz
 
 from .callbacks import PassAtKCallback
 from .choices import check_fixed_values
-from .config import PKPOConfig
+from .config import PKPOConfig, check_group_sizes
 from .data import DataArguments, load_datasets
 from .metrics import default_ks
 from .model_card import write_model_card
@@ -171,6 +172,17 @@ class _TrainParser(TrlParser):
                     "on the command line override it.",
                 )
         return self._groups[heading]
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """argparse's parse, then the group sizes checked on the parsed values: HfArgumentParser builds the configs
+        from them right after this, and a plain GRPOConfig (``--trainer grpo``) fails on ``num_generations=0`` with
+        a ZeroDivisionError in its ``__post_init__``, before any check of ours could see the built config."""
+        parsed, remaining = super().parse_known_args(args, namespace)
+        if hasattr(parsed, "num_generations"):  # a parser of other dataclasses (none here today) has no such field
+            check_group_sizes(parsed)
+        return parsed, remaining
 
     def _add_dataclass_arguments(self, dtype) -> None:
         hints = typing.get_type_hints(dtype)
@@ -385,6 +397,7 @@ def _build(script_args, data_args, training_args: GRPOConfig, model_args: ModelC
             "trainer='grpo' needs a plain trl.GRPOConfig (TRL's defaults, e.g. scale_rewards='group'), got a "
             "PKPOConfig; pkpo_trl.train.parse_args builds one for --trainer grpo."
         )
+    check_group_sizes(training_args)  # a GRPOConfig built in Python may hold num_generations_eval=0 (TRL: unset)
     resume = _resume_checkpoint(training_args)
     run_config = _run_config(script_args, data_args, training_args, model_args)
     check_output_dir(training_args.output_dir, run_config, resume is not None, script_args.overwrite_output_dir)

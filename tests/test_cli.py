@@ -19,7 +19,16 @@ import yaml
 from trl import GRPOConfig, GRPOTrainer
 
 from pkpo_trl import PKPOConfig
-from pkpo_trl.train import RUN_CONFIG_FILE, check_output_dir, main, parse_args, run
+from pkpo_trl.data import DataArguments
+from pkpo_trl.train import (
+    RUN_CONFIG_FILE,
+    TrainInputError,
+    TrainScriptArguments,
+    check_output_dir,
+    main,
+    parse_args,
+    run,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -298,6 +307,54 @@ def test_no_training_examples_is_refused_in_one_line(tmp_path, tiny_model_dir, c
     with pytest.raises(SystemExit, match=rf"^pkpo-train: error: num_train_examples={count}: give a number"):
         main([*command, "--output_dir", str(tmp_path / "run"), "--num_train_examples", count])
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, match",
+    [
+        ("--task_few_shot", "-1", "task_few_shot=-1: give a number of solved examples >= 0"),
+        ("--prompt_template", "Solve it.", "prompt_template='Solve it.' has no {question} placeholder"),
+        ("--prompt_template", "{question} in {units}", "prompt_template='{question} in {units}' uses {units}"),
+    ],
+)
+def test_a_data_option_that_cannot_make_the_prompts_is_refused_in_one_line(tmp_path, option, value, match):
+    # task_few_shot=-1 trained silently as 0; a template without {question} trained on one prompt text for every
+    # problem; one with {units} ended in a KeyError traceback from build_prompt, after the model had loaded.
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", "never-loaded", "--output_dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--prompt_format", "chat", option, value])
+    message = str(exit_info.value.code)
+    assert message.startswith(f"pkpo-train: error: {match}") and "\n" not in message
+    assert not (tmp_path / RUN_CONFIG_FILE).exists()
+
+
+@pytest.mark.parametrize("trainer", ["pkpo", "grpo"])
+@pytest.mark.parametrize(
+    "option, value, match",
+    [
+        ("--num_generations", "0", "num_generations=0: completions per prompt must be an integer >= 2"),
+        ("--num_generations", "1", "num_generations=1: completions per prompt must be an integer >= 2"),
+        ("--num_generations_eval", "0", "num_generations_eval=0: completions per prompt must be an integer >= 1"),
+    ],
+)
+def test_a_group_size_too_small_is_refused_in_one_line_by_both_trainers(tmp_path, trainer, option, value, match):
+    # --trainer grpo --num_generations 0 ended in TRL's ZeroDivisionError traceback (GRPOConfig takes
+    # generation_batch_size % num_generations before its own `num_generations < 2` check); PKPOConfig refused it.
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", "never-loaded", "--output_dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--trainer", trainer, option, value])
+    message = str(exit_info.value.code)
+    assert message.startswith(f"pkpo-train: error: {match}") and "\n" not in message
+
+
+def test_a_grpo_config_built_in_python_with_no_eval_group_is_refused_before_the_model_loads(tmp_path):
+    # TRL reads num_generations_eval=0 as unset (evaluation groups of num_generations); PKPOConfig refuses it.
+    from trl import ModelConfig
+
+    config = GRPOConfig(str(tmp_path / "run"), num_generations_eval=0, use_cpu=True, report_to="none")
+    arguments = TrainScriptArguments(trainer="grpo"), DataArguments(), config, ModelConfig("never-loaded")
+    with pytest.raises(TrainInputError, match=r"^num_generations_eval=0: completions per prompt must be an integer"):
+        run(*arguments)
 
 
 def test_rows_dropped_for_an_unreadable_answer_are_warned_about_and_the_card_counts_what_was_trained(

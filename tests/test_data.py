@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 
 import datasets
@@ -15,6 +16,7 @@ from pkpo_trl.data import (
     DatasetError,
     build_prompt,
     extract_gold,
+    generate_arithmetic,
     load_datasets,
     load_task,
     standardize_columns,
@@ -276,6 +278,54 @@ def test_a_number_of_examples_below_one_is_refused(tmp_path, count):
             DataArguments(**{name: count})
     with pytest.raises(DatasetError, match=rf"num_examples={count}"):
         load_task("addition", num_examples=count)
+
+
+@pytest.mark.parametrize("count", [-1, -3])
+def test_a_negative_number_of_few_shot_examples_is_refused(count):
+    # task_few_shot=-1 trained on prompts with no examples, as 0 does, without a word; -2 ended in random.sample's
+    # "Sample larger than population or is negative". 0 (no examples) stays allowed.
+    for make in (
+        lambda: DataArguments(task_few_shot=count),
+        lambda: load_task("addition", num_examples=4, few_shot=count, prompt_format="plain"),
+    ):
+        with pytest.raises(DatasetError, match=rf"^task_few_shot={count}: give a number of solved examples >= 0"):
+            make()
+    with pytest.raises(DatasetError, match=rf"^few_shot={count}: give a number of solved examples >= 0"):
+        generate_arithmetic(num_examples=4, few_shot=count, prompt_format="plain")
+    assert DataArguments(task_few_shot=0).task_few_shot == 0
+
+
+@pytest.mark.parametrize(
+    "template, problem",
+    [
+        ("Solve this.", "has no {question} placeholder"),  # every prompt was this same text, silently
+        ("{{question}}", "has no {question} placeholder"),  # an escaped brace: the literal text "{question}"
+        ("{question} in {units}", "uses {units}"),  # KeyError: 'units'
+        ("{question} Put the answer in \\boxed{}.", "uses {}"),  # IndexError: Replacement index 0 out of range
+        ("{question.upper}", "uses {question.upper}"),  # silently "<built-in method upper of str object at ...>"
+        ("{question", "is not a valid format string"),  # ValueError: expected '}' before end of string
+        ("{question!x}", "is not a valid format string"),  # ValueError: Unknown conversion specifier x
+    ],
+)
+def test_a_prompt_template_that_does_not_place_the_question_is_refused_before_any_prompt_is_built(template, problem):
+    # It must fail where the template is given (the command line, DataArguments), not on the first row inside
+    # datasets.map, and never train on prompts without their question.
+    expected = "^" + re.escape(f"prompt_template={template!r} {problem}") + r".*only the placeholder \{question\}"
+    rows = datasets.Dataset.from_dict({"question": ["1+1"], "answer": ["2"]})
+    for make in (
+        lambda: DataArguments(prompt_template=template),
+        lambda: build_prompt("1+1", "chat", prompt_template=template),
+        lambda: standardize_columns(rows, prompt_template=template),
+        lambda: generate_arithmetic(num_examples=4, prompt_template=template),
+    ):
+        with pytest.raises(DatasetError, match=expected):
+            make()
+
+
+def test_a_prompt_template_may_repeat_the_question_and_escape_literal_braces():
+    template = "{question}\nAgain: {question!r:>8} in \\boxed{{}}"
+    assert DataArguments(prompt_template=template).prompt_template == template
+    assert build_prompt("1+1", "plain", prompt_template=template) == "1+1\nAgain:    '1+1' in \\boxed{}"
 
 
 @pytest.mark.parametrize(

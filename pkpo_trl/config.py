@@ -10,23 +10,13 @@ from typing import Any
 from trl import GRPOConfig
 from trl.import_utils import is_vllm_available
 
+from . import deprecations  # noqa: F401  (hides transformers' renaming warnings that TRL triggers)
 from .annealing import KMixtureSchedule, KSchedule, check_k_values
 from .choices import check_fixed_values
 from .estimators import ESTIMATORS
 
 __all__ = ["PKPOConfig", "check_group_sizes"]
 
-# transformers >= 5.25 renamed gradient checkpointing to "activation checkpointing" and warns on the old names. TRL
-# 1.16 still uses them: its configs default `gradient_checkpointing=True` (so every GRPOConfig warns, whatever the
-# user sets) and its trainer calls `model.gradient_checkpointing_disable()` / reads `is_gradient_checkpointing`
-# around generation. The new names cannot be used instead: vLLM 0.31 needs transformers < 5.18, which lacks them.
-# Only these messages, only from transformers, are hidden (tests/test_trl_compat.py fails on any other).
-warnings.filterwarnings(
-    "ignore",
-    message=r"`(is_)?gradient_checkpointing(_kwargs|_enable|_disable)?` is deprecated",
-    category=FutureWarning,
-    module=r"transformers\.",
-)
 
 
 LEGACY_K = 4  # PKPOConfig's fixed k before 2026-12-04: `pkpo_k=4` trains exactly as PKPOConfig() did then

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ESTIMATOR_STYLE",
     "plot_maxg_vs_theta",
+    "pass_at_k_figure",
     "plot_pass_at_k",
     "plot_pass_at_k_curves",
     "plot_training",
@@ -59,54 +60,74 @@ def _fixed_k_keys(log_history: Sequence[dict]) -> list[tuple[str, str]]:
     ]
 
 
+def _estimate_series(log_history: Sequence[dict]) -> list[tuple[str, str]]:
+    """The (key, label) pairs of the estimates panel, each quantity once: PKPOTrainer's own ``pkpo/pass@1`` is
+    left out where PassAtKCallback's ``pass@k/1`` (the same groups) is logged, and pass@k "at the current k"
+    where that k is a fixed-k series already or is no single k (a mixture logs its mean k)."""
+    fixed = _fixed_k_keys(log_history)
+    fixed_keys = {key for key, _ in fixed}
+    ks = {v for _, v in zip(*_series(log_history, "pkpo/k"), strict=True) if v == v}
+    single_k = next(iter(ks)) if len(ks) == 1 else None
+    pairs = []
+    for prefix, where in (("", "train groups"), ("eval_", "eval")):
+        fixed_prefix = "pass@k" if prefix == "" else "eval_pass@k"
+        if f"{fixed_prefix}/1" not in fixed_keys:
+            pairs.append((f"{prefix}pkpo/pass@1", f"pass@1 ({where})"))
+        mixture = any(key.startswith("pkpo/k_mixture/") for entry in log_history for key in entry)
+        duplicate = single_k is not None and single_k.is_integer() and f"{fixed_prefix}/{int(single_k)}" in fixed_keys
+        if not (mixture or duplicate):
+            pairs.append((f"{prefix}pkpo/pass@k_at_current_k", f"pass@k at the current k ({where})"))
+    pairs.insert(len(pairs) // 2, ("pkpo/max@k", "max@k (train groups)"))
+    return pairs + fixed
+
+
 def plot_pass_at_k(log_history: Sequence[dict], path: str | Path, title: str | None = None) -> Path:
-    """Plot pass@1, pass@k at the current k, fixed-k ``pass@k/<k>`` (and max@k, k, fraction of prompts solved
-    when logged) against the step.
+    """Write :func:`pass_at_k_figure` of ``log_history`` to ``path`` (a PNG); returns the path written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pass_at_k_figure(log_history, title).savefig(path, dpi=120)
+    return path
+
+
+def pass_at_k_figure(log_history: Sequence[dict], title: str | None = None) -> Figure:
+    """The pass@k estimates (pass@1, fixed-k ``pass@k/<k>``, max@k, pass@k at the current k where it is a
+    quantity of its own), the fraction of prompts solved so far and k against the step, each on its own axis.
 
     Args:
         log_history: ``trainer.state.log_history`` of a :class:`~pkpo_trl.PKPOTrainer` run.
-        path: the PNG to write.
         title: figure title.
-
-    Returns:
-        The path written.
     """
-    path = Path(path)
     # A bare Figure, not pyplot: it needs no display and leaves the user's backend (a notebook's) alone.
-    fig = Figure(figsize=(7, 6))
-    ax, ax_k = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    for key, label in [
-        ("pkpo/pass@1", "pass@1 (train groups)"),
-        ("pkpo/pass@k_at_current_k", "pass@k at the current k (train groups)"),
-        ("pkpo/max@k", "max@k (train groups)"),
-        ("solved/frac_prompts", "prompts solved so far"),
-        ("eval_pkpo/pass@1", "pass@1 (eval)"),
-        ("eval_pkpo/pass@k_at_current_k", "pass@k at the current k (eval)"),
-        *_fixed_k_keys(log_history),
-    ]:
+    fig = Figure(figsize=(7, 7.5))
+    ax, ax_solved, ax_k = fig.subplots(3, 1, sharex=True, height_ratios=[3, 1.2, 1])
+    for key, label in _estimate_series(log_history):
         steps, values = _series(log_history, key)
         if not steps:
             continue
-        if len(steps) >= 2 * _SMOOTH and "solved" not in key:
+        if len(steps) >= 2 * _SMOOTH:
             # Per-batch estimates from a few prompts are noisy: show them faintly, with a running mean.
             (line,) = ax.plot(steps, _running_mean(values), label=f"{label}, running mean of {_SMOOTH}")
-            ax.plot(steps, values, "o", markersize=2.5, alpha=0.35, color=line.get_color())
+            ax.plot(steps, values, "o", markersize=2.5, alpha=0.35, color=line.get_color(), label="_nolegend_")
         else:
             ax.plot(steps, values, marker="o", markersize=3, label=label)
     ax.set_ylabel("estimate")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=8, title="dots: each step's estimate", title_fontsize=8)
     ax.set_title(title or "PKPO training")
+    steps, values = _series(log_history, "solved/frac_prompts")
+    ax_solved.plot(steps, values, marker="o", markersize=3, color="tab:green")
+    ax_solved.set_ylabel("prompts solved\nso far (fraction)", fontsize=9)
+    ax_solved.set_ylim(-0.02, 1.02)
+    ax_solved.grid(alpha=0.3)
     steps, values = _series(log_history, "pkpo/k")
+    mixture = any(key.startswith("pkpo/k_mixture/") for entry in log_history for key in entry)
     ax_k.step(steps, values, where="post", color="black")
-    ax_k.set_ylabel("k")
+    ax_k.set_ylabel("mixture's mean k\n(sum_k w_k k)" if mixture else "k", fontsize=9)
     ax_k.set_xlabel("optimizer step")
     ax_k.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    return fig
 
 
 def plot_pass_at_k_curves(

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .. import deprecations  # noqa: F401  (hides transformers' renaming warnings that TRL and peft trigger)
 from ..run_dir import RUN_CONFIG_FILE
 from .errors import EvalInputError
 

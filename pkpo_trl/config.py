@@ -18,7 +18,6 @@ from .estimators import ESTIMATORS
 __all__ = ["PKPOConfig", "check_group_sizes"]
 
 
-
 LEGACY_K = 4  # PKPOConfig's fixed k before 2026-12-04: `pkpo_k=4` trains exactly as PKPOConfig() did then
 K_OPTIONS = ("pkpo_k", "pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k")
 

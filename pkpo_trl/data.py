@@ -2,37 +2,38 @@
 
 Two sources, one entry point, :func:`load_task`:
 
-* **Built-in tasks** (``BUILTIN_TASKS``), generated in code from a seed, offline: ``addition`` and
-  ``multiplication`` of ``digits``-digit numbers, ``num_operands`` of them. More digits / operands make the
-  task harder, so that pass@1 stalls while pass@k does not. Train and test problems are disjoint by
-  construction (a problem's split is a hash of the problem).
+* **Built-in tasks** (``BUILTIN_TASKS``, :mod:`pkpo_trl.tasks`), generated in code from a seed, offline:
+  ``addition`` and ``multiplication``, train and test problems disjoint by construction.
 * **Hub (or local) data sets** by id, with a column mapping to ``prompt``/``answer``. Presets
   (``HUB_PRESETS``) cover ``openai/gsm8k`` and MATH-style sets; any other set works with explicit or
   guessed columns. Local ``.json``/``.jsonl``/``.csv``/``.parquet`` files load the same way.
 
-Prompts are conversational (``[{"role": "user", "content": ...}]``, optionally preceded by a system
-message) or plain text. Gemma-2/3 chat templates have no system role: there the system prompt is folded
-into the first user turn (see :func:`supports_system_role`).
+Prompts (:mod:`pkpo_trl.prompts`) are conversational or plain text; Gemma-2/3 chat templates have no system
+role, so there the system prompt is folded into the first user turn (:func:`supports_system_role`).
 
 The command line reads :class:`DataArguments` and calls :func:`load_datasets`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import random
-import string
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import datasets
 from trl import ScriptArguments
 
+from .prompts import (
+    DatasetError,
+    PromptFormat,
+    _check_few_shot,
+    _check_prompt_template,
+    build_prompt,
+    supports_system_role,
+)
 from .rewards.matchers import AnswerFormat, extract_gold
+from .tasks import _TEST_SPLITS, BUILTIN_TASKS, generate_arithmetic
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -53,19 +54,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-PromptFormat = Literal["chat", "plain"]
-
-DEFAULT_CHAT_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
-DEFAULT_PLAIN_TEMPLATE = "Question: {question}\nAnswer:"
-
-# Models whose chat template has no system role (Gemma-2 raises on it; Gemma-3 folds it in itself).
-NO_SYSTEM_ROLE_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
-
-
-class DatasetError(ValueError):
-    """A data set cannot be loaded or does not have what was asked for."""
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Command-line arguments
@@ -180,198 +168,6 @@ def _check_num_examples(value: int | None, name: str) -> None:
     """None (all rows) or a positive count: 0 or less would train or evaluate on nothing and still succeed."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise DatasetError(f"{name}={value!r}: give a number of examples >= 1, or leave it unset for all of them.")
-
-
-def _check_few_shot(value: int, name: str) -> None:
-    """A count >= 0 (0: no examples): a negative one trained silently as 0 (a slice of the drawn examples), or
-    failed in random.sample with a message that names neither the option nor the fix."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise DatasetError(
-            f"{name}={value!r}: give a number of solved examples >= 0 to put before each question (0 for none)."
-        )
-
-
-_TEMPLATE_RULE = (
-    "it may use only the placeholder {question} (where each question goes, once or more); write a literal brace "
-    "twice, as in \\boxed{{}}"
-)
-
-
-def _check_prompt_template(template: str | None) -> None:
-    """Refuse a ``prompt_template`` that cannot place each question in its prompt, where it is given.
-
-    ``str.format`` either fails on it prompt by prompt (a ``KeyError`` for an unknown ``{name}``, an ``IndexError``
-    for a literal ``{}`` as in ``\\boxed{}``), after the model has loaded, or, worse, succeeds: a template without
-    ``{question}`` (or with it escaped, ``{{question}}``) gives every problem the same prompt, and
-    ``{question.upper}`` or ``{question[0]}`` one that is not the question. None or "" is the default template.
-    """
-    if template is None or template == "":
-        return
-    if not isinstance(template, str):
-        raise DatasetError(f"prompt_template={template!r} must be a string: {_TEMPLATE_RULE}.")
-    problem = None
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as exc:  # an unmatched brace
-        problem = f"is not a valid format string ({exc})"
-    else:
-        others = list(dict.fromkeys(f"{{{name}}}" for name in fields if name != "question"))
-        if others:
-            problem = f"uses {', '.join(others)}"
-        elif not fields:
-            problem = "has no {question} placeholder, so every problem would get this same prompt"
-        else:
-            try:  # a conversion or format spec that a question cannot take ({question!x}, {question:d})
-                template.format(question="")
-            except (ValueError, KeyError, IndexError) as exc:  # KeyError/IndexError: a nested {name} in the spec
-                problem = f"is not a valid format string ({type(exc).__name__}: {exc})"
-    if problem is not None:
-        raise DatasetError(f"prompt_template={template!r} {problem}: {_TEMPLATE_RULE}.")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Prompts
-# ---------------------------------------------------------------------------------------------------------
-
-
-def supports_system_role(tokenizer: PreTrainedTokenizerBase | None = None, model_type: str | None = None) -> bool:
-    """Whether prompts may carry a system message: False for Gemma model types, or when the tokenizer's chat
-    template raises on a system message (as Gemma-2's does); True when nothing says otherwise."""
-    if model_type in NO_SYSTEM_ROLE_MODEL_TYPES:
-        return False
-    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-        return True
-    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
-    try:
-        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:  # jinja2's TemplateError from raise_exception(), or anything a template raises
-        return False
-    return True
-
-
-def build_prompt(
-    question: str,
-    prompt_format: PromptFormat = "chat",
-    system_prompt: str | None = None,
-    prompt_template: str | None = None,
-    system_role: bool = True,
-) -> str | list[dict[str, str]]:
-    """The prompt for one question: ``prompt_template`` (a ``{question}`` format string) applied to it, as a
-    plain string or as a conversation. Without ``system_role``, the system prompt opens the user turn
-    (``system + "\\n\\n" + user``, as Gemma-3's own template does)."""
-    _check_prompt_template(prompt_template)
-    template = prompt_template or (DEFAULT_CHAT_TEMPLATE if prompt_format == "chat" else DEFAULT_PLAIN_TEMPLATE)
-    text = template.format(question=question)
-    if prompt_format == "plain":
-        return f"{system_prompt}\n\n{text}" if system_prompt else text
-    if not system_prompt:
-        return [{"role": "user", "content": text}]
-    if system_role:
-        return [{"role": "system", "content": system_prompt}, {"role": "user", "content": text}]
-    return [{"role": "user", "content": f"{system_prompt}\n\n{text}"}]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Built-in tasks
-# ---------------------------------------------------------------------------------------------------------
-
-_OPERATORS: dict[str, tuple[str, Callable[[list[int]], int]]] = {
-    "addition": ("+", sum),
-    "multiplication": ("*", math.prod),
-}
-BUILTIN_TASKS = tuple(_OPERATORS)
-_TEST_FRACTION = 0.2  # share of each task's problem space reserved for the test split
-_TEST_SPLITS = ("test", "eval", "validation")
-
-
-def _split_of(problem: str) -> str:
-    """A problem's split, a pure function of the problem: train and test can never share a problem."""
-    bucket = int(hashlib.sha256(problem.encode()).hexdigest()[:8], 16) / 16**8
-    return "test" if bucket < _TEST_FRACTION else "train"
-
-
-def _operand_range(digits: int) -> tuple[int, int]:
-    return (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
-
-
-def _num_problems(split: str, digits: int, num_operands: int) -> float:
-    """About how many distinct problems ``split`` holds."""
-    low, high = _operand_range(digits)
-    return (high - low + 1) ** num_operands * (_TEST_FRACTION if split == "test" else 1 - _TEST_FRACTION)
-
-
-def _sample_problems(
-    task: str, split: str, num: int, seed: int, digits: int, num_operands: int
-) -> list[tuple[str, list[int]]]:
-    """``num`` distinct problems ``(text, operands)`` of ``split``, in a seeded random order."""
-    low, high = _operand_range(digits)
-    available = _num_problems(split, digits, num_operands)
-    if num > 0.5 * available:
-        raise DatasetError(
-            f"Built-in task {task!r} with {digits}-digit numbers and {num_operands} operands has only about "
-            f"{int(available)} {split} problems; {num} were asked for. Use more digits or operands, or fewer examples."
-        )
-    symbol = _OPERATORS[task][0]
-    rng = random.Random(f"{task}/{split}/{digits}/{num_operands}/{seed}")
-    problems: dict[str, list[int]] = {}
-    while len(problems) < num:
-        operands = [rng.randint(low, high) for _ in range(num_operands)]
-        text = symbol.join(map(str, operands))
-        if text not in problems and _split_of(text) == split:
-            problems[text] = operands
-    return list(problems.items())
-
-
-def generate_arithmetic(
-    task: str = "addition",
-    split: str = "train",
-    num_examples: int = 1000,
-    seed: int = 0,
-    digits: int = 2,
-    num_operands: int = 2,
-    few_shot: int = 4,
-    prompt_format: PromptFormat = "chat",
-    system_prompt: str | None = None,
-    prompt_template: str | None = None,
-    system_role: bool = True,
-) -> datasets.Dataset:
-    """A built-in arithmetic task as a ``Dataset`` with ``prompt`` and ``answer`` (the result, a string).
-
-    Plain prompts are few-shot continuations for base models: ``few_shot`` solved training problems, one a
-    line, then the question (``"12+35=47\\n61+20=81\\n23+58="``); score them with the ``first_number`` reward.
-    Chat prompts ask ``"What is 23 + 58?"`` through ``prompt_template`` (default: answer in ``\\boxed{}``).
-    The same arguments give the same data set; train and test problems never overlap.
-    """
-    if task not in _OPERATORS:
-        raise DatasetError(f"Unknown built-in task {task!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}.")
-    if digits < 1 or num_operands < 2:
-        raise ValueError(f"Need digits >= 1 and num_operands >= 2, got {digits} and {num_operands}.")
-    _check_few_shot(few_shot, "few_shot")
-    _check_prompt_template(prompt_template)  # unused by plain prompts, but a wrong one is refused all the same
-    split = "test" if split in _TEST_SPLITS else split
-    if split != "train" and split != "test":
-        raise DatasetError(f"Built-in task {task!r} has the splits 'train' and 'test', not {split!r}.")
-    symbol, evaluate = _OPERATORS[task]
-    problems = _sample_problems(task, split, num_examples, seed, digits, num_operands)
-    pool_size = min(8 * few_shot, int(0.5 * _num_problems("train", digits, num_operands)))
-    shots = _sample_problems(task, "train", pool_size, seed + 1, digits, num_operands) if few_shot else []
-    if len(shots) <= few_shot and few_shot:
-        raise DatasetError(f"Built-in task {task!r}: too few problems for {few_shot} few-shot examples.")
-    shot_rng = random.Random(f"{task}/shots/{seed}")
-    prompts: list[Any] = []
-    for text, operands in problems:
-        if prompt_format == "plain":
-            # One extra draw so that the question itself can be dropped from its own examples.
-            drawn = shot_rng.sample(shots, few_shot + 1) if few_shot else []
-            drawn = [(t, ops) for t, ops in drawn if t != text][:few_shot]
-            lines = [f"{t}={evaluate(ops)}" for t, ops in drawn]
-            body = "\n".join([*lines, f"{text}="])
-            prompts.append(f"{system_prompt}\n\n{body}" if system_prompt else body)
-        else:
-            question = f"What is {f' {symbol} '.join(map(str, operands))}?"
-            prompts.append(build_prompt(question, "chat", system_prompt, prompt_template, system_role))
-    answers = [str(evaluate(operands)) for _, operands in problems]
-    return datasets.Dataset.from_dict({"prompt": prompts, "answer": answers})
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -162,6 +162,10 @@ class DataArguments(ScriptArguments):
             _check_num_examples(getattr(self, name), name)
         _check_few_shot(self.task_few_shot, "task_few_shot")
         _check_prompt_template(self.prompt_template)
+        for name, least in (("task_digits", 1), ("task_operands", 2)):  # before any model loads, by option name
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise DatasetError(f"{name}={value!r}: a built-in task needs an integer >= {least} here.")
 
 
 def _check_num_examples(value: int | None, name: str) -> None:

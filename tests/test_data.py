@@ -343,3 +343,12 @@ def test_an_existing_file_that_cannot_be_read_says_why_not_no_such_file(tmp_path
     with pytest.raises(DatasetError, match=match) as error:
         load_task(str(path))
     assert "No such file" not in str(error.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [("task_digits", 0), ("task_digits", -2), ("task_operands", 1)])
+def test_built_in_task_sizes_are_checked_with_the_options(field, value):
+    # They were refused only once the data was built, after the model had loaded, naming `digits`/`num_operands`.
+    with pytest.raises(DatasetError, match=rf"^{field}={value}: "):
+        DataArguments(dataset_name="addition", **{field: value})
+    with pytest.raises(DatasetError, match=rf"^{field}={value}: "):
+        load_task("addition", num_examples=4, **{{"task_digits": "digits"}.get(field, "num_operands"): value})

@@ -92,9 +92,8 @@ def training_phase(args: Any, resume: str | None) -> str:
     tests/test_recipes.py checks the recipes), and the k option in use."""
     steps = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
     completions = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
-    per_step = (
-        f"{completions} completions per step ({completions // args.num_generations} prompts x {args.num_generations})"
-    )
+    prompts = completions // args.num_generations
+    per_step = f"{completions} completions per step ({prompts} prompt{'s' * (prompts != 1)} x {args.num_generations})"
     resuming = f" · resuming from {resume}" if resume else ""
     return f"training {steps} · {per_step} · {k_option(args)}{resuming}"
 
@@ -104,6 +103,12 @@ def _num(value: Any) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "n/a"
     return f"{value:.3g}" if isinstance(value, int | float) else str(value)
+
+
+def _rate(value: Any) -> str:
+    """A pass@k, which lies in [0, 1]: 2 decimals, so that equal rates read the same (``.3g`` shows 0.5625 as
+    0.562 or 0.563 depending on float noise)."""
+    return f"{value:.2f}" if isinstance(value, int | float) and value == value else "n/a"
 
 
 def duration(seconds: float) -> str:
@@ -146,9 +151,9 @@ def compact_log_line(logs: Mapping[str, Any], step: int, max_steps: int) -> str 
             parts.append(f"{name} {_num(logs[prefix + key])}")
     pass_at_1 = logs.get(f"{prefix}pass@k/1", logs.get(f"{prefix}pkpo/pass@1"))
     if f"{prefix}pass@k/1" in logs or f"{prefix}pkpo/pass@1" in logs:
-        parts.append(f"pass@1 {_num(pass_at_1)}")
+        parts.append(f"pass@1 {_rate(pass_at_1)}")
     if (k := _largest_fixed_k(logs, prefix)) is not None:
-        parts.append(f"pass@{k} {_num(logs[f'{prefix}pass@k/{k}'])}")
+        parts.append(f"pass@{k} {_rate(logs[f'{prefix}pass@k/{k}'])}")
     if f"{prefix}pkpo/k" in logs:
         parts.append(f"k {_num(logs[prefix + 'pkpo/k'])}")
     if not prefix and isinstance(logs.get("step_time"), int | float):

@@ -399,7 +399,7 @@ def test_compact_lines_for_evaluation_grpo_and_unknown_logs():
 
     grpo = {"loss": 0.1234, "reward": None, "pass@k/1": 0.5, "pass@k/2": 0.75, "pass@k/8": 0.9, "step_time": 3.0}
     assert (
-        compact_log_line(grpo, 3, 30) == "step 3/30 · loss 0.123 · reward n/a · pass@1 0.5 · pass@8 0.9 · 3.0 s/step"
+        compact_log_line(grpo, 3, 30) == "step 3/30 · loss 0.123 · reward n/a · pass@1 0.50 · pass@8 0.90 · 3.0 s/step"
     )
     evaluation = {"eval_loss": 0.0, "eval_reward": 0.25, "eval_pkpo/pass@1": 0.25, "eval_pkpo/k": 4.0}
     assert compact_log_line(evaluation, 10, 30) == "eval at step 10 · loss 0 · reward 0.25 · pass@1 0.25 · k 4"

@@ -32,6 +32,7 @@ from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config, get_quantiz
 from .callbacks import PassAtKCallback
 from .choices import check_fixed_values
 from .config import PKPOConfig, check_group_sizes
+from .console import LOG_FORMATS, data_phase, model_phase, say, training_phase, use_log_format
 from .data import DataArguments, load_datasets
 from .metrics import default_ks
 from .model_card import write_model_card
@@ -49,6 +50,7 @@ _RESUMABLE_KEYS = {
     "output_dir", "logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "report_to", "run_name",
     "logging_steps", "save_steps", "save_total_limit", "max_steps", "num_train_epochs", "eval_steps",
     "push_to_hub", "hub_model_id", "hub_token", "dataloader_num_workers", "disable_tqdm", "plot", "pass_at_ks",
+    "log_format",
     # trl.ScriptArguments fields that DataArguments refuses (always false): run configs saved before it had them match.
     "dataset_streaming", "ignore_bias_buffers",
 }  # fmt: skip
@@ -122,6 +124,14 @@ class TrainScriptArguments:
     plot: bool = field(
         default=True,
         metadata={"help": "Write a plot of pass@1 / pass@k against step next to the output directory at the end."},
+    )
+    log_format: str = field(
+        default="compact",
+        metadata={
+            "help": "Console line per logged step: 'compact' (step, loss, reward, pass@1, pass@k, k, s/step) or "
+            "'raw' (transformers' full metrics dict). trainer_state.json and the trackers get the full dict.",
+            "choices": list(LOG_FORMATS),
+        },
     )
 
 
@@ -405,6 +415,7 @@ def _build(script_args, data_args, training_args: GRPOConfig, model_args: ModelC
     reward_funcs = get_reward_funcs(script_args.reward_funcs, answer_column="answer")
 
     quantization = get_quantization_config(model_args)
+    say(model_phase(model_args.model_name_or_path, script_args.gguf_file, model_args.dtype or "float32"))
     model, tokenizer = load_model_and_tokenizer(
         model_args.model_name_or_path,
         gguf_file=script_args.gguf_file,
@@ -415,6 +426,7 @@ def _build(script_args, data_args, training_args: GRPOConfig, model_args: ModelC
         **({"quantization_config": quantization} if quantization is not None else {}),
     )
     train_dataset, eval_dataset = load_datasets(data_args, tokenizer, model.config.model_type)
+    say(data_phase(data_args, train_dataset, eval_dataset))
     trainer_cls = PKPOTrainer if script_args.trainer == "pkpo" else GRPOTrainer
     ks = script_args.pass_at_ks or default_ks(training_args.num_generations)
     pass_at_k = PassAtKCallback(ks)  # the same fixed-k numbers and solved count for --trainer pkpo and grpo
@@ -431,6 +443,7 @@ def _build(script_args, data_args, training_args: GRPOConfig, model_args: ModelC
         callbacks=[pass_at_k],
     )
     pass_at_k.attach(trainer)  # PKPOTrainer attached it already; GRPOTrainer needs this
+    use_log_format(trainer, script_args.log_format)  # here, not in PKPOTrainer: library users keep TRL's console
     if trainer.accelerator.is_main_process:
         if script_args.overwrite_output_dir and resume is None:
             removed = remove_checkpoints(training_args.output_dir)
@@ -455,7 +468,9 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
     """
     with _input_errors():
         trainer, tokenizer, resume = _build(script_args, data_args, training_args, model_args)
+    say(training_phase(trainer.args, resume))
     trainer.train(resume_from_checkpoint=resume)
+    say(f"saving the {'LoRA adapter' if model_args.use_peft else 'model'} to {training_args.output_dir}")
     with warnings.catch_warnings():
         # PEFT looks for the base's config.json to see whether the vocabulary was resized; a GGUF base has none,
         # and PEFT warns that it "will assume that the vocabulary was not modified", which is true here (the
@@ -464,13 +479,14 @@ def run(script_args, data_args, training_args: GRPOConfig, model_args: ModelConf
         trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
+        out = Path(training_args.output_dir)
+        say(f"writing the model card {out / 'README.md'}{' and the plot' if script_args.plot else ''}")
         write_model_card(
             script_args, data_args, training_args, model_args, trainer.state.log_history, len(trainer.train_dataset)
         )
         if script_args.plot:
             from .plotting import plot_pass_at_k
 
-            out = Path(training_args.output_dir)
             path = plot_pass_at_k(trainer.state.log_history, out.with_name(out.name + "-pass_at_k.png"))
             print(f"pass@1 / pass@k plot written to {path}")
         print(f"model{' adapter' if model_args.use_peft else ''} saved to {training_args.output_dir}")

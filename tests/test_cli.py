@@ -3,6 +3,8 @@ Gemma-2 under `accelerate launch` with 1 and 2 processes leave a loadable LoRA a
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -390,3 +392,75 @@ def test_resume_skips_a_checkpoint_left_incomplete_by_a_crash_and_says_so(tmp_pa
     assert any("skipping" in m and "checkpoint-2" in m and "no trainer_state.json" in m for m in messages)
     assert any(m.endswith(f"resuming from {out / 'checkpoint-1'}.") for m in messages)
     assert trainer.state.global_step == 2
+
+
+STEP_LINE = re.compile(
+    r"^step (\d+)/2 · loss \S+ · reward \S+ · pass@1 \S+ · pass@4 \S+ · k [\d.]+ · \d+\.\d s/step$", re.M
+)
+
+
+def _logged_keys(out: Path) -> list[set[str]]:
+    """The keys of each training step's entry of ``log_history`` in the run's last checkpoint."""
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    return [set(entry) for entry in state["log_history"] if "loss" in entry]
+
+
+def _console_run(out: Path, tiny_model_dir: Path, *extra: str) -> str:
+    """Run pkpo-train in this process for 2 steps (checkpoint at step 2 for its trainer_state.json); its stdout."""
+    command = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    command += ["--save_strategy", "steps", "--save_steps", "2", "--plot", "false", *extra]
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        main(command)
+    return stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def raw_run(tmp_path_factory, tiny_model_dir) -> tuple[str, Path]:
+    """The console output and output directory of a 2-step run with ``--log_format raw``."""
+    out = tmp_path_factory.mktemp("raw") / "run"
+    return _console_run(out, tiny_model_dir, "--log_format", "raw"), out
+
+
+@pytest.mark.parametrize("disable_tqdm", ["false", "true"])  # ProgressCallback, or PrinterCallback without tqdm
+def test_the_console_shows_phase_lines_and_a_compact_line_per_step_and_the_state_keeps_every_key(
+    tmp_path, tiny_model_dir, raw_run, disable_tqdm
+):
+    out = tmp_path / "run"
+    compact = _console_run(out, tiny_model_dir, "--disable_tqdm", disable_tqdm)
+    phases = [line.removeprefix("pkpo-train: ") for line in compact.splitlines() if line.startswith("pkpo-train: ")]
+    assert phases == [
+        f"loading model {tiny_model_dir} (float32)",
+        "data addition: 32 training prompts (split train), no evaluation split",
+        "training 2 steps · 8 completions per step (2 prompts x 4) · pkpo_k_schedule=linear:4->1, "
+        "pkpo_estimator=sloo_minus_one",
+        f"saving the LoRA adapter to {out}",
+        f"writing the model card {out / 'README.md'}",
+    ]
+    assert [int(m.group(1)) for m in STEP_LINE.finditer(compact)] == [1, 2], compact
+    assert re.search(r"^done · 2 steps in \d+\.\d s · mean loss \S+$", compact, re.M), compact
+    assert "{'" not in compact and "grad_norm" not in compact  # no raw metrics dict on the console
+    # The full dict still reaches trainer_state.json: the same keys as with transformers' own printing.
+    keys = _logged_keys(out)
+    assert len(keys) == 2 and keys == _logged_keys(raw_run[1])
+    assert {"grad_norm", "completions/mean_length", "pkpo/frac_zero_advantage", "pass@k/2", "step_time"} <= keys[0]
+
+
+def test_log_format_raw_prints_transformers_metrics_dict(raw_run):
+    raw, _ = raw_run
+    assert raw.count("{'loss': ") == 2 and "'pkpo/pass@k_at_current_k'" in raw and "'grad_norm'" in raw
+    assert not STEP_LINE.search(raw) and "pkpo-train: training 2 steps" in raw  # the phase lines stay
+
+
+def test_compact_lines_for_evaluation_grpo_and_unknown_logs():
+    from pkpo_trl.console import compact_log_line
+
+    grpo = {"loss": 0.1234, "reward": None, "pass@k/1": 0.5, "pass@k/2": 0.75, "pass@k/8": 0.9, "step_time": 3.0}
+    assert (
+        compact_log_line(grpo, 3, 30) == "step 3/30 · loss 0.123 · reward n/a · pass@1 0.50 · pass@8 0.90 · 3.0 s/step"
+    )
+    evaluation = {"eval_loss": 0.0, "eval_reward": 0.25, "eval_pkpo/pass@1": 0.25, "eval_pkpo/k": 4.0}
+    assert compact_log_line(evaluation, 10, 30) == "eval at step 10 · loss 0 · reward 0.25 · pass@1 0.25 · k 4"
+    assert compact_log_line({"train_runtime": 332.4, "train_loss": -0.05}, 30, 30) == (
+        "done · 30 steps in 5 min 32 s · mean loss -0.05"
+    )
+    assert compact_log_line({"my_callback/metric": 1.0}, 3, 30) is None  # printed raw, as transformers does

@@ -196,7 +196,7 @@ def test_grpo_baseline_recipe_builds_trls_own_config_without_pkpo_warnings(caplo
     assert script.trainer == "grpo" and type(config) is GRPOConfig
     assert not [w for w in caught if "PKPO" in str(w.message)], [str(w.message) for w in caught]
     ignored = [r.getMessage() for r in caught_logs(caplog) if "ignored" in r.getMessage()]
-    assert len(ignored) == 1 and "pkpo_k" in ignored[0] and "pkpo_k_schedule" in ignored[0]
+    assert len(ignored) == 1 and "pkpo_k_mixture" in ignored[0] and "pkpo_estimator" in ignored[0]  # the recipe's
 
 
 def caught_logs(caplog):

@@ -1,4 +1,4 @@
-"""k annealing: schedules for PKPO's k and the callback that applies them.
+"""k annealing and mixtures of k: one schedule type, whose value is a k mixture, and one callback that applies it.
 
 The paper (Walder & Karkhanis 2025, Sec. 5) trains with a large k early (explore: the pass@k
 objective rewards diverse, risk-seeking samples) and a small k late (exploit: pass@1), and reports
@@ -16,7 +16,10 @@ spec                               k at optimizer step ``t`` of ``T`` (``f = t /
 ``"steps:0=8,100=4,200=1"``        the same with breakpoints in optimizer steps
 =================================  ===============================================================
 
-k is a pure function of the optimizer step that starts the generation batch (and the total), so a
+Those are :class:`KSchedule`'s (an int k per step: a schedule of one-term mixtures, interpolated k rounded);
+:class:`KMixtureSchedule` holds mixtures ``sum_k w_k pass@k`` and blends their weights. A fixed ``pkpo_k`` is a
+constant schedule. :class:`KMixtureCallback` applies either kind (:class:`KAnnealingCallback` is its int-k
+spelling). k is a pure function of the optimizer step that starts the generation batch (and the total), so a
 run resumed from a checkpoint continues the schedule exactly where it stopped.
 """
 
@@ -41,179 +44,6 @@ __all__ = [
 ]
 
 _KINDS = ("constant", "linear", "cosine", "piecewise", "steps")
-
-
-@dataclass(frozen=True)
-class KSchedule:
-    """A parsed k schedule; call it with ``(step, max_steps)`` to get k.
-
-    Attributes:
-        kind: one of ``constant``, ``linear``, ``cosine``, ``piecewise``, ``steps``.
-        points: ``(position, k)`` pairs: for ``linear``/``cosine`` the start and end k at positions
-            0 and 1; for ``piecewise`` fractions of training; for ``steps`` optimizer steps.
-    """
-
-    kind: str
-    points: tuple[tuple[float, int], ...]
-
-    @classmethod
-    def parse(cls, spec: str | int) -> KSchedule:
-        """Parse a schedule spec (see the module docstring); an int means a constant k."""
-        if isinstance(spec, int) and not isinstance(spec, bool):
-            return cls("constant", ((0.0, spec),))
-        if not isinstance(spec, str) or ":" not in spec:
-            raise ValueError(f"k schedule {spec!r} must look like 'KIND:ARGS' with KIND in {_KINDS}")
-        kind, _, body = spec.partition(":")
-        kind, body = kind.strip().lower(), body.replace(" ", "")
-        try:
-            if kind == "constant":
-                points = ((0.0, _as_k(body)),)
-            elif kind in ("linear", "cosine"):
-                start, end = body.split("->")
-                points = ((0.0, _as_k(start)), (1.0, _as_k(end)))
-            elif kind in ("piecewise", "steps"):
-                pairs = [item.split("=") for item in body.split(",") if item]
-                points = _breakpoints(kind, [(float(pos), _as_k(k)) for pos, k in pairs])
-            else:
-                raise ValueError(f"unknown kind {kind!r}, expected one of {_KINDS}")
-        except ValueError as err:
-            raise ValueError(f"invalid k schedule {spec!r}: {err}") from None
-        return cls(kind, points)
-
-    @property
-    def values(self) -> tuple[int, ...]:
-        """Every k the schedule can produce bounds (for validation against ``num_generations``)."""
-        return tuple(k for _, k in self.points)
-
-    def __call__(self, step: int, max_steps: int | None) -> int:
-        """k at optimizer step ``step`` of ``max_steps`` (fractions need ``max_steps > 0``)."""
-        return _schedule_value(self.kind, self.points, step, max_steps, self._interpolate)
-
-    def _interpolate(self, start: int, end: int, frac: float) -> int:
-        if self.kind == "linear":
-            value = start + (end - start) * frac
-        else:
-            value = end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
-        return math.floor(value + 0.5)  # round half up, not to even
-
-
-def _schedule_value(kind: str, points: tuple, step: int, max_steps: int | None, interpolate: Callable):
-    """The value at optimizer ``step`` of a schedule of ``kind`` (k or k mixture): a breakpoint's value for
-    ``constant``/``steps``/``piecewise``, else ``interpolate(start, end, frac)`` with ``frac = step / max_steps``
-    clipped to [0, 1] (0 without ``max_steps``)."""
-    if kind == "constant":
-        return points[0][1]
-    if kind == "steps":
-        return _last_at_or_before(points, step)
-    frac = min(max(step / max_steps, 0.0), 1.0) if max_steps else 0.0
-    if kind == "piecewise":
-        return _last_at_or_before(points, frac)
-    (_, start), (_, end) = points
-    return interpolate(start, end, frac)
-
-
-def check_k_values(values, where: str, num_generations: int, estimator: str) -> None:
-    """Raise a ValueError naming ``where`` unless every k in ``values`` fits groups of ``num_generations``.
-
-    The range is ``[1, num_generations - m]``, ``m`` being the estimator's ``min_others`` (1 for ``sloo`` and
-    ``l2o``, whose baselines need k samples besides the one they score); an estimator defined only for the
-    whole group (``grpo_passk``) needs ``k = num_generations``.
-    """
-    k_max = num_generations - ESTIMATORS[estimator].min_others
-    for k in values:
-        if ESTIMATORS[estimator].k_is_n and k != num_generations:
-            raise ValueError(
-                f"{where} gives k={k}: estimator {estimator!r} is defined only for k = num_generations "
-                f"({num_generations}), the whole group"
-            )
-        if not 1 <= k <= k_max:
-            raise ValueError(
-                f"{where} gives k={k} outside [1, {k_max}]: estimator {estimator!r} with "
-                f"num_generations={num_generations} needs 1 <= k <= {k_max} (an unbiased pass@k estimate "
-                "needs at least k samples per prompt)"
-            )
-
-
-def _breakpoints(kind: str, unsorted: list[tuple[float, object]]) -> tuple:
-    """The ``(position, value)`` breakpoints of a ``steps`` or ``piecewise`` schedule, sorted by position and
-    checked: finite, distinct, the first at 0, and for ``piecewise`` fractions of training in [0, 1)."""
-    # Before sorting: NaN compares false with everything, so it would land anywhere in the order.
-    if not all(math.isfinite(pos) for pos, _ in unsorted):
-        raise ValueError("breakpoints must be finite numbers")
-    points = tuple(sorted(unsorted, key=lambda point: point[0]))
-    if not points or points[0][0] != 0:
-        raise ValueError("the first breakpoint must be at 0")
-    if len({pos for pos, _ in points}) != len(points):
-        raise ValueError("breakpoints must be distinct")
-    if kind == "piecewise" and points[-1][0] >= 1:
-        raise ValueError("piecewise breakpoints are fractions of training in [0, 1)")
-    return points
-
-
-def _as_k(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"k must be >= 1, got {value}")
-    return value
-
-
-def _last_at_or_before(points: tuple[tuple[float, int], ...], position: float) -> int:
-    k = points[0][1]
-    for pos, value in points:
-        if pos <= position:
-            k = value
-    return k
-
-
-class KAnnealingCallback(TrainerCallback):
-    """Sets PKPO's k from a schedule at the start of every optimizer step.
-
-    :class:`~pkpo_trl.PKPOTrainer` reads :attr:`k` when it scores a generation batch, which is where
-    k enters the transformed rewards. With ``steps_per_generation > 1`` (or ``num_iterations > 1``) one
-    batch of completions is scored once and reused for several optimizer steps; k is then the
-    schedule's value at the step that starts that batch, :func:`generation_start_step`. That makes k a
-    pure function of the step in a resumed run too, even one resumed from a checkpoint in the middle of
-    a generation batch. The trainer adds this callback itself when ``PKPOConfig.pkpo_k_schedule`` is
-    set; pass one explicitly to override the config's schedule. It is validated against
-    ``num_generations`` and the estimator when training starts.
-
-    Args:
-        schedule: a :class:`KSchedule` or a spec string such as ``"linear:8->1"``.
-    """
-
-    def __init__(self, schedule: KSchedule | str):
-        self.schedule = schedule if isinstance(schedule, KSchedule) else KSchedule.parse(schedule)
-        self._label = f"KAnnealingCallback({schedule!r})"
-        self.k = self.schedule(0, None)
-
-    def _update(self, args: TrainingArguments, state: TrainerState) -> None:
-        self.k = self.schedule(generation_start_step(args, state.global_step), state.max_steps)
-
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        # A callback passed by the user bypasses PKPOConfig's validation: check it here, against the run's
-        # num_generations and estimator, before a step could train with a k the groups cannot support.
-        estimator = getattr(args, "pkpo_estimator", "sloo_minus_one")
-        check_k_values(self.schedule.values, self._label, args.num_generations, estimator)
-        self._update(args, state)
-
-    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self._update(args, state)
-
-
-def generation_start_step(args: TrainingArguments, step: int) -> int:
-    """The optimizer step that starts the generation batch which optimizer step ``step`` trains on.
-
-    GRPOTrainer generates once every ``steps_per_generation * num_iterations`` micro-batches, and an
-    optimizer step is ``gradient_accumulation_steps`` micro-batches; without those fields (not a GRPO
-    config) every step starts its own batch.
-    """
-    accumulation = getattr(args, "gradient_accumulation_steps", 1) or 1
-    every = (getattr(args, "steps_per_generation", 1) or 1) * (getattr(args, "num_iterations", 1) or 1)
-    return (step * accumulation // every) * every // accumulation
-
-
-# --------------------------------------------------------------------------------------------------
-# Mixtures of k: the objective sum_k w_k pass@k, and schedules of mixtures.
 
 
 @dataclass(frozen=True)
@@ -284,11 +114,11 @@ class KMixture:
     def as_dict(self) -> dict[int, float]:
         return dict(self.terms)
 
-    def capped(self, k_max: int) -> KMixture:
-        """Every k above ``k_max`` replaced by ``k_max`` (smaller eval groups)."""
+    def capped(self, k_max: int, k_min: int = 1) -> KMixture:
+        """Every k above ``k_max`` replaced by ``k_max`` (smaller eval groups), and every k below ``k_min`` by it."""
         out: dict[int, float] = {}
         for k, w in self.terms:
-            out[min(k, k_max)] = out.get(min(k, k_max), 0.0) + w
+            out[min(max(k, k_min), k_max)] = out.get(min(max(k, k_min), k_max), 0.0) + w
         return KMixture(tuple(sorted(out.items())))
 
     def __str__(self) -> str:
@@ -319,6 +149,11 @@ def _blend(a: KMixture, b: KMixture, t: float) -> KMixture:
     return KMixture(tuple((k, w) for k, w in sorted(out.items()) if w > 0))
 
 
+def _one_k(k: int) -> KMixture:
+    """The one-term mixture of ``k`` (weight 1)."""
+    return KMixture(((k, 1.0),))
+
+
 @dataclass(frozen=True)
 class KMixtureSchedule:
     """A schedule of k mixtures; call it with ``(step, max_steps)`` to get the :class:`KMixture` in use.
@@ -342,6 +177,7 @@ class KMixtureSchedule:
 
     kind: str
     points: tuple[tuple[float, KMixture], ...]
+    _verb = "uses"  # in a range error: "<label> uses k=9 outside [1, 8]"
 
     @classmethod
     def parse(cls, spec: str | int | KMixture, k_max: int | None = None) -> KMixtureSchedule:
@@ -354,18 +190,25 @@ class KMixtureSchedule:
         kind = kind.strip().lower()
         if kind not in _KINDS:  # a bare mixture
             kind, body = "constant", spec
+        return cls._parse_points(spec, kind, body, ";", lambda text: KMixture.parse(text, k_max), "k mixture schedule")
+
+    @classmethod
+    def _parse_points(cls, spec: str, kind: str, body: str, sep: str, value: Callable, what: str):
+        """The schedule of ``kind`` whose breakpoints (separated by ``sep``) ``body`` holds, each read by ``value``."""
         body = body.replace(" ", "")
         try:
             if kind == "constant":
-                points = ((0.0, KMixture.parse(body, k_max)),)
+                points = ((0.0, value(body)),)
             elif kind in ("linear", "cosine"):
                 start, end = body.split("->")
-                points = ((0.0, KMixture.parse(start, k_max)), (1.0, KMixture.parse(end, k_max)))
+                points = ((0.0, value(start)), (1.0, value(end)))
+            elif kind in ("piecewise", "steps"):
+                pairs = [item.split("=", 1) for item in body.split(sep) if item]
+                points = _breakpoints(kind, [(float(pos), value(v)) for pos, v in pairs])
             else:
-                pairs = [item.split("=", 1) for item in body.split(";") if item]
-                points = _breakpoints(kind, [(float(pos), KMixture.parse(m, k_max)) for pos, m in pairs])
+                raise ValueError(f"unknown kind {kind!r}, expected one of {_KINDS}")
         except ValueError as err:
-            raise ValueError(f"invalid k mixture schedule {spec!r}: {err}") from None
+            raise ValueError(f"invalid {what} {spec!r}: {err}") from None
         return cls(kind, points)
 
     @property
@@ -373,45 +216,153 @@ class KMixtureSchedule:
         """Every k any mixture of the schedule uses (for validation against ``num_generations``)."""
         return tuple(sorted({k for _, mixture in self.points for k in mixture.ks}))
 
-    def __call__(self, step: int, max_steps: int | None) -> KMixture:
-        """The mixture at optimizer step ``step`` of ``max_steps`` (fractions need ``max_steps > 0``)."""
-        return _schedule_value(self.kind, self.points, step, max_steps, self._interpolate)
+    def mixture(self, step: int, max_steps: int | None) -> KMixture:
+        """The mixture at optimizer step ``step`` of ``max_steps`` (fractions need ``max_steps > 0``): a
+        breakpoint's for ``constant``/``steps``/``piecewise``, else interpolated at ``frac = step / max_steps``
+        clipped to [0, 1] (0 without ``max_steps``)."""
+        if self.kind == "constant":
+            return self.points[0][1]
+        if self.kind == "steps":
+            return _last_at_or_before(self.points, step)
+        frac = min(max(step / max_steps, 0.0), 1.0) if max_steps else 0.0
+        if self.kind == "piecewise":
+            return _last_at_or_before(self.points, frac)
+        (_, start), (_, end) = self.points
+        return self._interpolate(start, end, frac)
+
+    __call__ = mixture
 
     def _interpolate(self, start: KMixture, end: KMixture, frac: float) -> KMixture:
         return _blend(start, end, frac if self.kind == "linear" else (1 - math.cos(math.pi * frac)) / 2)
 
 
+class KSchedule(KMixtureSchedule):
+    """A schedule of one k per step (a :class:`KMixtureSchedule` of one-term mixtures, see the module docstring);
+    call it with ``(step, max_steps)`` to get k, an int. ``linear``/``cosine`` round the interpolated k half up.
+
+    Attributes:
+        kind: one of ``constant``, ``linear``, ``cosine``, ``piecewise``, ``steps``.
+        points: ``(position, mixture)`` pairs, each mixture one k: for ``linear``/``cosine`` the start and end at
+            positions 0 and 1; for ``piecewise`` fractions of training; for ``steps`` optimizer steps.
+    """
+
+    _verb = "gives"
+
+    @classmethod
+    def parse(cls, spec: str | int) -> KSchedule:
+        """Parse a schedule spec (see the module docstring); an int means a constant k."""
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            return cls("constant", ((0.0, _one_k(spec)),))
+        if not isinstance(spec, str) or ":" not in spec:
+            raise ValueError(f"k schedule {spec!r} must look like 'KIND:ARGS' with KIND in {_KINDS}")
+        kind, _, body = spec.partition(":")
+        return cls._parse_points(spec, kind.strip().lower(), body, ",", lambda text: _one_k(_as_k(text)), "k schedule")
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        """Every k the schedule can produce bounds, in breakpoint order (to validate against ``num_generations``)."""
+        return tuple(mixture.ks[0] for _, mixture in self.points)
+
+    def __call__(self, step: int, max_steps: int | None) -> int:
+        """k at optimizer step ``step`` of ``max_steps`` (fractions need ``max_steps > 0``)."""
+        return self.mixture(step, max_steps).ks[0]
+
+    def _interpolate(self, start: KMixture, end: KMixture, frac: float) -> KMixture:
+        (a,), (b,) = start.ks, end.ks
+        value = a + (b - a) * frac if self.kind == "linear" else b + (a - b) * (1 + math.cos(math.pi * frac)) / 2
+        return _one_k(math.floor(value + 0.5))  # round half up, not to even
+
+
+def check_k_values(values, where: str, num_generations: int, estimator: str, verb: str = "gives") -> None:
+    """Raise a ValueError naming ``where`` unless every k in ``values`` fits groups of ``num_generations``: the
+    estimator's :meth:`~pkpo_trl.estimator_registry.Estimator.k_range`, ``[1, num_generations - min_others]``
+    (``min_others`` is 1 for ``sloo`` and ``l2o``, whose baselines need k samples besides the one they score), or
+    ``k = num_generations`` for an estimator defined only for the whole group (``grpo_passk``)."""
+    spec = ESTIMATORS[estimator]
+    k_min, k_max = spec.k_range(num_generations)
+    for k in values:
+        if k_min <= k <= k_max:
+            continue
+        if spec.k_is_n:
+            raise ValueError(
+                f"{where} {verb} k={k}: estimator {estimator!r} is defined only for k = num_generations "
+                f"({num_generations}), the whole group"
+            )
+        raise ValueError(
+            f"{where} {verb} k={k} outside [{k_min}, {k_max}]: estimator {estimator!r} with "
+            f"num_generations={num_generations} needs {k_min} <= k <= {k_max} (an unbiased pass@k estimate "
+            "needs at least k samples per prompt)"
+        )
+
+
+def _breakpoints(kind: str, unsorted: list[tuple[float, object]]) -> tuple:
+    """The ``(position, value)`` breakpoints of a ``steps`` or ``piecewise`` schedule, sorted by position and
+    checked: finite, distinct, the first at 0, and for ``piecewise`` fractions of training in [0, 1)."""
+    # Before sorting: NaN compares false with everything, so it would land anywhere in the order.
+    if not all(math.isfinite(pos) for pos, _ in unsorted):
+        raise ValueError("breakpoints must be finite numbers")
+    points = tuple(sorted(unsorted, key=lambda point: point[0]))
+    if not points or points[0][0] != 0:
+        raise ValueError("the first breakpoint must be at 0")
+    if len({pos for pos, _ in points}) != len(points):
+        raise ValueError("breakpoints must be distinct")
+    if kind == "piecewise" and points[-1][0] >= 1:
+        raise ValueError("piecewise breakpoints are fractions of training in [0, 1)")
+    return points
+
+
+def _as_k(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"k must be >= 1, got {value}")
+    return value
+
+
+def _last_at_or_before(points: tuple[tuple[float, KMixture], ...], position: float) -> KMixture:
+    value = points[0][1]
+    for pos, point in points:
+        if pos <= position:
+            value = point
+    return value
+
+
 class KMixtureCallback(TrainerCallback):
-    """Sets PKPO's k mixture from a :class:`KMixtureSchedule` at the start of every optimizer step (the
-    mixture counterpart of :class:`KAnnealingCallback`; added by the trainer when
-    ``PKPOConfig.pkpo_k_mixture`` is set).
+    """Sets PKPO's k mixture (a k, for a :class:`KSchedule`) from its schedule at the start of every optimizer step.
+
+    :class:`~pkpo_trl.PKPOTrainer` reads :attr:`mixture` (:attr:`k`) when it scores a generation batch, which is
+    where k enters the transformed rewards. With ``steps_per_generation > 1`` (or ``num_iterations > 1``) one
+    batch of completions is scored once and reused for several optimizer steps; the mixture is then the
+    schedule's value at the step that starts that batch, :func:`generation_start_step`. That makes it a pure
+    function of the step in a resumed run too, even one resumed from a checkpoint in the middle of a generation
+    batch. The trainer holds one of these as its k source, built from ``pkpo_k_mixture``, ``pkpo_k_schedule`` or
+    ``pkpo_k``; pass one in ``callbacks`` to override the config's. It is validated against ``num_generations``
+    and the estimator when the trainer is built and when training starts.
 
     Args:
         schedule: a :class:`KMixtureSchedule` or a spec string such as ``"1:0.5,8:0.5"`` or ``"linear:8->1"``.
     """
 
+    schedule_type: type[KMixtureSchedule] = KMixtureSchedule
+
     def __init__(self, schedule: KMixtureSchedule | str):
-        self.schedule = schedule if isinstance(schedule, KMixtureSchedule) else KMixtureSchedule.parse(schedule)
-        self._label = f"KMixtureCallback({schedule!r})"
-        self.mixture = self.schedule(0, None)
+        self.schedule = schedule if isinstance(schedule, self.schedule_type) else self.schedule_type.parse(schedule)
+        self._label = f"{type(self).__name__}({schedule!r})"
+        self.mixture = self.schedule.mixture(0, None)
+
+    @property
+    def k(self) -> int:
+        """The largest k of the mixture in use: the schedule's k for a :class:`KSchedule`."""
+        return max(self.mixture.ks)
 
     def check(self, args: TrainingArguments) -> None:
         """Raise a ValueError naming this callback unless every k of its schedule fits groups of
-        ``args.num_generations`` under ``args.pkpo_estimator``, as PKPOConfig checks ``pkpo_k_mixture``: a callback
-        passed by the user bypasses that check, and the trainer would cap its ks silently."""
+        ``args.num_generations`` under ``args.pkpo_estimator``, as PKPOConfig checks its own k options: a callback
+        passed by the user bypasses that check (and the eval clamp would change its k silently)."""
         estimator = getattr(args, "pkpo_estimator", "sloo_minus_one")
-        k_max = args.num_generations - ESTIMATORS[estimator].min_others
-        for k in self.schedule.values:
-            if not 1 <= k <= k_max:
-                raise ValueError(
-                    f"{self._label} uses k={k} outside [1, {k_max}]: estimator {estimator!r} with "
-                    f"num_generations={args.num_generations} needs 1 <= k <= {k_max}"
-                )
+        check_k_values(self.schedule.values, self._label, args.num_generations, estimator, self.schedule._verb)
 
     def _update(self, args: TrainingArguments, state: TrainerState) -> None:
-        # As for KAnnealingCallback: the mixture of the step that starts the generation batch, so that a run
-        # resumed mid-batch scores with the same mixture as the uninterrupted run.
-        self.mixture = self.schedule(generation_start_step(args, state.global_step), state.max_steps)
+        self.mixture = self.schedule.mixture(generation_start_step(args, state.global_step), state.max_steps)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self.check(args)
@@ -419,3 +370,25 @@ class KMixtureCallback(TrainerCallback):
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._update(args, state)
+
+
+class KAnnealingCallback(KMixtureCallback):
+    """:class:`KMixtureCallback` for a :class:`KSchedule`: one k per step, read as :attr:`k`.
+
+    Args:
+        schedule: a :class:`KSchedule` or a spec string such as ``"linear:8->1"``.
+    """
+
+    schedule_type = KSchedule
+
+
+def generation_start_step(args: TrainingArguments, step: int) -> int:
+    """The optimizer step that starts the generation batch which optimizer step ``step`` trains on.
+
+    GRPOTrainer generates once every ``steps_per_generation * num_iterations`` micro-batches, and an
+    optimizer step is ``gradient_accumulation_steps`` micro-batches; without those fields (not a GRPO
+    config) every step starts its own batch.
+    """
+    accumulation = getattr(args, "gradient_accumulation_steps", 1) or 1
+    every = (getattr(args, "steps_per_generation", 1) or 1) * (getattr(args, "num_iterations", 1) or 1)
+    return (step * accumulation // every) * every // accumulation

@@ -183,16 +183,14 @@ class PKPOConfig(GRPOConfig):
                     )
         # A schedule overrides pkpo_k, so then only the schedule's values are checked: pkpo_k's default must not
         # block a schedule that fits num_generations.
+        # Each is a k schedule (a fixed pkpo_k a constant one); the mixture's ks are checked with the mixture below.
         if self.pkpo_k_schedule is not None:
-            where, values = f"pkpo_k_schedule={self.pkpo_k_schedule!r}", KSchedule.parse(self.pkpo_k_schedule).values
-        elif self.pkpo_k_mixture is not None:  # the mixture's ks replace pkpo_k: checked with the mixture below
-            where, values = None, ()
-        else:
+            check_k_values(KSchedule.parse(self.pkpo_k_schedule).values, f"pkpo_k_schedule={self.pkpo_k_schedule!r}",
+                           self.num_generations, self.pkpo_estimator)  # fmt: skip
+        elif self.pkpo_k_mixture is None:
             if isinstance(self.pkpo_k, bool) or not isinstance(self.pkpo_k, int):
                 raise ValueError(f"pkpo_k must be an integer, got {self.pkpo_k!r}")
-            where, values = f"pkpo_k={self.pkpo_k}", (self.pkpo_k,)
-        if values:
-            check_k_values(values, where, self.num_generations, self.pkpo_estimator)
+            check_k_values((self.pkpo_k,), f"pkpo_k={self.pkpo_k}", self.num_generations, self.pkpo_estimator)
         self._validate_k_mixture_and_adaptive_k(self.k_max())
 
         if self.multi_objective_aggregation != "sum_then_normalize":
@@ -230,7 +228,7 @@ class PKPOConfig(GRPOConfig):
     def k_max(self) -> int:
         """The largest k the estimator allows for groups of ``num_generations`` (the size of a bare ``"harmonic"``
         mixture)."""
-        return self.num_generations - ESTIMATORS[self.pkpo_estimator].min_others
+        return ESTIMATORS[self.pkpo_estimator].k_range(self.num_generations)[1]
 
     def _validate_k_mixture_and_adaptive_k(self, k_max: int) -> tuple[int, ...]:
         """Check pkpo_k_mixture / pkpo_adaptive_k; returns the extra k values to range-check."""
@@ -243,12 +241,8 @@ class PKPOConfig(GRPOConfig):
             if self.pkpo_adaptive_k is not None:
                 raise ValueError("pkpo_k_mixture and pkpo_adaptive_k cannot both be set: choose one way to vary k")
             values = KMixtureSchedule.parse(self.pkpo_k_mixture, k_max).values
-            for k in values:
-                if not 1 <= k <= k_max:
-                    raise ValueError(
-                        f"pkpo_k_mixture={self.pkpo_k_mixture!r} uses k={k} outside [1, {k_max}]: estimator "
-                        f"{self.pkpo_estimator!r} with num_generations={self.num_generations} needs 1 <= k <= {k_max}"
-                    )
+            where = f"pkpo_k_mixture={self.pkpo_k_mixture!r}"
+            check_k_values(values, where, self.num_generations, self.pkpo_estimator, KMixtureSchedule._verb)
             return values
         if self.pkpo_adaptive_k is not None:
             if self.pkpo_adaptive_k != "history":

@@ -119,7 +119,7 @@ class Estimator:
         name: registry name (``pkpo_estimator`` in :class:`~pkpo_trl.PKPOConfig`).
         fn: max@k estimators: ``fn(r, n, k) -> (own, up, down)``, the weights of :func:`_linear` on the sorted
             rewards. Binary-only estimators: ``fn(c, n, k) -> (A_correct, A_incorrect)`` for ``c`` correct of ``n``.
-        min_others: the largest ``k`` is ``n - min_others`` (1 where ``rho(-i, k)`` needs k others).
+        min_others: the largest ``k`` is ``n - min_others`` (1 where ``rho(-i, k)`` needs k others; :meth:`k_range`).
         needs_others: a group with a single scored sample gets zeros (its baseline has nothing to use).
         shift_invariant: ``A`` does not change when a constant is added to the group's rewards; it is evaluated
             on rewards minus the group's smallest one, so constant groups give exact zeros.
@@ -136,6 +136,12 @@ class Estimator:
     k_is_n: bool = False
     binary_only: bool = False
     uses_k: bool = True
+
+    def k_range(self, n: int) -> tuple[int, int]:
+        """``(k_min, k_max)``, the ks this estimator is defined for in a group of ``n``: ``1 .. n - min_others``, or
+        ``n`` alone where ``k_is_n`` (``k_max < 1``: no k, the group is too small). The one statement of that rule:
+        PKPOConfig's validation and ``k_max``, the k callbacks' check and the trainer's eval clamp read it."""
+        return (n, n) if self.k_is_n else (1, n - self.min_others)
 
 
 ESTIMATORS: dict[str, Estimator] = {}

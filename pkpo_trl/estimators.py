@@ -156,7 +156,7 @@ def _group_parameters(n_valid: torch.Tensor, k: int | torch.Tensor, spec: Estima
     ``k`` is an int or a float64 tensor ``[..., 1]`` of one k per group. Usability does not depend on k
     (``k' >= 1`` iff ``n' - min_others >= 1``), so the terms of a mixture agree on it."""
     k = torch.full_like(n_valid, float(k)) if isinstance(k, int) else k
-    kk = torch.minimum(k, n_valid - spec.min_others)
+    kk = torch.minimum(k, spec.k_range(n_valid)[1])  # n' - min_others (n' itself where k_is_n)
     usable = (kk >= 1) & (n_valid >= (2 if spec.needs_others else 1))
     return torch.where(usable, kk, 1.0), usable, torch.where(usable, n_valid, 2.0)
 

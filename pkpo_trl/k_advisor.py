@@ -77,7 +77,7 @@ def suggest_k(
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
     spec = ESTIMATORS[estimator]
-    k_max = group_size - spec.min_others
+    k_max = spec.k_range(group_size)[1]
     if k_max < 1:
         raise ValueError(f"num_generations={group_size} is too small for estimator {estimator!r}")
     candidates: list[tuple[str, dict[int, float]]] = []

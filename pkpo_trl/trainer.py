@@ -42,14 +42,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
 from trl.trainer.utils import is_async_callable, nanstd
 
-from .annealing import (
-    KAnnealingCallback,
-    KMixture,
-    KMixtureCallback,
-    KMixtureSchedule,
-    KSchedule,
-    check_k_values,
-)
+from .annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule, KSchedule
 from .callbacks import PassAtKCallback, combine_rewards, group_pass_at_k, prompt_key
 from .config import PKPOConfig
 from .estimators import (
@@ -148,11 +141,10 @@ class PKPOTrainer(GRPOTrainer):
                 "replace `GRPOConfig(...)` with `pkpo_trl.PKPOConfig(...)`."
             )
         callbacks = list(callbacks or [])
-        _check_k_callbacks(callbacks, args)
-        if args.pkpo_k_schedule is not None and not any(isinstance(c, KAnnealingCallback) for c in callbacks):
-            callbacks.append(KAnnealingCallback(KSchedule.parse(args.pkpo_k_schedule)))
-        if args.pkpo_k_mixture is not None and not any(isinstance(c, KMixtureCallback) for c in callbacks):
-            callbacks.append(KMixtureCallback(KMixtureSchedule.parse(args.pkpo_k_mixture, args.k_max())))
+        # The one source of k for every batch: a schedule of k mixtures, stepped by its callback.
+        self.pkpo_k_source = _k_source(callbacks, args)
+        if self.pkpo_k_source not in callbacks:
+            callbacks.append(self.pkpo_k_source)
         # vLLM's CPU build packs weights at load time in a way TRL's weight push cannot update (see vllm_cpu.py).
         prepare_vllm_for_weight_sync(args.use_vllm, args.vllm_mode)
         super().__init__(
@@ -193,37 +185,30 @@ class PKPOTrainer(GRPOTrainer):
 
     @property
     def pkpo_k(self) -> int:
-        """The k used to score the next training batch: the annealing callback's, else ``args.pkpo_k``."""
-        for callback in self.callback_handler.callbacks:
-            if isinstance(callback, KAnnealingCallback):
-                return callback.k
-        return self.args.pkpo_k
+        """The k used to score the next training batch: the k schedule's (a fixed ``pkpo_k`` is a constant one);
+        beside a k mixture, ``args.pkpo_k`` (the eval metrics' k)."""
+        return self.args.pkpo_k if self.pkpo_k_mixture is not None else self.pkpo_k_source.k
 
     @property
     def pkpo_k_mixture(self) -> KMixture | None:
-        """The k mixture used to score the next training batch (``pkpo_k_mixture``), else ``None``."""
-        callback = self._pkpo_mixture_callback()
-        return None if callback is None else callback.mixture
-
-    def _pkpo_mixture_callback(self) -> KMixtureCallback | None:
-        for callback in self.callback_handler.callbacks:
-            if isinstance(callback, KMixtureCallback):
-                return callback
-        return None
+        """The k mixture used to score the next training batch (``pkpo_k_mixture``), else ``None`` (one k)."""
+        source = self.pkpo_k_source
+        return None if isinstance(source.schedule, KSchedule) else source.mixture
 
     def _k_for_group_size(self, n: int, mode: str) -> int:
         """The k for groups of ``n``: :attr:`pkpo_k` in training (validated against ``num_generations``), and
-        in evaluation, whose groups (``num_generations_eval``) may be smaller, the largest k they support."""
+        in evaluation, whose groups (``num_generations_eval``) may be smaller, the nearest k they support
+        (``grpo_passk``: ``n``, whatever its size)."""
         if mode == "train":
             return self.pkpo_k
-        if ESTIMATORS[self.args.pkpo_estimator].k_is_n:  # defined for the whole group only, whatever its size
-            return n
-        k = min(self.pkpo_k, n - ESTIMATORS[self.args.pkpo_estimator].min_others)
-        if k != self.pkpo_k and not self._pkpo_warned_eval_clamp:
+        spec = ESTIMATORS[self.args.pkpo_estimator]
+        k_min, k_max = spec.k_range(n)
+        k = min(max(self.pkpo_k, k_min), k_max)
+        if k != self.pkpo_k and not spec.k_is_n and not self._pkpo_warned_eval_clamp:
             logger.warning(
                 "pkpo_trl: evaluation groups of num_generations_eval=%d support k <= %d; scoring them with k=%d "
                 "instead of the training k=%d (logged as eval_pkpo/k).",
-                n, n - ESTIMATORS[self.args.pkpo_estimator].min_others, max(k, 1), self.pkpo_k,
+                n, k_max, max(k, 1), self.pkpo_k,
             )  # fmt: skip
             self._pkpo_warned_eval_clamp = True
         return k
@@ -283,12 +268,12 @@ class PKPOTrainer(GRPOTrainer):
         a mixture of k, or adaptive k per prompt (at most ``k``); also the largest k in use (for
         ``pkpo/pass@k_at_current_k``) and the mean k per group (``pkpo/k``)."""
         estimator = self.args.pkpo_estimator
-        callback = self._pkpo_mixture_callback()
-        if callback is not None:  # its ks replace pkpo_k; eval groups smaller than a k use their largest k
-            k = groups.shape[-1] - ESTIMATORS[estimator].min_others
-            mixture = callback.mixture.capped(k)
-            for k_i in callback.schedule.values:
-                self._metrics[mode][f"pkpo/k_mixture/w{k_i}"].append(mixture.as_dict().get(min(k_i, k), 0.0))
+        if self.pkpo_k_mixture is not None:  # its ks replace pkpo_k; eval groups smaller than a k use their largest k
+            k_min, k_max = ESTIMATORS[estimator].k_range(groups.shape[-1])
+            mixture = self.pkpo_k_mixture.capped(k_max, k_min)
+            for k_i in self.pkpo_k_source.schedule.values:
+                weight = mixture.as_dict().get(min(max(k_i, k_min), k_max), 0.0)
+                self._metrics[mode][f"pkpo/k_mixture/w{k_i}"].append(weight)
             return transform_rewards_mixture(groups, mixture.as_dict(), estimator), max(mixture.ks), mixture.mean_k
         if self.args.pkpo_adaptive_k == "history" and mode == "train":
             per_group = self._history_k(groups, k)
@@ -386,15 +371,22 @@ def _warn_no_signal(step: int, rewards: torch.Tensor) -> None:
                    step, why)  # fmt: skip
 
 
-def _check_k_callbacks(callbacks: list, args: PKPOConfig) -> None:
-    """Refuse, at construction, a k schedule or k mixture passed in ``callbacks`` that the groups cannot support:
-    PKPOConfig validated only its own ``pkpo_k_schedule`` / ``pkpo_k_mixture``, and a mixture's too-large k would
-    be capped silently (and logged as a weight of a k never used)."""
-    for callback in callbacks:
-        if isinstance(callback, KAnnealingCallback):
-            check_k_values(callback.schedule.values, callback._label, args.num_generations, args.pkpo_estimator)
-        elif isinstance(callback, KMixtureCallback):
-            callback.check(args)
+def _k_source(callbacks: list, args: PKPOConfig) -> KMixtureCallback:
+    """The trainer's k source: the k callback passed in ``callbacks`` (a :class:`KAnnealingCallback` or
+    :class:`KMixtureCallback`), else one built from ``pkpo_k_mixture``, ``pkpo_k_schedule`` or the fixed ``pkpo_k``
+    (a constant schedule). A passed one is checked here, at construction: PKPOConfig validated only its own k
+    options, and a k the groups cannot support would be clamped silently (a mixture's logged as a weight of a k
+    never used)."""
+    passed = [callback for callback in callbacks if isinstance(callback, KMixtureCallback)]
+    if len(passed) > 1:
+        raise ValueError(f"callbacks holds {len(passed)} k callbacks ({', '.join(c._label for c in passed)}): "
+                         "pass one, it sets k for every batch")  # fmt: skip
+    if passed:
+        passed[0].check(args)
+        return passed[0]
+    if args.pkpo_k_mixture is not None:
+        return KMixtureCallback(KMixtureSchedule.parse(args.pkpo_k_mixture, args.k_max()))
+    return KAnnealingCallback(KSchedule.parse(args.pkpo_k if args.pkpo_k_schedule is None else args.pkpo_k_schedule))
 
 
 def _checked_reward_func(func: Callable, name: str) -> Callable:

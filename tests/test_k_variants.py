@@ -10,8 +10,8 @@ import torch
 from helpers import N_GEN, binary_reward, continuous_reward, prompt_dataset, train
 
 from pkpo_trl import PKPOConfig, PKPOTrainer
-from pkpo_trl.annealing import KMixture, KMixtureCallback, KMixtureSchedule
-from pkpo_trl.estimators import k_from_success_rate, transform_rewards, transform_rewards_mixture
+from pkpo_trl.annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule
+from pkpo_trl.estimators import ESTIMATORS, k_from_success_rate, transform_rewards, transform_rewards_mixture
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 # --------------------------------------------------------------------------------------------------
@@ -170,3 +170,64 @@ def test_a_k_mixture_callback_the_groups_cannot_support_is_refused_at_constructi
             processing_class=build_char_tokenizer(),
             callbacks=[callback],
         )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# One way to say k (issue 22): a k is a one-term mixture, a fixed k a constant schedule, one k source.
+
+
+def test_the_k_range_rule_is_the_estimators(tmp_path):
+    assert ESTIMATORS["sloo_minus_one"].k_range(8) == (1, 8)
+    assert ESTIMATORS["sloo"].k_range(8) == ESTIMATORS["l2o"].k_range(8) == (1, 7)
+    assert ESTIMATORS["grpo_passk"].k_range(8) == (8, 8)
+    assert ESTIMATORS["sloo"].k_range(1) == (1, 0)  # no k: a group of one has no others
+    for name in ("sloo_minus_one", "sloo", "grpo_passk"):
+        assert make(tmp_path, pkpo_estimator=name).k_max() == ESTIMATORS[name].k_range(8)[1]
+
+
+def test_a_mixture_for_an_estimator_defined_only_for_the_whole_group_is_refused_by_the_config(tmp_path):
+    # It passed the config and failed at the first scored batch.
+    with pytest.raises(ValueError, match=r"pkpo_k_mixture='1:0.5,8:0.5' uses k=1: estimator 'grpo_passk' is defined"):
+        make(tmp_path, pkpo_estimator="grpo_passk", pkpo_k_mixture="1:0.5,8:0.5")
+    assert make(tmp_path, pkpo_estimator="grpo_passk", pkpo_k_mixture="8").pkpo_k_mixture == "8"
+
+
+@pytest.mark.parametrize(
+    ("as_k", "as_mixture"),
+    [
+        (dict(pkpo_k_schedule="steps:0=4,1=2"), dict(pkpo_k_mixture="steps:0=4;1=2")),
+        (dict(pkpo_k=3), dict(callbacks=[KMixtureCallback("constant:3")])),
+    ],
+)
+def test_a_k_and_the_same_k_as_a_one_term_mixture_train_identically(tmp_path, as_k, as_mixture):
+    runs = [train(tmp_path / name, scale_rewards="none", **kw) for name, kw in (("k", as_k), ("m", as_mixture))]
+    (k_run, mixture_run) = runs
+    assert len(k_run.loss_advantages) == len(mixture_run.loss_advantages) == 2
+    for a, b in zip(k_run.loss_advantages, mixture_run.loss_advantages, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    k_logged, m_logged = ([e["pkpo/k"] for e in run.state.log_history if "pkpo/k" in e] for run in runs)
+    assert k_logged == m_logged and len(set(k_logged)) == (2 if "pkpo_k_schedule" in as_k else 1)
+    assert not any(key.startswith("pkpo/k_mixture/") for e in k_run.state.log_history for key in e)
+
+
+def build_trainer(tmp_path, callbacks=None, **config) -> PKPOTrainer:
+    args = PKPOConfig(output_dir=str(tmp_path), num_generations=N_GEN, per_device_train_batch_size=N_GEN,
+                      use_cpu=True, report_to="none", **config)  # fmt: skip
+    tokenizer = build_char_tokenizer()
+    return PKPOTrainer(build_tiny_gemma2(len(tokenizer)), binary_reward, args=args, train_dataset=prompt_dataset(),
+                       processing_class=tokenizer, callbacks=callbacks)  # fmt: skip
+
+
+def test_the_trainer_holds_one_k_source(tmp_path):
+    fixed = build_trainer(tmp_path, pkpo_k=3)
+    assert isinstance(fixed.pkpo_k_source, KAnnealingCallback) and fixed.pkpo_k_source.schedule.kind == "constant"
+    assert (fixed.pkpo_k, fixed.pkpo_k_mixture) == (3, None)
+    default = build_trainer(tmp_path)  # the recommended harmonic mixture; pkpo_k is the eval metrics' k
+    assert default.pkpo_k_mixture == KMixture.harmonic(N_GEN) and default.pkpo_k == 4
+    # A passed k callback is the source, whatever k option the config holds (here the default mixture).
+    passed = KAnnealingCallback("linear:3->1")
+    trainer = build_trainer(tmp_path, callbacks=[passed])
+    assert trainer.pkpo_k_source is passed and (trainer.pkpo_k, trainer.pkpo_k_mixture) == (3, None)
+    assert sum(isinstance(c, KMixtureCallback) for c in trainer.callback_handler.callbacks) == 1
+    with pytest.raises(ValueError, match="callbacks holds 2 k callbacks"):
+        build_trainer(tmp_path, callbacks=[passed, KMixtureCallback("1:0.5,2:0.5")])

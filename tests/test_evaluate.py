@@ -476,5 +476,7 @@ def test_a_reward_that_is_not_a_number_is_refused_as_in_training(workdir):
                 str(workdir / "model_a"),
                 *data_options(workdir),
                 *sampling_options(reward_funcs="test_evaluate:reward_as_text"),
+                "--output_dir",  # not the default ./eval_results: a second run found the first one's cache there
+                str(workdir / "reward_as_text"),
             ]
         )

@@ -3,28 +3,9 @@
 Pure torch, no TRL. Every function works on a batch of groups ``rewards[..., n]``: the last dimension
 holds the ``n`` rewards of one prompt's completions.
 
-Notation (Walder & Karkhanis, "Pass@K Policy Optimization", arXiv 2505.15201): ``g_(1) <= ... <= g_(n)``
-are a group's rewards sorted ascending, ``C(a, b)`` the binomial coefficient, ``rho(n, k)`` the unbiased
-max@k estimate (paper Eq. 19; Eq. 8 for 0/1 rewards)::
-
-    rho(n, k) = 1/C(n, k) * sum_i C(i-1, k-1) * g_(i)
-
-and ``rho(-i, m)`` the same estimate on the ``n - 1`` rewards other than ``g_i``. The transformed rewards
-``A_i`` replace the raw rewards in ``sum_i A_i * grad log p(x_i)``. Each estimator is one small function
-in :mod:`pkpo_trl.estimator_registry`, next to its equation, registered by name in :data:`ESTIMATORS` (the
-table that :class:`~pkpo_trl.PKPOConfig` validates against; importable from here too):
-
-=======================  ==========================================================================
-estimator                ``A_i``
-=======================  ==========================================================================
-``s``                    ``s_i = 1/C(n,k) * sum_{|S|=k, S containing i} max_{j in S} g_j`` (Eq. 21)
-``sloo``                 ``s_i - k/(n-1) * rho(-i, k)``: the paper's leave-one-out baseline (Eq. 29)
-``sloo_minus_one``       ``s_i - k/n * rho(-i, k-1)`` (Eq. 33; default): i's marginal contribution
-``l2o``                  ``s_i - k/n * rho(-i, k)``: the zero-sum leave-one-out estimator (MaxPO's L2O)
-``grpo_passk``           best sample ``max - second max``, others 0 (Tang et al.; verl), ``k = n`` only
-``pass_at_k_training``   Chen et al.'s analytic pass@k advantage, 0/1 rewards only
-``maxrl``                MaxRL's ``(g_i - mean) / (n * mean)`` (Tajwar et al.), 0/1 rewards only, no k
-=======================  ==========================================================================
+The estimators themselves (notation, formulas, paper equations, the table of ``A_i``) are in
+:mod:`pkpo_trl.estimator_registry`, registered by name in :data:`ESTIMATORS` (importable from here too, the table
+that :class:`~pkpo_trl.PKPOConfig` validates against). This module applies them to reward batches.
 
 The max@k estimators are linear in the sorted rewards: each returns the weights of
 ``A_(i) = own_(i) g_(i) + sum_{j>i} up_(j) g_(j) - sum_{j<i} down_(j) g_(j)``, applied with one cumulative

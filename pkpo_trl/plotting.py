@@ -60,6 +60,11 @@ def _fixed_k_keys(log_history: Sequence[dict]) -> list[tuple[str, str]]:
     ]
 
 
+def _logs_a_mixture(log_history: Sequence[dict]) -> bool:
+    """Whether the run trained with a k mixture (it logs ``pkpo/k_mixture/w<k>``, and ``pkpo/k`` is its mean k)."""
+    return any(key.startswith("pkpo/k_mixture/") for entry in log_history for key in entry)
+
+
 def _estimate_series(log_history: Sequence[dict]) -> list[tuple[str, str]]:
     """The (key, label) pairs of the estimates panel, each quantity once: PKPOTrainer's own ``pkpo/pass@1`` is
     left out where PassAtKCallback's ``pass@k/1`` (the same groups) is logged, and pass@k "at the current k"
@@ -68,16 +73,17 @@ def _estimate_series(log_history: Sequence[dict]) -> list[tuple[str, str]]:
     fixed_keys = {key for key, _ in fixed}
     ks = {v for _, v in zip(*_series(log_history, "pkpo/k"), strict=True) if v == v}
     single_k = next(iter(ks)) if len(ks) == 1 else None
+    mixture = _logs_a_mixture(log_history)
     pairs = []
     for prefix, where in (("", "train groups"), ("eval_", "eval")):
         fixed_prefix = "pass@k" if prefix == "" else "eval_pass@k"
         if f"{fixed_prefix}/1" not in fixed_keys:
             pairs.append((f"{prefix}pkpo/pass@1", f"pass@1 ({where})"))
-        mixture = any(key.startswith("pkpo/k_mixture/") for entry in log_history for key in entry)
         duplicate = single_k is not None and single_k.is_integer() and f"{fixed_prefix}/{int(single_k)}" in fixed_keys
         if not (mixture or duplicate):
             pairs.append((f"{prefix}pkpo/pass@k_at_current_k", f"pass@k at the current k ({where})"))
-    pairs.insert(len(pairs) // 2, ("pkpo/max@k", "max@k (train groups)"))
+        if prefix == "":  # max@k is logged for training batches only: after their other estimates
+            pairs.append(("pkpo/max@k", "max@k (train groups)"))
     return pairs + fixed
 
 
@@ -121,9 +127,8 @@ def pass_at_k_figure(log_history: Sequence[dict], title: str | None = None) -> F
     ax_solved.set_ylim(-0.02, 1.02)
     ax_solved.grid(alpha=0.3)
     steps, values = _series(log_history, "pkpo/k")
-    mixture = any(key.startswith("pkpo/k_mixture/") for entry in log_history for key in entry)
     ax_k.step(steps, values, where="post", color="black")
-    ax_k.set_ylabel("mixture's mean k\n(sum_k w_k k)" if mixture else "k", fontsize=9)
+    ax_k.set_ylabel("mixture's mean k\n(sum_k w_k k)" if _logs_a_mixture(log_history) else "k", fontsize=9)
     ax_k.set_xlabel("optimizer step")
     ax_k.grid(alpha=0.3)
     fig.tight_layout()

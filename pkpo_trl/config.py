@@ -103,8 +103,7 @@ class PKPOConfig(GRPOConfig):
             "'sloo' and 'l2o', = num_generations for 'grpo_passk'); 1 is ordinary mean-baselined RL. With no k "
             "option set, training uses pkpo_k_mixture='harmonic' (docs/choosing-k.md) and pkpo_k=4 is the eval "
             "metrics' k. A k schedule, mixture or adaptive k replaces pkpo_k. pkpo_k=4 was the default before "
-            "2026-12-04, pkpo_k=8 "
-            "until 2026-12-07."
+            "2026-12-04, pkpo_k=8 until 2026-12-07."
         },
     )
     pkpo_estimator: str = field(
@@ -224,6 +223,17 @@ class PKPOConfig(GRPOConfig):
                 self.pkpo_k = min(LEGACY_K, self.k_max())
                 if unset and spec.uses_k:
                     self.pkpo_k_mixture = RECOMMENDED_K_MIXTURE
+
+    def k_choice(self) -> tuple[str, Any] | None:
+        """The option that decides k in training, as ``(field, value)``: ``pkpo_k_mixture``, else
+        ``pkpo_adaptive_k`` (capped by ``pkpo_k_schedule`` or ``pkpo_k``), else ``pkpo_k_schedule``, else
+        ``pkpo_k``; None for an estimator with no k (``maxrl``). The console and the model card both say this."""
+        if not ESTIMATORS[self.pkpo_estimator].uses_k:
+            return None
+        for name in ("pkpo_k_mixture", "pkpo_adaptive_k", "pkpo_k_schedule"):
+            if getattr(self, name) is not None:
+                return name, getattr(self, name)
+        return "pkpo_k", self.pkpo_k
 
     def k_max(self) -> int:
         """The largest k the estimator allows for groups of ``num_generations`` (the size of a bare ``"harmonic"``

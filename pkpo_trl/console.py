@@ -46,22 +46,16 @@ def k_option(args: Any) -> str:
     """The k option a run trains with, as the recipe spells it (``pkpo_k_mixture=harmonic``); for TRL's GRPO
     config, which has no k, says so. ``args`` is a resolved PKPOConfig, so "nothing set" already reads as the
     recommended mixture."""
-    if not hasattr(args, "pkpo_estimator"):
+    if not hasattr(args, "k_choice"):
         return "TRL's GRPO (no k)"
-    from .estimators import ESTIMATORS
-
     estimator = f"pkpo_estimator={args.pkpo_estimator}"
-    if not ESTIMATORS[args.pkpo_estimator].uses_k:
+    choice = args.k_choice()
+    if choice is None:
         return f"{estimator} (no k)"
-    if args.pkpo_k_mixture is not None:
-        chosen = f"pkpo_k_mixture={args.pkpo_k_mixture}"
-    elif args.pkpo_adaptive_k is not None:
-        cap = args.pkpo_k_schedule or args.pkpo_k
-        chosen = f"pkpo_adaptive_k={args.pkpo_adaptive_k} (k in [{args.pkpo_adaptive_k_min}, {cap}])"
-    elif args.pkpo_k_schedule is not None:
-        chosen = f"pkpo_k_schedule={args.pkpo_k_schedule}"
-    else:
-        chosen = f"pkpo_k={args.pkpo_k}"
+    name, value = choice
+    chosen = f"{name}={value}"
+    if name == "pkpo_adaptive_k":
+        chosen += f" (k in [{args.pkpo_adaptive_k_min}, {args.pkpo_k_schedule or args.pkpo_k}])"
     return f"{chosen}, {estimator}"
 
 

@@ -79,18 +79,16 @@ def _data_description(data_args, num_train_prompts: int | None = None) -> str:
 
 def k_description(args) -> str:
     """How the run chose k, as it was configured: a mixture, adaptive k, a schedule or one k (or none, MaxRL)."""
-    from .estimators import ESTIMATORS
-
-    if not ESTIMATORS[args.pkpo_estimator].uses_k:
+    choice = args.k_choice()
+    if choice is None:
         return "no k (the estimator's objective is fixed)"
-    if args.pkpo_k_mixture is not None:
-        return f"k mixture `{args.pkpo_k_mixture}`"
-    if args.pkpo_adaptive_k is not None:
+    name, value = choice
+    if name == "pkpo_adaptive_k":
         cap = f"`{args.pkpo_k_schedule}`" if args.pkpo_k_schedule else f"{args.pkpo_k}"
-        return f"adaptive k `{args.pkpo_adaptive_k}` in [{args.pkpo_adaptive_k_min}, {cap}]"
-    if args.pkpo_k_schedule is not None:
-        return f"k schedule `{args.pkpo_k_schedule}`"
-    return f"k = {args.pkpo_k}"
+        return f"adaptive k `{value}` in [{args.pkpo_adaptive_k_min}, {cap}]"
+    return {"pkpo_k_mixture": f"k mixture `{value}`", "pkpo_k_schedule": f"k schedule `{value}`"}.get(
+        name, f"k = {value}"
+    )
 
 
 def _format(value: float | None) -> str:

@@ -254,6 +254,29 @@ def test_the_model_card_says_how_k_was_chosen(tmp_path, fields, text):
     assert k_description(args) == text
 
 
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        (dict(pkpo_k_mixture="1:0.5,4:0.5"), "pkpo_k_mixture=1:0.5,4:0.5, pkpo_estimator=sloo_minus_one"),
+        (
+            dict(pkpo_adaptive_k="history", pkpo_k=4),
+            "pkpo_adaptive_k=history (k in [1, 4]), pkpo_estimator=sloo_minus_one",
+        ),
+        (dict(pkpo_k_schedule="linear:4->1"), "pkpo_k_schedule=linear:4->1, pkpo_estimator=sloo_minus_one"),
+        (dict(pkpo_k=3), "pkpo_k=3, pkpo_estimator=sloo_minus_one"),
+        (dict(pkpo_estimator="maxrl"), "pkpo_estimator=maxrl (no k)"),
+        (dict(), "pkpo_k_mixture=harmonic, pkpo_estimator=sloo_minus_one"),
+    ],
+)
+def test_the_training_line_names_the_k_option_in_use(tmp_path, fields, text):
+    from pkpo_trl import PKPOConfig
+    from pkpo_trl.console import k_option
+
+    args = PKPOConfig(str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=8, **fields)
+    assert k_option(args) == text
+    assert k_option(GRPOConfig(str(tmp_path), use_cpu=True, report_to="none")) == "TRL's GRPO (no k)"
+
+
 def recipe_with(tmp_path: Path, **fields) -> Path:
     """The tiny test recipe with ``fields`` set (as a user's recipe would set them), written to ``tmp_path``."""
     recipe = {**yaml.safe_load(TINY_RECIPE.read_text()), "output_dir": str(tmp_path / "run"), **fields}

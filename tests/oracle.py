@@ -1,6 +1,7 @@
 """The independent enumeration oracle of the PKPO estimators: each spec definition written straight from the paper
 as an enumeration over subsets, in python floats (exact for small n), sharing no code with
-:mod:`pkpo_trl.estimators`. tests/test_estimators.py checks the estimators against it."""
+:mod:`pkpo_trl.estimators`. The estimator tests check the estimators against it (tests/test_estimators.py,
+test_estimators_inputs.py, test_estimator_successors.py and test_per_group_k.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Mixtures of k and adaptive k (issue 14): PKPOConfig validation, mixture schedules, and what reaches
-PKPOTrainer's loss. The estimator math (per-group k, mixtures, unbiasedness) is in test_estimators.py."""
+PKPOTrainer's loss. The estimator math (per-group k, mixtures, unbiasedness) is in test_per_group_k.py."""
 
 from __future__ import annotations
 

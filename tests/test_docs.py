@@ -163,3 +163,56 @@ def test_the_measured_note_convention_catches_what_it_should():
         "a date (YYYY-MM-DD)", "'machine:'", "'command:' with the command in backticks",
         "the load the machine was under",
     ]  # fmt: skip
+
+
+# The learning benchmark's tables the docs copy: (page, heading of the section holding the table) -> the results
+# file whose paired table it must agree with (`python benchmarks/bench_learning.py --matrix S --report-only` writes
+# it). A stale copy after a rerun fails here instead of misleading a reader.
+RESULTS = ROOT / "benchmarks" / "results"
+COPIED_TABLES = {
+    (README, "Results"): "learning_mixed.json",
+    (DOCS / "choosing-k.md", "Recommended configuration"): "learning_mixed.json",
+}
+_PLUS_MINUS = re.compile(r"([+\-−]?\d+\.\d+) ± (\d+\.\d+)")
+
+
+def section(path: Path, heading: str) -> str:
+    """The text of ``path`` from the heading ``heading`` to the next heading of the same or a higher level."""
+    text = path.read_text()
+    match = re.search(rf"^(#+) {re.escape(heading)}\s*$", text, re.M)
+    assert match, f"{doc_name(path)} has no heading {heading!r}"
+    end = re.search(rf"^#{{1,{len(match.group(1))}}} ", text[match.end() :], re.M)
+    return text[match.end() : match.end() + end.start() if end else len(text)]
+
+
+def table_figures(text: str) -> list[tuple[str, str]]:
+    """Every ``mean ± s.e.`` in the Markdown table rows of ``text``, with the typographic minus read as '-'."""
+    rows = "\n".join(line for line in text.splitlines() if line.startswith("|"))
+    return [(mean.replace("−", "-"), se) for mean, se in _PLUS_MINUS.findall(rows)]
+
+
+@pytest.mark.parametrize(
+    ("page", "heading"), list(COPIED_TABLES), ids=[f"{doc_name(p)}#{h}" for p, h in COPIED_TABLES]
+)
+def test_copied_benchmark_tables_agree_with_the_results_file(page, heading):
+    import json
+
+    results = json.loads((RESULTS / COPIED_TABLES[page, heading]).read_text())
+    measured = set(table_figures(results["paired_table_markdown"]))
+    copied = table_figures(section(page, heading))
+    assert copied, f"no 'mean ± s.e.' figures in the tables of {doc_name(page)}#{heading}"
+    stale = [f"{mean} ± {se}" for mean, se in copied if (mean, se) not in measured]
+    assert not stale, f"{doc_name(page)}#{heading}: not in {COPIED_TABLES[page, heading]}'s paired table: {stale}"
+
+
+def test_benchmarks_page_holds_each_matrix_table_as_written():
+    """docs/benchmarks.md shows each finished matrix setting's paired table line for line."""
+    import json
+
+    page = (DOCS / "benchmarks.md").read_text()
+    for path in sorted(RESULTS.glob("learning_*.json")):
+        table = json.loads(path.read_text()).get("paired_table_markdown")
+        if table is None or not (RESULTS / f"{path.stem}_runs").is_dir():  # not a matrix setting's results
+            continue
+        rows = "\n".join(line for line in table.splitlines() if line.startswith("|"))
+        assert rows in page, f"docs/benchmarks.md does not show {path.name}'s paired table as it is"

@@ -10,6 +10,7 @@ the size of a difference that chance alone produces; a difference no larger than
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -85,19 +86,21 @@ def plot_pareto(summary: dict[str, Any], x_metric: str, y_metric: str, path: Pat
     MaxRL drawn apart so that they are found at a glance."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 5.2))
+    fig = Figure(figsize=(10.5, 5.2))
     ax = fig.subplots()
     markers = {BASELINE: ("s", "black"), CONTROL: ("D", "grey"), PEER: ("^", "tab:red")}
-    for index, (name, entry) in enumerate(summary.items()):
+    # the other methods' colours leave out red and grey, which mark MaxRL and the control
+    palette = iter(f"C{i}" for i in itertools.cycle((0, 1, 2, 4, 5, 6, 8, 9)))
+    for name, entry in summary.items():
         x, y = entry["metrics"][x_metric], entry["metrics"][y_metric]
-        marker, color = markers.get(name, ("o", f"C{index % 10}"))
+        marker, color = markers[name] if name in markers else ("o", next(palette))
         ax.errorbar(100 * x["mean"], 100 * y["mean"], xerr=100 * x["se"], yerr=100 * y["se"], fmt=marker,
                     color=color, markersize=8 if name in markers else 6, capsize=3,
                     label=f"{entry['label']} ({len(entry['seeds'])} seeds)")  # fmt: skip
     ax.set(xlabel=f"held-out {x_metric[5:]} (%)", ylabel=f"held-out {y_metric[5:]} (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6.5, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: no point hidden
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

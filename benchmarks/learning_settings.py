@@ -1,6 +1,6 @@
 """What the learning benchmark (``bench_learning.py``) compares: its methods (a trainer and the config fields that
 differ from a setting's shared ones), its settings (model, prompts, warm-up, RL budget, evaluation) and each
-setting's prompts. Nothing here trains or imports TRL; :mod:`bench_learning` runs it.
+setting's prompts. Nothing here trains; :mod:`bench_learning` runs it.
 """
 
 from __future__ import annotations

@@ -133,10 +133,10 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def check_targets(summary: dict[str, Any], targets: Sequence[tuple[str, float | str]]) -> dict[str, Any]:
     """For every method but GRPO and the control: each target's value against GRPO's and whether it is met."""
-    if "grpo" not in summary:
+    if BASELINE not in summary:
         return {}
-    grpo, out = summary["grpo"]["metrics"], {}
-    for name in (n for n in summary if n not in ("grpo", "no_update")):
+    grpo, out = summary[BASELINE]["metrics"], {}
+    for name in (n for n in summary if n not in (BASELINE, "no_update")):
         checks = {}
         for metric, factor in targets:
             mine, base = summary[name]["metrics"][metric]["mean"], grpo[metric]
@@ -159,7 +159,7 @@ def markdown_table(summary: dict[str, Any], setting: dict[str, Any]) -> str:
     sizes = {s["name"]: s["num_train"] for s in setting["subsets"]}
     header = [f"{key.split('/')[1]} prompts solved (of {sizes[key.split('/')[1]]})" for key in solved]
     header = ["method", *header, *(f"held-out {key[5:]} (%)" for key in evals), "s / step"]
-    grpo = summary.get("grpo", {}).get("metrics", {})
+    grpo = summary.get(BASELINE, {}).get("metrics", {})
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summary.values():
         m = s["metrics"]

@@ -11,6 +11,7 @@ between their neighbours."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -185,18 +186,20 @@ def section(path: Path, heading: str) -> str:
     return text[match.end() : match.end() + end.start() if end else len(text)]
 
 
+def table_rows(text: str) -> str:
+    """The Markdown table rows of ``text`` (lines starting with '|'), one per line."""
+    return "\n".join(line for line in text.splitlines() if line.startswith("|"))
+
+
 def table_figures(text: str) -> list[tuple[str, str]]:
     """Every ``mean ± s.e.`` in the Markdown table rows of ``text``, with the typographic minus read as '-'."""
-    rows = "\n".join(line for line in text.splitlines() if line.startswith("|"))
-    return [(mean.replace("−", "-"), se) for mean, se in _PLUS_MINUS.findall(rows)]
+    return [(mean.replace("−", "-"), se) for mean, se in _PLUS_MINUS.findall(table_rows(text))]
 
 
 @pytest.mark.parametrize(
     ("page", "heading"), list(COPIED_TABLES), ids=[f"{doc_name(p)}#{h}" for p, h in COPIED_TABLES]
 )
 def test_copied_benchmark_tables_agree_with_the_results_file(page, heading):
-    import json
-
     results = json.loads((RESULTS / COPIED_TABLES[page, heading]).read_text())
     measured = set(table_figures(results["paired_table_markdown"]))
     copied = table_figures(section(page, heading))
@@ -207,12 +210,9 @@ def test_copied_benchmark_tables_agree_with_the_results_file(page, heading):
 
 def test_benchmarks_page_holds_each_matrix_table_as_written():
     """docs/benchmarks.md shows each finished matrix setting's paired table line for line."""
-    import json
-
     page = (DOCS / "benchmarks.md").read_text()
     for path in sorted(RESULTS.glob("learning_*.json")):
         table = json.loads(path.read_text()).get("paired_table_markdown")
         if table is None or not (RESULTS / f"{path.stem}_runs").is_dir():  # not a matrix setting's results
             continue
-        rows = "\n".join(line for line in table.splitlines() if line.startswith("|"))
-        assert rows in page, f"docs/benchmarks.md does not show {path.name}'s paired table as it is"
+        assert table_rows(table) in page, f"docs/benchmarks.md does not show {path.name}'s paired table as it is"

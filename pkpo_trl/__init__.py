@@ -10,10 +10,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ESTIMATORS",
-    "KAnnealingCallback",
     "KMixture",
-    "KMixtureSchedule",
-    "KSchedule",
+    "KSpec",
     "PKPOConfig",
     "PKPOTrainer",
     "maxg_at_k",
@@ -33,8 +31,8 @@ def __getattr__(name: str):
         from .config import PKPOConfig
 
         return PKPOConfig
-    if name in ("KAnnealingCallback", "KMixture", "KMixtureSchedule", "KSchedule"):
-        from . import annealing
+    if name in ("KMixture", "KSpec"):
+        from . import k
 
-        return getattr(annealing, name)
+        return getattr(k, name)
     raise AttributeError(f"module 'pkpo_trl' has no attribute {name!r}")

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .annealing import KMixture
 from .estimator_registry import _log_binom
 from .estimators import ESTIMATORS, transform_rewards_mixture
+from .k import KMixture
 
 __all__ = ["KAdvice", "advantage_table", "advice_table", "group_count_distribution", "suggest_k"]
 

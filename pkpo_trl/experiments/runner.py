@@ -118,7 +118,7 @@ class TrainingConfig:
         return cls(steps=60, num_runs=4, seed=seed) if quick else cls(seed=seed)
 
     def schedules(self) -> dict[str, str]:
-        """Name -> k schedule spec (:class:`pkpo_trl.annealing.KSchedule`): each fixed ``k``, then
+        """Name -> k schedule spec (:class:`pkpo_trl.k.KSpec`): each fixed ``k``, then
         ``k_start -> k_end`` switching half-way."""
         out = {f"k={k}": f"constant:{k}" for k in self.ks}
         a, b = self.anneal

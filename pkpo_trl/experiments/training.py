@@ -10,7 +10,7 @@ plain SGD on the averaged estimate
 *exact* objective values of the current ``theta`` (:func:`pkpo_trl.experiments.toy.exact_maxg_at_k`), so
 they carry no evaluation noise.
 
-The k schedule is :class:`pkpo_trl.annealing.KSchedule`, the one PKPOTrainer anneals with: a spec such as
+The k schedule is :class:`pkpo_trl.k.KSpec`, the one PKPOTrainer anneals with: a spec such as
 ``"constant:8"`` or ``"steps:0=8,150=1"`` (large ``k`` first to explore, then ``k = 1`` to exploit, as the
 paper's annealing experiments do), or an int for a constant ``k``.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..annealing import KSchedule
+from ..k import KSpec
 from .toy import SIGMA, exact_maxg_at_k, gradient_estimates
 
 __all__ = ["TrainingResult", "train_schedules", "train_theta"]
@@ -63,7 +63,7 @@ class TrainingResult:
 
 
 def train_theta(
-    schedule: KSchedule | str | int,
+    schedule: KSpec | str | int,
     *,
     steps: int = 300,
     lr: float = 0.05,
@@ -81,7 +81,7 @@ def train_theta(
     """SGD on ``theta`` following ``schedule``; returns exact ``maxg@k`` curves for ``k in eval_ks``.
 
     Args:
-        schedule: a :class:`~pkpo_trl.annealing.KSchedule`, its spec, or an int (constant ``k``); each ``k``
+        schedule: a :class:`~pkpo_trl.k.KSpec`, its spec, or an int (constant ``k``); each ``k``
             must satisfy ``k <= n`` (``k <= n-1`` for sloo/l2o).
         steps: optimizer steps.
         lr: SGD step size. The toy's ``maxg@1`` has curvature about -20 at its optimum (the reward drops
@@ -97,13 +97,13 @@ def train_theta(
     Returns:
         A :class:`TrainingResult`.
     """
-    schedule = schedule if isinstance(schedule, KSchedule) else KSchedule.parse(schedule)
+    schedule = KSpec.parse(schedule)
     gen = torch.Generator().manual_seed(seed)
     theta = torch.full((num_runs,), float(theta0), dtype=torch.float64)
     ks: list[int] = []
     thetas = [theta.clone()]
     for step in range(steps):
-        k = schedule(step, steps)
+        (k,) = schedule.mixture(step, steps).ks
         ks.append(k)
         grad = gradient_estimates(theta, k, n, groups_per_step, estimator, sigma, gen).mean(-1)
         theta = theta + lr * grad
@@ -126,7 +126,7 @@ def train_theta(
 
 
 def train_schedules(
-    schedules: dict[str, KSchedule | str | int], *, seed: int = 0, progress: Any = None, **kwargs: Any
+    schedules: dict[str, KSpec | str | int], *, seed: int = 0, progress: Any = None, **kwargs: Any
 ) -> dict[str, TrainingResult]:
     """Run :func:`train_theta` for each named schedule with the same seed (common random numbers).
 

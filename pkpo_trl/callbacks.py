@@ -1,132 +1,104 @@
-"""Metrics any TRL GRPO-style trainer can log: fixed-k pass@k of the training and evaluation batches, and the
-distinct training prompts solved at least once so far.
+"""Callbacks any TRL GRPO-style trainer can use: fixed-k pass@k and the prompts solved (:class:`PassAtKCallback`),
+and the files a run leaves beside its weights (:class:`RunArtifactsCallback`).
 
-``PKPOTrainer`` logs ``pkpo/pass@k_at_current_k`` at the k it optimises, which an annealing schedule
-changes mid-run, and ``trl.GRPOTrainer`` logs no pass@k at all. :class:`PassAtKCallback` logs
-``pass@k/<k>`` for a fixed set of ks with either trainer, so a GRPO baseline and a PKPO run are compared
-on the same numbers, and it counts the training prompts solved at least once (``solved/num_prompts``,
-``solved/frac_prompts``), the paper's "unblocking" signal, the same way for both::
+``PKPOTrainer`` attaches both by itself; with TRL's own trainer, attach them after building it (a
+``TrainerCallback`` is not given its trainer)::
 
-    trainer = GRPOTrainer(model, reward_funcs, args=config, train_dataset=train)   # or PKPOTrainer
+    trainer = GRPOTrainer(model, reward_funcs, args=config, train_dataset=train)
     PassAtKCallback(ks=(1, 4, 8, 16)).attach(trainer)
     trainer.train()
 
-How it sees the rewards: a ``TrainerCallback`` is not given the trainer, and TRL's logged
-``rewards/<name>/mean`` averages away the per-group information pass@k needs. ``attach`` therefore wraps
-the trainer *instance's* ``_calculate_rewards`` (no class is patched): TRL calls it once per generation
-batch, in training and evaluation, and it returns the rewards of every reward function for the
-completions of all processes, ``[B_global, F]``, grouped by prompt in runs of ``num_generations`` (of
-``num_generations_eval`` in evaluation). This is the same TRL point ``PKPOTrainer`` relies on;
-``tests/test_trl_compat.py`` pins its signature. Its ``prompts`` argument holds this process's prompt of
-each completion; gathered across processes (``gather_object``, as TRL gathers them for its completions
-table) they line up with the gathered rewards. The metrics go into the trainer's ``_metrics[mode]``, which
-TRL averages per logging step (``eval_`` prefix in evaluation), like its own.
+Where the rewards come from: each generation batch's gathered rewards and prompts, as :class:`RewardBatch`. A
+``PKPOTrainer`` captures them once per batch (``trainer.reward_batch``: the advantages, its metrics and this callback
+read the same capture). A plain ``GRPOTrainer`` has no capture; there the callback reads the rows TRL has just
+added to its completions-table log (``_logs["prompt"]`` and ``_logs["rewards"]``, gathered from every process), at
+the end of each optimizer step that generated a batch and after each evaluation batch. Nothing is gathered twice
+and no method is patched.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
 from .metrics import combine_rewards, group_pass_at_k, prompt_key
 
-# combine_rewards, group_pass_at_k and prompt_key live in pkpo_trl.metrics; importable from here as before.
-__all__ = ["PassAtKCallback", "combine_rewards", "fixed_k_pass_at_k", "group_pass_at_k", "prompt_key"]
+__all__ = ["PassAtKCallback", "RewardBatch", "RunArtifactsCallback"]
 
 
-def fixed_k_pass_at_k(
-    rewards_per_func: torch.Tensor, weights: torch.Tensor, group_size: int, ks: Sequence[int], threshold: float = 1.0
-) -> dict[int, float]:
-    """Mean unbiased pass@k over the prompt groups of one batch, for each ``k <= group_size``.
+@dataclass
+class RewardBatch:
+    """One generation batch as every process sees it: ``groups`` ``[G, n]`` combined rewards (NaN: unscored) and
+    the ``prompts`` of the G groups, in the order TRL gathered them; ``serial`` counts the batches of a trainer."""
 
-    The combined reward of completion ``i`` is ``g_i = sum_f w_f r_{f,i}`` (NaN-skipping, as TRL); it
-    succeeds when ``g_i >= threshold``. For a group of ``n`` scored completions with ``c`` successes,
-    ``pass@k = 1 - C(n-c, k) / C(n, k)`` (paper Eq. 8; equal to :func:`pkpo_trl.maxg_at_k` on the 0/1 successes);
-    completions no reward function scored (NaN) are left out of their group, as in the trainers.
+    mode: str
+    groups: torch.Tensor
+    prompts: list[Any]
+    serial: int
 
-    Args:
-        rewards_per_func: ``[B, F]`` rewards, ``B`` a multiple of ``group_size``.
-        weights: ``[F]`` reward weights.
-        group_size: completions per prompt.
-        ks: the ks; those above ``group_size`` are skipped.
-        threshold: success threshold on the combined reward.
-    """
-    return group_pass_at_k(combine_rewards(rewards_per_func, weights).view(-1, group_size), ks, threshold)
+
+def logged_prompts(trainer, num_groups: int, n: int) -> list[Any]:
+    """The prompt of each of the last ``num_groups`` groups of ``n`` in TRL's completions-table log (a deque the
+    size of a generation batch, holding the gathered prompts of every process, one per completion)."""
+    logged = trainer._logs["prompt"]
+    if len(logged) < num_groups * n:
+        raise RuntimeError(
+            f"pkpo_trl: TRL's completions log holds {len(logged)} prompts, fewer than the batch's {num_groups * n} "
+            "completions (an evaluation batch larger than the generation batch?); this TRL version is not supported."
+        )
+    start = len(logged) - num_groups * n
+    return [logged[start + group * n] for group in range(num_groups)]
 
 
 class PassAtKCallback(TrainerCallback):
-    """Log ``pass@k/<k>`` (train) and ``eval_pass@k/<k>`` (evaluation) for fixed ``ks``, and the training
-    prompts solved so far.
+    """Log ``pass@k/<k>`` (train) and ``eval_pass@k/<k>`` (evaluation) for fixed ``ks``, and the training prompts
+    solved so far, in the trainer's ``_metrics`` (averaged per logging step, like TRL's own).
 
-    Metrics (per logging step, in the trainer's ``_metrics``):
-
-    - ``pass@k/<k>``: mean unbiased pass@k of the batch's groups (:func:`fixed_k_pass_at_k`).
-    - ``solved/num_prompts``, ``solved/frac_prompts`` (train): distinct training prompts with at least one
-      successful completion so far; the fraction is over ``len(train_dataset)``. Prompts are told apart by
-      :func:`prompt_key` of the prompt the trainer generated from (environment-supplied prompts included). The
-      count restarts when a run is resumed.
+    - ``pass@k/<k>``: mean unbiased pass@k (paper Eq. 8) of the batch's groups, a completion succeeding when its
+      combined reward is ``>= success_threshold`` (default: the trainer's ``pkpo_success_threshold``, else 1.0).
+    - ``solved/num_prompts``, ``solved/frac_prompts`` (train): distinct training prompts with at least one success so
+      far (restarts on resume); the fraction is over ``len(train_dataset)``.
 
     Args:
         ks: the ks to log; a k larger than a batch's group size is not logged for that batch.
-        success_threshold: a completion succeeds when its combined reward is ``>=`` this (default: the
-            trainer's ``args.pkpo_success_threshold`` when it has one, else 1.0).
-
-    Use :meth:`attach` on a built trainer. ``PKPOTrainer`` attaches the instance passed in its ``callbacks``, else
-    one of its own with the default ks.
+        success_threshold: see above.
     """
 
     def __init__(self, ks: Sequence[int] = (1, 4, 8, 16), success_threshold: float | None = None):
-        if not ks or any(int(k) != k or k < 1 for k in ks):
+        if not ks or any(isinstance(k, bool) or int(k) != k or k < 1 for k in ks):
             raise ValueError(f"ks must be positive integers, got {list(ks)}.")
         self.ks = sorted({int(k) for k in ks})
         self.success_threshold = success_threshold
         self.trainer = None
         self.solved: set[str] = set()
+        self._last: Any = None
 
     def attach(self, trainer) -> PassAtKCallback:
-        """Record fixed-k pass@k on every batch ``trainer`` scores, and register as its callback."""
+        """Log for ``trainer`` (a GRPOTrainer or subclass) and register as its callback."""
         if self.trainer is trainer:
             return self
         if self.trainer is not None:
             raise ValueError("This PassAtKCallback is attached to another trainer already.")
-        if not hasattr(trainer, "_calculate_rewards") or not hasattr(trainer, "_metrics"):
+        if not hasattr(trainer, "_logs") or not hasattr(trainer, "_metrics"):
             raise TypeError(f"PassAtKCallback needs a TRL GRPOTrainer (or subclass), got {type(trainer).__name__}.")
+        names = trainer.reward_func_names
+        if not hasattr(trainer, "reward_batch") and len(set(names)) != len(names):
+            raise ValueError(
+                f"PassAtKCallback reads TRL's log of rewards by function name, and {names} repeats one: "
+                "give each reward function its own __name__."
+            )
         self.trainer = trainer
-        threshold = self.success_threshold
-        if threshold is None:
-            threshold = getattr(trainer.args, "pkpo_success_threshold", 1.0)
-        calculate_rewards = trainer._calculate_rewards  # bound method: a subclass override keeps working
-
-        def _calculate_rewards(inputs, prompts, completions, completion_ids_list):
-            rewards_per_func = calculate_rewards(inputs, prompts, completions, completion_ids_list)
-            mode = "train" if trainer.model.training else "eval"
-            n = trainer.num_generations if mode == "train" else trainer.num_generations_eval
-            groups = combine_rewards(rewards_per_func, trainer.reward_weights).view(-1, n)
-            for k, value in group_pass_at_k(groups, self.ks, threshold).items():
-                trainer._metrics[mode][f"pass@k/{k}"].append(value)
-            if mode == "train":
-                self._count_solved(gather_object(list(prompts))[::n], groups, threshold)
-            return rewards_per_func
-
-        trainer._calculate_rewards = _calculate_rewards
+        if self.success_threshold is None:
+            self.success_threshold = getattr(trainer.args, "pkpo_success_threshold", 1.0)
         if self not in trainer.callback_handler.callbacks:
             trainer.add_callback(self)
         return self
-
-    def _count_solved(self, prompts: list[Any], groups: torch.Tensor, threshold: float) -> None:
-        """Add the batch's solved prompts (one prompt per row of combined rewards ``groups``) to :attr:`solved` and
-        log the running count."""
-        solved = (groups >= threshold).any(dim=1).tolist()
-        self.solved.update(prompt_key(prompt) for prompt, hit in zip(prompts, solved, strict=True) if hit)
-        metrics = self.trainer._metrics["train"]
-        metrics["solved/num_prompts"].append(float(len(self.solved)))
-        dataset = self.trainer.train_dataset
-        if hasattr(dataset, "__len__") and len(dataset) > 0:
-            metrics["solved/frac_prompts"].append(len(self.solved) / len(dataset))
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.trainer is None:
@@ -135,3 +107,102 @@ class PassAtKCallback(TrainerCallback):
                 "`PassAtKCallback(ks).attach(trainer)` after building the trainer (a callback is not told its "
                 "trainer)."
             )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._record(self._new_batch("train"))
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        self._record(self._new_batch("eval"))
+
+    def _new_batch(self, mode: str) -> RewardBatch | None:
+        """The batch scored since the last call, or None (a step that reused its generation batch)."""
+        trainer = self.trainer
+        if hasattr(trainer, "reward_batch"):  # PKPOTrainer's capture
+            batch = trainer.reward_batch
+            if batch is None or batch.mode != mode or batch.serial == self._last:
+                return None
+            self._last = batch.serial
+            return batch
+        # TRL's GRPOTrainer: in training a new generation batch replaces the buffered micro-batches; in evaluation
+        # every prediction step is a batch, as large as the (evenly split) evaluation batch of every process.
+        if mode == "train":
+            if trainer._buffered_inputs is self._last:
+                return None
+            self._last = trainer._buffered_inputs
+            n, size = trainer.num_generations, len(trainer._logs["prompt"])
+        else:
+            n, size = trainer.num_generations_eval, args_eval_size(trainer)
+        logged = [list(trainer._logs["rewards"][name])[-size:] for name in trainer.reward_func_names]
+        rewards = torch.tensor(logged, dtype=torch.float32).T
+        groups = combine_rewards(rewards, trainer.reward_weights.cpu()).view(-1, n)
+        return RewardBatch(mode, groups, logged_prompts(trainer, groups.shape[0], n), 0)
+
+    def _record(self, batch: RewardBatch | None) -> None:
+        if batch is None:
+            return
+        metrics = self.trainer._metrics[batch.mode]
+        for k, value in group_pass_at_k(batch.groups, self.ks, self.success_threshold).items():
+            metrics[f"pass@k/{k}"].append(value)
+        if batch.mode != "train":
+            return
+        hits = (batch.groups >= self.success_threshold).any(dim=1).tolist()
+        self.solved.update(prompt_key(prompt) for prompt, hit in zip(batch.prompts, hits, strict=True) if hit)
+        metrics["solved/num_prompts"].append(float(len(self.solved)))
+        dataset = self.trainer.train_dataset
+        if hasattr(dataset, "__len__") and len(dataset) > 0:
+            metrics["solved/frac_prompts"].append(len(self.solved) / len(dataset))
+
+
+def args_eval_size(trainer) -> int:
+    """Completions in one evaluation batch of every process (accelerate splits it evenly)."""
+    return trainer.args.per_device_eval_batch_size * trainer.accelerator.num_processes
+
+
+class RunArtifactsCallback(TrainerCallback):
+    """At the end of training, on the main process, write beside the weights in ``output_dir``: the run config
+    (``pkpo_run_config.json``, which pkpo-eval reads back), the model card (TRL's, which cites the trainer's paper,
+    with what it lacks added: see :mod:`pkpo_trl.model_card`) and, with ``plot``, ``<output_dir>-pass_at_k.png``.
+
+    Args:
+        run_config: the sections of the run config besides ``training`` (the trainer's args), e.g. the script, data
+            and model options of ``pkpo-train``.
+        gguf_file: the GGUF file of a GGUF base, for the model card's loading code.
+        plot: write the pass@k plot.
+    """
+
+    def __init__(self, run_config: dict | None = None, gguf_file: str | None = None, plot: bool = True):
+        self.run_config = dict(run_config or {})
+        self.gguf_file = gguf_file
+        self.plot = plot
+        self.trainer = None
+
+    def attach(self, trainer) -> RunArtifactsCallback:
+        self.trainer = trainer
+        if self not in trainer.callback_handler.callbacks:
+            trainer.add_callback(self)
+        return self
+
+    def _write_run_config(self, args) -> Path:
+        from .run_dir import RUN_CONFIG_FILE, run_config
+
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_CONFIG_FILE).write_text(json.dumps(run_config(args, self.run_config), indent=2))
+        return out
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.trainer is not None and self.trainer.is_world_process_zero():
+            self._write_run_config(args)  # first: a run killed before its end still owns its directory
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.trainer is None or not self.trainer.is_world_process_zero():
+            return
+        from .model_card import write_model_card
+
+        out = self._write_run_config(args)
+        write_model_card(self.trainer, self.run_config, self.gguf_file)
+        if self.plot:
+            from .plotting import plot_pass_at_k
+
+            path = plot_pass_at_k(state.log_history, out.with_name(out.name + "-pass_at_k.png"))
+            print(f"pass@1 / pass@k plot written to {path}", flush=True)

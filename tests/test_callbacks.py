@@ -11,7 +11,8 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from pkpo_trl import PKPOConfig, PKPOTrainer
-from pkpo_trl.callbacks import PassAtKCallback, fixed_k_pass_at_k
+from pkpo_trl.callbacks import PassAtKCallback
+from pkpo_trl.metrics import combine_rewards, group_pass_at_k
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 N_GEN = 4
@@ -118,10 +119,10 @@ def test_pkpo_and_grpo_log_the_same_fixed_k_pass_at_k_equal_to_brute_force(tmp_p
             assert got[key] == pytest.approx(exp[key], abs=1e-6), key
 
 
-def test_fixed_k_pass_at_k_combines_weighted_rewards_and_drops_unscored():
+def test_pass_at_k_of_combined_weighted_rewards_drops_unscored():
     # Two functions, weights 1 and 0.5: combined 1.0 succeeds, 0.5 fails; a NaN row is left out of its group.
     per_func = torch.tensor([[1.0, 0.0], [0.0, 1.0], [float("nan"), float("nan")], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
-    got = fixed_k_pass_at_k(per_func, torch.tensor([1.0, 0.5]), group_size=3, ks=[1, 2, 3])
+    got = group_pass_at_k(combine_rewards(per_func, torch.tensor([1.0, 0.5])).view(-1, 3), ks=[1, 2, 3])
     # group 1: scored [1, 0] -> pass@1 = 1/2, pass@2 = 1 (pass@3 uses k' = n' = 2); group 2: [1, 0, 0]
     assert got[1] == pytest.approx((0.5 + 1 / 3) / 2)
     assert got[2] == pytest.approx((1.0 + brute_force_pass_at_k([1, 0, 0], 2)) / 2)
@@ -139,6 +140,8 @@ def test_pkpo_trainer_attaches_a_default_callback(tmp_path):
                           processing_class=tokenizer)  # fmt: skip
     (callback,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, PassAtKCallback)]
     assert callback.trainer is trainer and callback.ks == [1, 4, 8, 16]
+    assert type(trainer)._calculate_rewards is PKPOTrainer._calculate_rewards  # the callback patches nothing
+    assert "_calculate_rewards" not in vars(trainer)
 
 
 def test_callback_refuses_to_run_unattached(tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ def test_trains_and_changes_parameters(tmp_path):
     changed = [name for name, p in trainer.model.named_parameters() if not torch.equal(before[name], p.detach())]
     assert changed, "no parameter changed after 3 PKPO steps"
     logged = {key for entry in trainer.state.log_history for key in entry}
-    fixed = ("pkpo/k", "pkpo/pass@1", "pkpo/pass@k_at_current_k", "pkpo/frac_groups_no_success")
+    fixed = ("pkpo/k", "pass@k/1", "pkpo/pass@k_at_current_k", "pkpo/frac_groups_no_success")
     for key in (*fixed, "pkpo/frac_zero_advantage"):
         assert key in logged
     assert "solved/frac_prompts" in logged and "solved/num_prompts" in logged

@@ -38,9 +38,21 @@ def test_pkpo_trainer_overrides_only_the_documented_points():
     assert own == {"__init__", "_calculate_rewards", "_generate_and_score_completions"}
 
 
-def test_pkpo_trainer_signature_is_grpo_trainers():
-    # Parameter names, order, kinds, defaults and annotations: a GRPO script's call works unchanged.
-    assert inspect.signature(PKPOTrainer.__init__) == inspect.signature(GRPOTrainer.__init__)
+def test_every_private_trl_name_the_package_uses_is_there_after_a_training_step(tmp_path):
+    from pkpo_trl.trainer import TRL_PRIVATE_NAMES
+
+    trainer = train(tmp_path, max_steps=1)
+    missing = [name for name in TRL_PRIVATE_NAMES if not hasattr(trainer, name)]
+    assert not missing, f"GRPOTrainer no longer has {missing}"
+    assert {"prompt", "rewards", "advantages"} <= set(trainer._logs)
+    assert isinstance(trainer._buffered_inputs, list) and isinstance(trainer._step, int)
+
+
+def test_the_constructor_binds_its_arguments_as_grpo_trainers_does():
+    # PKPOTrainer forwards everything to GRPOTrainer.__init__, bound to its signature: a keyword GRPOTrainer does
+    # not know is refused as by GRPOTrainer itself.
+    with pytest.raises(TypeError, match="unexpected keyword argument 'train_datasett'"):
+        PKPOTrainer("model", None, None, train_datasett=None)
 
 
 class EventRecorder(PKPOTrainer):

@@ -17,6 +17,8 @@ from typing import Any
 from accelerate import PartialState
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
+from .model_card import k_description
+
 __all__ = [
     "LOG_FORMATS",
     "CompactPrinterCallback",
@@ -24,7 +26,6 @@ __all__ = [
     "compact_log_line",
     "data_phase",
     "duration",
-    "k_option",
     "model_phase",
     "say",
     "training_phase",
@@ -40,23 +41,6 @@ def say(message: str) -> None:
     launch`` every process runs the script, and the next phase may be silent for minutes."""
     if PartialState().is_main_process:
         print(PREFIX + message, flush=True)
-
-
-def k_option(args: Any) -> str:
-    """The k option a run trains with, as the recipe spells it (``pkpo_k_mixture=harmonic``); for TRL's GRPO
-    config, which has no k, says so. ``args`` is a resolved PKPOConfig, so "nothing set" already reads as the
-    recommended mixture."""
-    if not hasattr(args, "k_choice"):
-        return "TRL's GRPO (no k)"
-    estimator = f"pkpo_estimator={args.pkpo_estimator}"
-    choice = args.k_choice()
-    if choice is None:
-        return f"{estimator} (no k)"
-    name, value = choice
-    chosen = f"{name}={value}"
-    if name == "pkpo_adaptive_k":
-        chosen += f" (k in [{args.pkpo_adaptive_k_min}, {args.pkpo_k_schedule or args.pkpo_k}])"
-    return f"{chosen}, {estimator}"
 
 
 def model_phase(name: str, gguf_file: str | None, dtype: str) -> str:
@@ -89,7 +73,7 @@ def training_phase(args: Any, resume: str | None) -> str:
     prompts = completions // args.num_generations
     per_step = f"{completions} completions per step ({prompts} prompt{'s' * (prompts != 1)} x {args.num_generations})"
     resuming = f" · resuming from {resume}" if resume else ""
-    return f"training {steps} · {per_step} · {k_option(args)}{resuming}"
+    return f"training {steps} · {per_step} · {k_description(args)}{resuming}"
 
 
 def _num(value: Any) -> str:

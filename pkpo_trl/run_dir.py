@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +51,10 @@ _RESUMABLE_KEYS = {
 }  # fmt: skip
 
 
-def run_config(script_args, data_args, training_args, model_args) -> dict:
-    """What makes a run this run: every option but those a continuation may change (:data:`_RESUMABLE_KEYS`)."""
-    config = {
-        "script": asdict(script_args),
-        "data": asdict(data_args),
-        "model": asdict(model_args),
-        "training": json.loads(json.dumps(training_args.to_dict(), default=str)),
-    }
+def run_config(training_args, sections: dict | None = None) -> dict:
+    """What makes a run this run: the trainer's options (``training``) and ``sections`` (``pkpo-train``'s script,
+    data and model options), but for those a continuation may change (:data:`_RESUMABLE_KEYS`)."""
+    config = {**(sections or {}), "training": json.loads(json.dumps(training_args.to_dict(), default=str))}
     return {
         section: {key: value for key, value in values.items() if key not in _RESUMABLE_KEYS}
         for section, values in config.items()

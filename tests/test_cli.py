@@ -21,16 +21,8 @@ import yaml
 from trl import GRPOConfig, GRPOTrainer
 
 from pkpo_trl import PKPOConfig
-from pkpo_trl.data import DataArguments
-from pkpo_trl.train import (
-    RUN_CONFIG_FILE,
-    TrainInputError,
-    TrainScriptArguments,
-    check_output_dir,
-    main,
-    parse_args,
-    run,
-)
+from pkpo_trl.run_dir import RUN_CONFIG_FILE, check_output_dir
+from pkpo_trl.train import main, parse_args, run
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -49,7 +41,7 @@ def test_every_recipe_parses_into_valid_configs(recipe):
     if script.trainer == "grpo":  # the baseline is TRL's GRPO, with TRL's defaults
         assert type(config) is GRPOConfig and config.scale_rewards == "group"
     else:
-        assert isinstance(config, PKPOConfig) and config.pkpo_k <= config.num_generations
+        assert isinstance(config, PKPOConfig) and max(config.k_spec().values) <= config.num_generations
     if raw.get("use_vllm"):
         assert raw["vllm_mode"] in ("colocate", "server")
     if "gemma-2" in model.model_name_or_path:
@@ -88,20 +80,24 @@ def test_grpo_baseline_differs_from_its_pkpo_recipe_only_in_trainer_and_scaling(
     assert differing == {"trainer", "scale_rewards", "output_dir"}
 
 
-def test_help_lists_the_fields_under_headings_with_the_scripts_own_first():
-    result = subprocess.run(
-        [sys.executable, "-m", "pkpo_trl.train", "--help"], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    for flag in ("--config", "--pkpo_k", "--pkpo_estimator", "--pkpo_k_schedule", "--reward_funcs", "--use_peft"):
+def test_help_is_short_and_lists_the_scripts_data_and_pkpo_options_and_help_all_lists_every_option():
+    def helped(flag):
+        result = subprocess.run(
+            [sys.executable, "-m", "pkpo_trl.train", flag], capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    lines = helped("--help")
+    for flag in ("--config", "--pkpo_k", "--pkpo_estimator", "--reward_funcs", "--use_peft", "--learning_rate"):
         assert any(line.strip().startswith(flag) for line in lines), flag
-    headings = [line for line in lines if line.endswith("):") and not line.startswith(" ")]
-    assert [h.split(" (")[0] for h in headings] == [
-        "script options", "data options", "PKPO options", "model and LoRA options", "GRPO and training options",
+    headings = [line for line in lines if line.endswith(":") and not line.startswith(" ")]
+    assert [h.split(" (")[0].rstrip(":") for h in headings] == [
+        "script options", "data options", "PKPO options", "common TRL options"
     ]  # fmt: skip
-    first_pkpo_option = next(i for i, line in enumerate(lines) if line.strip().startswith("--pkpo_k "))
-    assert first_pkpo_option < 150, "PKPO's options should come before TRL's ~1000 lines of training options"
+    assert len(lines) < 150 and not any("pkpo_k_schedule" in line for line in lines)
+    every = helped("--help-all")
+    assert len(every) > 500 and any(line.strip().startswith("--vllm_mode") for line in every)
 
 
 def test_output_dir_with_a_different_run_is_refused(tmp_path):
@@ -196,11 +192,14 @@ def test_grpo_baseline_recipe_builds_trls_own_config_without_pkpo_warnings(caplo
     assert script.trainer == "grpo" and type(config) is GRPOConfig
     assert not [w for w in caught if "PKPO" in str(w.message)], [str(w.message) for w in caught]
     ignored = [r.getMessage() for r in caught_logs(caplog) if "ignored" in r.getMessage()]
-    assert len(ignored) == 1 and "pkpo_k_mixture" in ignored[0] and "pkpo_estimator" in ignored[0]  # the recipe's
+    assert not ignored  # the recipe's PKPO options are PKPOConfig's defaults
+    parse_args(["--config", str(recipe), "--use_vllm", "false", "--bf16", "false", "--pkpo_k", "4"])
+    ignored = [r.getMessage() for r in caught_logs(caplog) if "ignored" in r.getMessage()]
+    assert len(ignored) == 1 and "pkpo_k" in ignored[0]
 
 
 def caught_logs(caplog):
-    return [record for record in caplog.records if record.name == "pkpo_trl.train"]
+    return [record for record in caplog.records if record.name in ("pkpo_trl.train", "pkpo_trl.config")]
 
 
 def test_grpo_baseline_trains_with_trls_defaults_and_trls_advantages(tmp_path, tiny_model_dir):
@@ -228,10 +227,11 @@ def test_the_saved_adapter_has_a_model_card_saying_what_was_trained(tmp_path, ti
     assert "More Information Needed" not in card  # PEFT's empty template is replaced
     assert "library_name: peft" in card and f"| base model | `{tiny_model_dir}` |" in card
     assert "built-in `addition` task: 1-digit, 2 operands, 2-shot plain prompts" in card
-    assert "k schedule `linear:4->1`, estimator `sloo_minus_one`" in card
+    assert "pkpo_k=linear:4->1, pkpo_estimator=sloo_minus_one" in card
+    assert "2505.15201" in card  # TRL's card, which cites the trainer's paper
     assert "LoRA r=4, alpha=8 on q_proj, v_proj" in card
-    last_pass_at_1 = [e["pkpo/pass@1"] for e in trainer.state.log_history if "pkpo/pass@1" in e][-1]
-    assert "| `pkpo/pass@1` |" in card and f"{last_pass_at_1:.4g} (step 2)" in card
+    last_pass_at_1 = [e["pass@k/1"] for e in trainer.state.log_history if "pass@k/1" in e][-1]
+    assert "| `pass@k/1` |" in card and f"{last_pass_at_1:.4g} (step 2)" in card
     assert "| `pass@k/1` |" in card and "| `solved/num_prompts` |" in card  # fixed-k numbers, comparable with GRPO
     assert f"AutoPeftModelForCausalLM.from_pretrained({str(out)!r})" in card
 
@@ -239,42 +239,40 @@ def test_the_saved_adapter_has_a_model_card_saying_what_was_trained(tmp_path, ti
 @pytest.mark.parametrize(
     ("fields", "text"),
     [
-        (dict(pkpo_k_mixture="1:0.5,4:0.5"), "k mixture `1:0.5,4:0.5`"),
-        (dict(pkpo_adaptive_k="history", pkpo_k=4), "adaptive k `history` in [1, 4]"),
-        (dict(pkpo_k=3), "k = 3"),
-        (dict(pkpo_estimator="maxrl"), "no k (the estimator's objective is fixed)"),
-        (dict(), "k mixture `harmonic`"),  # nothing set: the recommended mixture
+        (dict(pkpo_k="1:0.5,4:0.5"), "pkpo_k=1:0.5,4:0.5, pkpo_estimator=sloo_minus_one"),
+        (dict(pkpo_k="adaptive:1..4"), "pkpo_k=adaptive:1..4, pkpo_estimator=sloo_minus_one"),
+        (dict(pkpo_k=3), "pkpo_k=3, pkpo_estimator=sloo_minus_one"),
+        (dict(pkpo_estimator="maxrl"), "pkpo_estimator=maxrl (no k)"),
+        (dict(), "pkpo_k=harmonic, pkpo_estimator=sloo_minus_one"),
     ],
 )
-def test_the_model_card_says_how_k_was_chosen(tmp_path, fields, text):
+def test_the_training_line_and_the_model_card_name_the_k_in_use(tmp_path, fields, text):
     from pkpo_trl import PKPOConfig
     from pkpo_trl.model_card import k_description
 
     args = PKPOConfig(str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=8, **fields)
     assert k_description(args) == text
+    assert k_description(GRPOConfig(str(tmp_path), use_cpu=True, report_to="none")) == "TRL's GRPO (no k)"
 
 
 @pytest.mark.parametrize(
-    ("fields", "text"),
+    ("argv", "message"),
     [
-        (dict(pkpo_k_mixture="1:0.5,4:0.5"), "pkpo_k_mixture=1:0.5,4:0.5, pkpo_estimator=sloo_minus_one"),
-        (
-            dict(pkpo_adaptive_k="history", pkpo_k=4),
-            "pkpo_adaptive_k=history (k in [1, 4]), pkpo_estimator=sloo_minus_one",
-        ),
-        (dict(pkpo_k_schedule="linear:4->1"), "pkpo_k_schedule=linear:4->1, pkpo_estimator=sloo_minus_one"),
-        (dict(pkpo_k=3), "pkpo_k=3, pkpo_estimator=sloo_minus_one"),
-        (dict(pkpo_estimator="maxrl"), "pkpo_estimator=maxrl (no k)"),
-        (dict(), "pkpo_k_mixture=harmonic, pkpo_estimator=sloo_minus_one"),
+        (["--pkpo_kk", "4"], "unknown option pkpo_kk on the command line; did you mean pkpo_k?"),
+        (["--pkpo_k_mixture", "harmonic"], "pkpo_k_mixture (on the command line) was removed: k is one option now"),
     ],
 )
-def test_the_training_line_names_the_k_option_in_use(tmp_path, fields, text):
-    from pkpo_trl import PKPOConfig
-    from pkpo_trl.console import k_option
+def test_a_mistyped_or_removed_option_gets_one_line_naming_it_and_the_right_one(tmp_path, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--output_dir", str(tmp_path / "run"), "--use_cpu", "true", *argv])
+    assert str(exit_info.value.code) == f"pkpo-train: error: {message}" or message in str(exit_info.value.code)
+    assert "\n" not in str(exit_info.value.code)
 
-    args = PKPOConfig(str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=8, **fields)
-    assert k_option(args) == text
-    assert k_option(GRPOConfig(str(tmp_path), use_cpu=True, report_to="none")) == "TRL's GRPO (no k)"
+
+def test_a_recipe_key_typo_names_the_file_and_the_closest_key(tmp_path):
+    recipe = recipe_with(tmp_path, pkpo_k_mixtrue="harmonic")
+    with pytest.raises(SystemExit, match=rf"unknown option pkpo_k_mixtrue in {re.escape(str(recipe))}; did you mean"):
+        main(["--config", str(recipe)])
 
 
 def recipe_with(tmp_path: Path, **fields) -> Path:
@@ -291,9 +289,7 @@ def recipe_with(tmp_path: Path, **fields) -> Path:
         ("trainer", "pkp0"),
         ("trainer", "GRPO"),
         ("pkpo_estimator", "sloo-minus-one"),
-        ("pkpo_adaptive_k", "histroy"),
-        ("loss_type", "dapoo"),
-        ("vllm_mode", "colocated"),
+        ("pkpo_k", "histroy"),
         ("dtype", "fp32"),
         ("reward_funcs", ["numeric_mach"]),
     ],
@@ -372,16 +368,6 @@ def test_a_group_size_too_small_is_refused_in_one_line_by_both_trainers(tmp_path
     assert message.startswith(f"pkpo-train: error: {match}") and "\n" not in message
 
 
-def test_a_grpo_config_built_in_python_with_no_eval_group_is_refused_before_the_model_loads(tmp_path):
-    # TRL reads num_generations_eval=0 as unset (evaluation groups of num_generations); PKPOConfig refuses it.
-    from trl import ModelConfig
-
-    config = GRPOConfig(str(tmp_path / "run"), num_generations_eval=0, use_cpu=True, report_to="none")
-    arguments = TrainScriptArguments(trainer="grpo"), DataArguments(), config, ModelConfig("never-loaded")
-    with pytest.raises(TrainInputError, match=r"^num_generations_eval=0: completions per prompt must be an integer"):
-        run(*arguments)
-
-
 def test_rows_dropped_for_an_unreadable_answer_are_warned_about_and_the_card_counts_what_was_trained(
     tmp_path, tiny_model_dir, caplog
 ):
@@ -454,10 +440,9 @@ def test_the_console_shows_phase_lines_and_a_compact_line_per_step_and_the_state
     assert phases == [
         f"loading model {tiny_model_dir} (float32)",
         "data addition: 32 training prompts (split train), no evaluation split",
-        "training 2 steps · 8 completions per step (2 prompts x 4) · pkpo_k_schedule=linear:4->1, "
+        "training 2 steps · 8 completions per step (2 prompts x 4) · pkpo_k=linear:4->1, "
         "pkpo_estimator=sloo_minus_one",
         f"saving the LoRA adapter to {out}",
-        f"writing the model card {out / 'README.md'}",
     ]
     assert [int(m.group(1)) for m in STEP_LINE.finditer(compact)] == [1, 2], compact
     assert re.search(r"^done · 2 steps in \d+\.\d s · mean loss \S+$", compact, re.M), compact

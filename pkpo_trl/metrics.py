@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import math
 import numbers
@@ -115,3 +116,21 @@ def check_reward_values(name: str, values):
                 "completion it cannot score."
             )
     return [None if value is None else float(value.item() if hasattr(value, "item") else value) for value in values]
+
+
+def checked_reward_func(func, name: str):
+    """``func`` with its output checked by :func:`check_reward_values` (async functions stay async): TRL turns the
+    values into a tensor with ``torch.tensor``, whose error for a string names neither the function nor the value."""
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
+
+        @functools.wraps(func)
+        async def checked_async(*args, **kwargs):
+            return check_reward_values(name, await func(*args, **kwargs))
+
+        return checked_async
+
+    @functools.wraps(func)
+    def checked(*args, **kwargs):
+        return check_reward_values(name, func(*args, **kwargs))
+
+    return checked

@@ -10,7 +10,6 @@ module, the one place that knows TRL's internals, overrides the two methods TRL 
    are replaced by the PKPO transform of the captured rewards, and PKPO's metrics are logged.
 """
 
-import functools
 import inspect
 import logging
 import textwrap
@@ -18,7 +17,7 @@ import warnings
 
 import torch
 from trl import GRPOConfig, GRPOTrainer
-from trl.trainer.utils import is_async_callable, nanstd
+from trl.trainer.utils import nanstd
 
 from .callbacks import PassAtKCallback, RewardBatch, RunArtifactsCallback, logged_prompts
 from .config import PKPOConfig
@@ -31,7 +30,7 @@ from .estimators import (
     transform_rewards_mixture,
 )
 from .k import KCallback
-from .metrics import check_reward_values, combine_rewards, group_pass_at_k, prompt_key
+from .metrics import checked_reward_func, combine_rewards, group_pass_at_k, prompt_key
 from .vllm_cpu import prepare_vllm_for_weight_sync
 
 __all__ = ["PKPOTrainer"]
@@ -106,10 +105,8 @@ class PKPOTrainer(GRPOTrainer):
         prepare_vllm_for_weight_sync(args.use_vllm, args.vllm_mode)  # vLLM's CPU build: see vllm_cpu.py
         self.reward_batch: RewardBatch | None = None
         super().__init__(*bound.args[1:], **bound.kwargs)
-        # TRL turns the values into a tensor with torch.tensor, whose error for a string names neither the function
-        # nor the value: check them on the way out of each function.
         self.reward_funcs = [
-            func if isinstance(func, torch.nn.Module) else _checked_reward_func(func, name)
+            func if isinstance(func, torch.nn.Module) else checked_reward_func(func, name)
             for func, name in zip(self.reward_funcs, self.reward_func_names, strict=True)
         ]
         for callback in self.callback_handler.callbacks:
@@ -243,19 +240,3 @@ def _warn_no_signal(step: int, groups: torch.Tensor) -> None:
         "pkpo_trl: step %d has no reward signal, %s: every advantage is 0 and the step learns nothing.", step, why
     )
 
-
-def _checked_reward_func(func, name: str):
-    """``func`` with its output checked by :func:`~pkpo_trl.metrics.check_reward_values`; async ones stay async."""
-    if is_async_callable(func):
-
-        @functools.wraps(func)
-        async def checked_async(*args, **kwargs):
-            return check_reward_values(name, await func(*args, **kwargs))
-
-        return checked_async
-
-    @functools.wraps(func)
-    def checked(*args, **kwargs):
-        return check_reward_values(name, func(*args, **kwargs))
-
-    return checked

@@ -5,6 +5,7 @@ training by :class:`~pkpo_trl.callbacks.RunArtifactsCallback`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -165,5 +166,8 @@ def write_model_card(trainer, sections: dict | None = None, gguf_file: str | Non
     :func:`pkpo_section` appended, in ``<output_dir>/README.md``; returns its path."""
     path = Path(trainer.args.output_dir) / "README.md"
     trainer.create_model_card(model_name=path.parent.name)
-    path.write_text(path.read_text() + pkpo_section(trainer, sections or {}, gguf_file))
+    card = path.read_text()
+    if trainer.hub_model_id is None:  # TRL's quick start loads `model="None"`: the Loading section replaces it
+        card = re.sub(r"## Quick start\n.*?(?=\n## )", "", card, flags=re.S)
+    path.write_text(card + pkpo_section(trainer, sections or {}, gguf_file))
     return path

@@ -61,13 +61,16 @@ def _fixed_k_keys(log_history: Sequence[dict]) -> list[tuple[str, str]]:
 
 
 def _logs_a_mixture(log_history: Sequence[dict]) -> bool:
-    """Whether the run trained with a k mixture (it logs ``pkpo/k_mixture/w<k>``, and ``pkpo/k`` is its mean k)."""
-    return any(key.startswith("pkpo/k_mixture/") for entry in log_history for key in entry)
+    """Whether the run trained with a k mixture, or adaptive k: ``pkpo/k`` is then a mean k, not an integer (a
+    scheduled mixture also logs its weights, ``pkpo/k_mixture/w<k>``)."""
+    ks = [value for value in _series(log_history, "pkpo/k")[1] if value == value]
+    return any(not float(k).is_integer() for k in ks) or any(
+        key.startswith("pkpo/k_mixture/") for entry in log_history for key in entry
+    )
 
 
 def _estimate_series(log_history: Sequence[dict]) -> list[tuple[str, str]]:
-    """The (key, label) pairs of the estimates panel, each quantity once: PKPOTrainer's own ``pkpo/pass@1`` is
-    left out where PassAtKCallback's ``pass@k/1`` (the same groups) is logged, and pass@k "at the current k"
+    """The (key, label) pairs of the estimates panel, each quantity once: pass@k "at the current k" is left out
     where that k is a fixed-k series already or is no single k (a mixture logs its mean k)."""
     fixed = _fixed_k_keys(log_history)
     fixed_keys = {key for key, _ in fixed}
@@ -77,8 +80,6 @@ def _estimate_series(log_history: Sequence[dict]) -> list[tuple[str, str]]:
     pairs = []
     for prefix, where in (("", "train groups"), ("eval_", "eval")):
         fixed_prefix = "pass@k" if prefix == "" else "eval_pass@k"
-        if f"{fixed_prefix}/1" not in fixed_keys:
-            pairs.append((f"{prefix}pkpo/pass@1", f"pass@1 ({where})"))
         duplicate = single_k is not None and single_k.is_integer() and f"{fixed_prefix}/{int(single_k)}" in fixed_keys
         if not (mixture or duplicate):
             pairs.append((f"{prefix}pkpo/pass@k_at_current_k", f"pass@k at the current k ({where})"))

@@ -239,4 +239,3 @@ def _warn_no_signal(step: int, groups: torch.Tensor) -> None:
     logger.warning(
         "pkpo_trl: step %d has no reward signal, %s: every advantage is 0 and the step learns nothing.", step, why
     )
-

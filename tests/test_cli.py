@@ -228,7 +228,7 @@ def test_the_saved_adapter_has_a_model_card_saying_what_was_trained(tmp_path, ti
     assert "library_name: peft" in card and f"| base model | `{tiny_model_dir}` |" in card
     assert "built-in `addition` task: 1-digit, 2 operands, 2-shot plain prompts" in card
     assert "pkpo_k=linear:4->1, pkpo_estimator=sloo_minus_one" in card
-    assert "2505.15201" in card  # TRL's card, which cites the trainer's paper
+    assert "2505.15201" in card and "## Quick start" not in card  # TRL's card (its quick start loads model="None")
     assert "LoRA r=4, alpha=8 on q_proj, v_proj" in card
     last_pass_at_1 = [e["pass@k/1"] for e in trainer.state.log_history if "pass@k/1" in e][-1]
     assert "| `pass@k/1` |" in card and f"{last_pass_at_1:.4g} (step 2)" in card

@@ -262,7 +262,7 @@ def run_method(setting: Setting, name: str, seed: int, shared: tuple, workdir: s
         },
         "logged": {  # the trainers' own per-step metrics, thinned
             key: _thin([entry[key] for entry in history if key in entry])
-            for key in ("reward", "pkpo/k", "pkpo/pass@1", "pass@k/1", "solved/num_prompts")
+            for key in ("reward", "pkpo/k", "pass@k/1", "solved/num_prompts")
             if any(key in entry for entry in history)
         },
         "train_seconds": train_seconds,

@@ -23,32 +23,31 @@ METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
     # A/A control: (r_i - mean_others)/std per group is GRPO's advantage up to a constant and the std's epsilon.
     "aa_control": ("A/A control: PKPO k=1, scale group", "pkpo", {"pkpo_k": 1, **GROUP}),
     "maxrl": ("MaxRL (pkpo_estimator=maxrl)", "pkpo", {"pkpo_estimator": "maxrl"}),
-    "harmonic": ("PKPO harmonic mixture (exact MaxRL, T=n)", "pkpo", {"pkpo_k_mixture": "harmonic"}),
-    "harmonic_group": ("PKPO harmonic, scale group", "pkpo", {"pkpo_k_mixture": "harmonic", **GROUP}),
+    "harmonic": ("PKPO harmonic mixture (exact MaxRL, T=n)", "pkpo", {"pkpo_k": "harmonic"}),
+    "harmonic_group": ("PKPO harmonic, scale group", "pkpo", {"pkpo_k": "harmonic", **GROUP}),
     "pkpo_k1": ("PKPO k=1 (RLOO)", "pkpo", {"pkpo_k": 1}),
     "pkpo_k4": ("PKPO k=4", "pkpo", {"pkpo_k": 4}),
     "pkpo_k8": ("PKPO k=8", "pkpo", {"pkpo_k": 8}),
     "pkpo_k8_group": ("PKPO k=8, scale group", "pkpo", {"pkpo_k": 8, **GROUP}),
-    "pkpo_anneal": ("PKPO k 8->4->1 (MATH recipes)", "pkpo", {"pkpo_k": 8, "pkpo_k_schedule": ANNEAL}),
-    "pkpo_anneal_gsm8k": ("PKPO k 4->2->1 (GSM8K recipes)", "pkpo", {"pkpo_k": 4, "pkpo_k_schedule": ANNEAL_GSM8K}),
-    "pkpo_anneal_late": ("PKPO k 8->4->1 late (75%, 90%)", "pkpo", {"pkpo_k": 8, "pkpo_k_schedule": ANNEAL_LATE}),
-    "pkpo_mixture": ("PKPO mixture 0.5 pass@1 + 0.5 pass@8", "pkpo", {"pkpo_k_mixture": "1:0.5,8:0.5"}),
-    "pkpo_mixture_group": ("PKPO mixture 1:0.5,8:0.5, group", "pkpo", {"pkpo_k_mixture": "1:0.5,8:0.5", **GROUP}),
-    "pkpo_mixture_linear": ("PKPO mixture schedule linear:8->1", "pkpo", {"pkpo_k_mixture": "linear:8->1"}),
-    "pkpo_adaptive": ("PKPO adaptive k (history, 1..8)", "pkpo", {"pkpo_k": 8, "pkpo_adaptive_k": "history"}),
+    "pkpo_anneal": ("PKPO k 8->4->1 (MATH recipes)", "pkpo", {"pkpo_k": ANNEAL}),
+    "pkpo_anneal_gsm8k": ("PKPO k 4->2->1 (GSM8K recipes)", "pkpo", {"pkpo_k": ANNEAL_GSM8K}),
+    "pkpo_anneal_late": ("PKPO k 8->4->1 late (75%, 90%)", "pkpo", {"pkpo_k": ANNEAL_LATE}),
+    "pkpo_mixture": ("PKPO mixture 0.5 pass@1 + 0.5 pass@8", "pkpo", {"pkpo_k": "1:0.5,8:0.5"}),
+    "pkpo_mixture_group": ("PKPO mixture 1:0.5,8:0.5, group", "pkpo", {"pkpo_k": "1:0.5,8:0.5", **GROUP}),
+    "pkpo_mixture_linear": ("PKPO mixture linear:8:1->1:1 (weights blend)", "pkpo", {"pkpo_k": "linear:8:1->1:1"}),
+    "pkpo_adaptive": ("PKPO adaptive k (history, 1..8)", "pkpo", {"pkpo_k": "adaptive:1..8"}),
     # Whatever PKPOConfig() defaults to (the shipped recommendation): a run file records the values it resolved to.
     "pkpo_default": ("PKPO defaults (PKPOConfig())", "pkpo", {}),
 }
-# Every other PKPO method states the PKPOConfig defaults it was first run with (2026-11/12: k = 4, sloo_minus_one,
-# batch scaling), so that changing the shipped defaults does not change what a stored run of it means.
-FIRST_DEFAULTS = {"pkpo_k": 4, "pkpo_estimator": "sloo_minus_one", "scale_rewards": "batch"}
+# Every other PKPO method states its k above and here the PKPOConfig defaults it was first run with (2026-11/12:
+# sloo_minus_one, batch scaling), so that changing the shipped defaults does not change what a stored run of it means.
+FIRST_DEFAULTS = {"pkpo_estimator": "sloo_minus_one", "scale_rewards": "batch"}
 METHODS = {
     name: (label, trainer, overrides if trainer == "grpo" or name == "pkpo_default" else FIRST_DEFAULTS | overrides)
     for name, (label, trainer, overrides) in METHODS.items()
 }
 # The fields that say what a method is; a run file keeps their resolved values (method_config).
-METHOD_FIELDS = ("pkpo_k", "pkpo_estimator", "pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k", "scale_rewards",
-                 "loss_type", "learning_rate", "beta")  # fmt: skip
+METHOD_FIELDS = ("pkpo_k", "pkpo_estimator", "scale_rewards", "loss_type", "learning_rate", "beta")
 # The matrix of issue 20, in the order it is run (every method of one seed before the next seed).
 MATRIX = (
     "grpo", "aa_control", "maxrl", "harmonic", "pkpo_k8", "pkpo_mixture", "harmonic_group", "pkpo_k8_group",

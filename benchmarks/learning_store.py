@@ -23,6 +23,33 @@ def method_config(args) -> dict[str, Any]:
     return {key: getattr(args, key) for key in METHOD_FIELDS if hasattr(args, key)}
 
 
+def comparable_method_config(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A recorded :func:`method_config` in today's spelling, so that run files stored before ``pkpo_k`` took one
+    spec (CHANGELOG.md) still match their method: their ``pkpo_k_schedule`` / ``pkpo_k_mixture`` /
+    ``pkpo_adaptive_k`` (+ ``pkpo_adaptive_k_min``) become the ``pkpo_k`` spec they meant, a k is compared as
+    text (``8`` is ``"8"``), and an estimator without k (``maxrl``) records none."""
+    from pkpo_trl import ESTIMATORS
+
+    config = dict(recorded)
+    schedule, mixture = config.pop("pkpo_k_schedule", None), config.pop("pkpo_k_mixture", None)
+    adaptive, adaptive_min = config.pop("pkpo_adaptive_k", None), config.pop("pkpo_adaptive_k_min", 1)
+    if "pkpo_k" not in config:  # a GRPO run
+        return config
+    if mixture is not None:  # a blend of two plain ks was "linear:8->1"; today that rounds k: "linear:8:1->1:1"
+        head, _, body = mixture.partition(":")
+        ends = body.split("->")
+        blend = head in ("linear", "cosine") and len(ends) == 2 and all(end.isdigit() for end in ends)
+        config["pkpo_k"] = f"{head}:{ends[0]}:1->{ends[1]}:1" if blend else mixture
+    elif adaptive is not None:
+        config["pkpo_k"] = f"adaptive:{adaptive_min}..{schedule or config['pkpo_k']}"
+    elif schedule is not None:
+        config["pkpo_k"] = schedule
+    config["pkpo_k"] = str(config["pkpo_k"])
+    if not ESTIMATORS[config.get("pkpo_estimator", "sloo_minus_one")].uses_k:
+        del config["pkpo_k"]
+    return config
+
+
 def resolved_method_config(setting: Setting, name: str) -> dict[str, Any]:
     """What :func:`method_config` would record for ``METHODS[name]`` under ``setting`` (defaults resolved)."""
     from trl import GRPOConfig
@@ -58,7 +85,8 @@ class RunStore:
         if record.get("setting_fingerprint") != self.fingerprint:
             raise SystemExit(f"{path} was run under another setting (fingerprint differs): move it away or rerun")
         recorded = record["run"].get("method_config")
-        if recorded is not None and recorded != json.loads(json.dumps(resolved_method_config(self.setting, method))):
+        expected = comparable_method_config(json.loads(json.dumps(resolved_method_config(self.setting, method))))
+        if recorded is not None and comparable_method_config(recorded) != expected:
             raise SystemExit(f"{path} was run with another configuration of {method!r} (e.g. older PKPOConfig "
                              f"defaults: {recorded}): move it away or rerun")  # fmt: skip
         return record["run"]

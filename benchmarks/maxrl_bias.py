@@ -6,7 +6,7 @@ MaxRL's truncated maximum-likelihood objective ``J_T = sum_{k<=T} pass@k / k`` h
 
 * ``maxrl`` (``pkpo_estimator="maxrl"``: MaxRL's published ``(r - mean) / mean`` over n, whose sum over the group
   is the published per-sample mean),
-* ``harmonic`` (``pkpo_k_mixture="harmonic"``, T = n, times H_n to undo the normalised weights),
+* ``harmonic`` (``pkpo_k="harmonic"``, T = n, times H_n to undo the normalised weights),
 
 exactly (a sum over the success count c ~ Binomial(n, p)) and by Monte Carlo (``--groups`` groups, ± 1 s.e.),
 against the targets at T = n and T = n - 1.
@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pkpo_trl.annealing import KMixture  # noqa: E402
 from pkpo_trl.estimators import transform_rewards, transform_rewards_mixture  # noqa: E402
+from pkpo_trl.k import KMixture  # noqa: E402
 
 
 def advantages(rewards: torch.Tensor, name: str, n: int) -> torch.Tensor:

@@ -191,9 +191,31 @@ def test_gpu_setting_smoke_on_cpu(bench, tmp_path):
         str(tmp_path / "x"), use_cpu=True, report_to="none", num_generations=16, per_device_train_batch_size=16
     )
     recorded = results["runs"][2]["method_config"]
-    assert (recorded["pkpo_k"], recorded["pkpo_estimator"], recorded["scale_rewards"], recorded["pkpo_k_mixture"]) == (
+    assert (recorded["pkpo_k"], recorded["pkpo_estimator"], recorded["scale_rewards"]) == (
         default.pkpo_k,
         default.pkpo_estimator,
         default.scale_rewards,
-        default.pkpo_k_mixture,
     )
+
+
+def test_runs_stored_under_the_former_k_options_still_match_their_methods(bench, settings):
+    """Run files written before ``pkpo_k`` took one spec record pkpo_k_schedule / pkpo_k_mixture / pkpo_adaptive_k;
+    the store reads them in today's spelling, so each still matches its method (and a changed k would not)."""
+    import learning_store
+
+    stored = sorted((ROOT / "benchmarks" / "results").glob("learning_*_runs/*-seed0.json"))
+    old = [path for path in stored if "pkpo_k_mixture" in json.loads(path.read_text())["run"].get("method_config", {})]
+    assert {path.stem for path in old} >= {"harmonic-seed0", "maxrl-seed0", "pkpo_mixture-seed0", "aa_control-seed0"}
+    for path in old:
+        setting = settings.SETTINGS[path.parent.name.removeprefix("learning_").removesuffix("_runs").split("_")[0]]
+        method = path.stem.removesuffix("-seed0")
+        expected = learning_store.comparable_method_config(learning_store.resolved_method_config(setting, method))
+        recorded = learning_store.comparable_method_config(json.loads(path.read_text())["run"]["method_config"])
+        assert recorded == expected, path
+    former = {"pkpo_k": 4, "pkpo_estimator": "sloo_minus_one", "scale_rewards": "batch"}
+    translate = learning_store.comparable_method_config
+    assert translate({**former, "pkpo_k_schedule": "linear:8->1"})["pkpo_k"] == "linear:8->1"
+    assert translate({**former, "pkpo_k_mixture": "linear:8->1"})["pkpo_k"] == "linear:8:1->1:1"
+    assert translate({**former, "pkpo_k": 8, "pkpo_adaptive_k": "history"})["pkpo_k"] == "adaptive:1..8"
+    assert translate({**former, "pkpo_k_mixture": None})["pkpo_k"] == "4"
+    assert translate({**former, "pkpo_k": 8}) != translate(former)

@@ -170,7 +170,7 @@ def test_successors_in_the_variance_experiment():
 
 
 def test_training_follows_its_k_schedule():
-    """The toy's k per step comes from pkpo_trl.annealing's schedules (spec, KSchedule or int)."""
+    """The toy's k per step comes from the trainer's k spec, pkpo_trl.k.KSpec (a spec string or an int)."""
     r = train_schedules({"anneal": "steps:0=8,3=1"}, steps=5, num_runs=1)
     assert r["anneal"].ks == [8, 8, 8, 1, 1]
     assert train_schedules({"k=4": 4}, steps=124, num_runs=1)["k=4"].ks[123] == 4

@@ -8,8 +8,8 @@ import itertools
 import pytest
 import torch
 
-from pkpo_trl.annealing import KMixture
 from pkpo_trl.estimators import transform_rewards_mixture
+from pkpo_trl.k import KMixture
 from pkpo_trl.k_advisor import advice_table, group_count_distribution, suggest_k
 
 

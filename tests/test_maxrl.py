@@ -1,5 +1,5 @@
 """MaxRL twice (issue 20): the published estimator ``pkpo_estimator="maxrl"`` and its exact PKPO counterpart, the
-harmonic k mixture ``pkpo_k_mixture="harmonic"``. Formula, config, what reaches the loss, and the gradients'
+harmonic k mixture ``pkpo_k="harmonic"``. Formula, config, what reaches the loss, and the gradients'
 expectations (exact over the correct count, and by Monte Carlo)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 from helpers import N_GEN, binary_reward, continuous_reward, train
 
 from pkpo_trl import PKPOConfig
-from pkpo_trl.annealing import KMixture, KMixtureSchedule
 from pkpo_trl.estimators import ESTIMATORS, register_estimator, transform_rewards, transform_rewards_mixture
+from pkpo_trl.k import KMixture, KSpec
 
 
 def maxrl_formula(groups: torch.Tensor) -> torch.Tensor:
@@ -69,17 +69,17 @@ def test_harmonic_mixture_weights_are_one_over_k():
     assert mixture.ks == (1, 2, 3, 4)
     for k, w in mixture.terms:
         assert w == pytest.approx(1 / k / harmonic)
-    assert KMixture.parse(" Harmonic ", k_max=3) == KMixture.harmonic(3)
-    assert KMixtureSchedule.parse("linear:harmonic->1", k_max=8).values == tuple(range(1, 9))
+    assert KSpec.parse(" Harmonic ", k_range=(1, 3)).mixture(0, None) == KMixture.harmonic(3)
+    assert KSpec.parse("linear:harmonic->1", k_range=(1, 8)).values == tuple(range(1, 9))
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("harmonic", "say its size"), ("harmonic:0", "T >= 1"), ("harmonic:x", "'harmonic' or 'harmonic:T'")],
+    [("harmonic", "say its size"), ("harmonic:0", "k must be >= 1"), ("harmonic:x", "'harmonic:x' is not a k spec")],
 )
 def test_harmonic_mixture_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):
-        KMixture.parse(spec)
+        KSpec.parse(spec)
 
 
 def make(tmp_path, **kwargs) -> PKPOConfig:
@@ -87,16 +87,16 @@ def make(tmp_path, **kwargs) -> PKPOConfig:
 
 
 def test_harmonic_mixture_size_defaults_to_the_largest_k_of_the_estimator(tmp_path):
-    assert make(tmp_path, pkpo_k_mixture="harmonic").pkpo_k_mixture == "harmonic"  # the user's string is kept
-    assert KMixtureSchedule.parse("harmonic", make(tmp_path).k_max()).values == tuple(range(1, 9))
-    assert make(tmp_path, pkpo_estimator="l2o").k_max() == 7
-    with pytest.raises(ValueError, match=r"uses k=8 outside \[1, 7\]"):
-        make(tmp_path, pkpo_k_mixture="harmonic:8", pkpo_estimator="l2o")
-    make(tmp_path, pkpo_k_mixture="harmonic", pkpo_estimator="l2o")  # T = 7
+    assert make(tmp_path, pkpo_k="harmonic").pkpo_k == "harmonic"  # the user's string is kept
+    assert make(tmp_path).k_spec().values == tuple(range(1, 9))
+    assert make(tmp_path, pkpo_estimator="l2o").k_range() == (1, 7)
+    with pytest.raises(ValueError, match=r"uses k=8, but .* allow 1 <= k <= 7"):
+        make(tmp_path, pkpo_k="harmonic:8", pkpo_estimator="l2o")
+    assert make(tmp_path, pkpo_k="harmonic", pkpo_estimator="l2o").k_spec().values == tuple(range(1, 8))  # T = 7
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(pkpo_k_mixture="harmonic"), dict(pkpo_k_schedule="linear:8->1"), dict(pkpo_adaptive_k="history")]
+    "kwargs", [dict(pkpo_k="harmonic:8"), dict(pkpo_k=8), dict(pkpo_k="linear:8->1"), dict(pkpo_k="adaptive:1..8")]
 )
 def test_maxrl_with_a_k_option_is_refused(tmp_path, kwargs):
     with pytest.raises(ValueError, match="'maxrl' has no k"):
@@ -108,13 +108,15 @@ def test_maxrl_and_harmonic_reach_the_loss(tmp_path):
     for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
         expected = maxrl_formula(torch.tensor(rewards, dtype=torch.float64).view(-1, N_GEN)).view(-1).float()
         torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
-    trainer = train(tmp_path / "harm", pkpo_k_mixture="harmonic", scale_rewards="none", reward_fn=continuous_reward)
+    assert not any("pkpo/k" in entry for entry in trainer.state.log_history)  # its objective has no k
+    trainer = train(tmp_path / "harm", pkpo_k="harmonic", scale_rewards="none", reward_fn=continuous_reward)
     mixture = KMixture.harmonic(N_GEN).as_dict()
     for rewards, seen in zip(trainer.rewards, trainer.loss_advantages, strict=True):
         expected = transform_rewards_mixture(torch.tensor(rewards).view(-1, N_GEN), mixture).view(-1)
         torch.testing.assert_close(seen.sort().values, expected.sort().values, rtol=1e-5, atol=1e-6)
-    logged = [entry for entry in trainer.state.log_history if "pkpo/k_mixture/w1" in entry]
-    assert logged and logged[0]["pkpo/k_mixture/w1"] == pytest.approx(1 / sum(1 / k for k in range(1, N_GEN + 1)))
+    logged = [entry["pkpo/k"] for entry in trainer.state.log_history if "pkpo/k" in entry]
+    harmonic = sum(1 / k for k in range(1, N_GEN + 1))
+    assert logged and logged[0] == pytest.approx(sum(k * (1 / k) / harmonic for k in range(1, N_GEN + 1)))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ assert biased and max(biased) > 5, biased
 """,
     "04_finetune_pkpo_lora": """
 assert trainer.state.global_step == args.max_steps
-assert "pkpo/pass@1" in history.columns and len(history) == args.max_steps
+assert "pass@k/1" in history.columns and len(history) == args.max_steps
 assert "adapter_model.safetensors" in os.listdir(OUTPUT_DIR)
 """,
     "05_pkpo_in_trl_pipeline": """

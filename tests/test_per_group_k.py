@@ -196,7 +196,7 @@ def _adaptive_mc(p: float, rule: str, groups: int = MC_GROUPS, n: int = MC_N) ->
 
 @pytest.mark.parametrize("p", [0.05, 0.15, 0.3, 0.6])
 def test_mc_adaptive_k_from_history_is_unbiased_and_from_same_samples_is_not(p: float) -> None:
-    """k chosen from an earlier visit (pkpo_adaptive_k="history"): the mean gradient estimate equals the
+    """k chosen from an earlier visit (pkpo_k="adaptive:1..n"): the mean gradient estimate equals the
     expected gradient of pass@k at the chosen k (within 5 SE). k chosen from the very samples it weights:
     biased by many standard errors (the README reports the measured size), so this test can fail."""
     per_group, target = _adaptive_mc(p, "history")

@@ -43,9 +43,10 @@ def test_quickstart_recipe_runs_on_the_real_gguf_model(tmp_path):
     assert (out / "adapter_model.safetensors").exists()
     # What a person sees: a line before the long GGUF load, and a compact line per step (not the metrics dict).
     assert "pkpo-train: loading model gemma-3-270m-gguf (GGUF: de-quantising it to float32)" in result.stdout
-    assert "pkpo-train: training 2 steps · 8 completions per step (1 prompt x 8) · pkpo_k_mixture=harmonic" in (
-        result.stdout
-    )
+    assert (
+        "pkpo-train: training 2 steps · 8 completions per step (1 prompt x 8) · pkpo_k=harmonic, "
+        "pkpo_estimator=sloo_minus_one"
+    ) in result.stdout
     assert re.search(r"^step 2/2 · loss \S+ · reward \S+ · pass@1 \S+ · pass@8 \S+ · k \S+ · ", result.stdout, re.M)
     assert "'grad_norm'" not in result.stdout
     plot = tmp_path / "quickstart-pass_at_k.png"
@@ -55,7 +56,7 @@ def test_quickstart_recipe_runs_on_the_real_gguf_model(tmp_path):
     card = (out / "README.md").read_text()
     assert "| `pkpo/pass@k_at_current_k` |" in card  # the metrics were logged (the card reads log_history)
     assert "| `pass@k/8` |" in card  # pkpo-train adds the fixed-k PassAtKCallback
-    code = card.split("```python\n")[1].split("```")[0]
+    code = card.split("## Loading\n")[1].split("```python\n")[1].split("```")[0]  # TRL's own quick start comes first
     check = code + "\nassert type(model).__name__ == 'PeftModelForCausalLM', type(model)\nprint('loaded')\n"
     loaded = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert loaded.returncode == 0 and "loaded" in loaded.stdout, loaded.stderr[-4000:]

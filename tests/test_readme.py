@@ -67,11 +67,12 @@ def _resolved_pkpo_options(fields: dict[str, Any], tmp_path) -> dict[str, Any]:
     """What ``PKPOConfig`` trains with given ``fields``' PKPO options (a default resolved as PKPOConfig does)."""
     from pkpo_trl import PKPOConfig
 
-    names = ("pkpo_k", "pkpo_estimator", "pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k", "scale_rewards")
+    names = ("pkpo_k", "pkpo_estimator", "scale_rewards")
     given = {name: fields[name] for name in names if name in fields}
     config = PKPOConfig(str(tmp_path), use_cpu=True, report_to="none", num_generations=fields["num_generations"],
                         per_device_train_batch_size=fields["num_generations"], **given)  # fmt: skip
-    return {name: getattr(config, name) for name in names}
+    spec = config.k_spec()  # the k of each step, however it is spelled ("8" or 8, "harmonic" or "harmonic:16")
+    return {**{name: getattr(config, name) for name in names}, "pkpo_k": (spec.kind, spec.points, spec.adaptive_min)}
 
 
 def test_gpu_dropin_snippet_matches_its_recipe(tmp_path):

@@ -42,7 +42,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from oracle import ORACLES, _mean, _others, comb, oracle_rho, oracle_s, oracle_sloo, oracle_zero_sum_loo
 
-import pkpo_trl.estimators as estimators_module
+import pkpo_trl.estimators.inputs as estimators_inputs
 from pkpo_trl.estimators import ESTIMATORS, maxg_at_k, pass_at_k, transform_rewards
 
 SUCCESSORS = ("grpo_passk", "pass_at_k_training", "maxrl")  # k = n / 0-1: test_estimator_successors.py, test_maxrl.py
@@ -69,7 +69,7 @@ def test_transform_matches_enumeration_exhaustive(estimator: str) -> None:
 def test_torch_sort_path_matches_enumeration(estimator: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """On CPU the sort goes through numpy's argsort; the torch.sort path (what CUDA uses) must give the same
     numbers: the exhaustive sweep again, with numpy sorting switched off, including NaN groups."""
-    monkeypatch.setattr(estimators_module, "_NUMPY_SORT_ON_CPU", False)
+    monkeypatch.setattr(estimators_inputs, "_NUMPY_SORT_ON_CPU", False)
     for n in range(1, MAX_N + 1):
         _, other = sweep_rows(n, seed=200 + n)
         with_nan = [row[:-1] + [math.nan] for row in other]
@@ -349,7 +349,7 @@ def test_the_math_imports_neither_trl_nor_transformers() -> None:
     import sys
 
     code = (
-        "import sys, pkpo_trl.estimators, pkpo_trl.estimator_registry; "
+        "import sys, pkpo_trl.estimators; "
         "print(sorted(m for m in ('trl', 'transformers', 'accelerate', 'peft') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

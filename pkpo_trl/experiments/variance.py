@@ -112,7 +112,8 @@ def gradient_variance(
     for k in ks:
         for e in estimators:
             spec = ESTIMATORS[e]
-            if k > n - spec.min_others or (spec.k_is_n and k != n) or (spec.binary_only and not binary):
+            k_min, k_max = spec.k_range(n)
+            if not k_min <= k <= k_max or (spec.binary_only and not binary):
                 result.variance[e].append(math.nan)
                 result.mean[e].append(math.nan)
                 continue

@@ -329,7 +329,7 @@ def test_pass_at_k_agrees_with_maxg_on_binary_groups(bits: list[bool], data: st.
 
 
 # ==================================================================================================
-# 7. Registry (the paper's variance ordering: tests/test_experiments.py, on the toy of pkpo_trl.experiments).
+# 7. Registry (the paper's variance ordering: tests/test_experiments.py, on the toy of experiments/).
 
 
 def test_registry_lists_the_estimators() -> None:

@@ -39,18 +39,13 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = [
-    "BUILTIN_TASKS",
     "HUB_PRESETS",
     "DataArguments",
     "DatasetError",
     "DatasetPreset",
-    "build_prompt",
-    "extract_gold",
-    "generate_arithmetic",
     "load_datasets",
     "load_task",
     "standardize_columns",
-    "supports_system_role",
 ]
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from .annealing import KMixture
 from .estimators import ESTIMATORS, transform_rewards_mixture
 from .estimators.estimates import log_binom
 
-__all__ = ["KAdvice", "advantage_table", "advice_table", "group_count_distribution", "suggest_k"]
+__all__ = ["KAdvice", "advice_table", "suggest_k"]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torch
 
 from .estimators import pass_at_k
 
-__all__ = ["check_reward_values", "combine_rewards", "default_ks", "group_pass_at_k", "mean_se", "prompt_key"]
+__all__ = ["combine_rewards", "default_ks", "group_pass_at_k", "mean_se", "prompt_key"]
 
 
 def prompt_key(prompt: Any) -> str:

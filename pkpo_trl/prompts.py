@@ -14,15 +14,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = [
-    "DEFAULT_CHAT_TEMPLATE",
-    "DEFAULT_PLAIN_TEMPLATE",
-    "NO_SYSTEM_ROLE_MODEL_TYPES",
-    "DatasetError",
-    "PromptFormat",
-    "build_prompt",
-    "supports_system_role",
-]
+__all__ = ["DatasetError", "PromptFormat", "build_prompt", "supports_system_role"]
 
 PromptFormat = Literal["chat", "plain"]
 

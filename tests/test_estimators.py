@@ -342,6 +342,21 @@ def test_registry_lists_the_estimators() -> None:
     torch.testing.assert_close(transform_rewards(g, 2), transform_rewards(g, 2, "sloo_minus_one"))
 
 
+def test_the_public_face_is_the_package_and_the_top_level_math_is_the_same() -> None:
+    """pkpo_trl.estimators is the one import path of the math: every name of its __all__ resolves there, and the
+    math names of pkpo_trl.__all__ are the same objects; the grpo_passk entry is sloo_minus_one's function."""
+    import pkpo_trl
+    import pkpo_trl.estimators as estimators
+
+    assert set(estimators.__all__) == {
+        "ESTIMATORS", "Estimator", "is_binary", "k_from_success_rate", "maxg_at_k", "pass_at_k",
+        "register_estimator", "transform_rewards", "transform_rewards_mixture",
+    }  # fmt: skip
+    for name in set(pkpo_trl.__all__) & set(estimators.__all__):
+        assert getattr(pkpo_trl, name) is getattr(estimators, name)
+    assert ESTIMATORS["grpo_passk"].fn is ESTIMATORS["sloo_minus_one"].fn
+
+
 def test_the_math_imports_neither_trl_nor_transformers() -> None:
     """The estimators are pure torch: a TRL upgrade cannot change them (checked in a fresh interpreter, since
     this one has TRL loaded already). pkpo_trl/__init__ loads the trainer lazily, so only the math is imported."""

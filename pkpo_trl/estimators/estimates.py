@@ -8,8 +8,6 @@ import torch
 
 from .inputs import as_float64, check_k, check_rewards, sort_groups
 
-__all__ = ["binom_ratio", "k_from_success_rate", "log_binom", "maxg_at_k", "pass_at_k"]
-
 
 def log_binom(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """log C(a, b) for float64 tensors, -inf where C(a, b) = 0 (b < 0 or b > a or a < 0)."""

@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["as_float64", "check_k", "check_rewards", "is_binary", "sort_groups"]
-
 
 def as_float64(rewards) -> tuple[torch.Tensor, torch.dtype]:
     """float64 tensor and the output dtype (the input's if floating, else torch's default). In list or

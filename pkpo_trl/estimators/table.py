@@ -10,8 +10,6 @@ import torch
 
 from .estimates import binom_ratio
 
-__all__ = ["ESTIMATORS", "Estimator", "register_estimator"]
-
 # --------------------------------------------------------------------------------------------------
 # Building blocks of the sorted forms. ``r`` holds the 1-based ranks of a group's sorted rewards among its
 # scored rewards (<= 0 for unscored slots, where every weight below is 0), ``n`` and ``k`` the scored count

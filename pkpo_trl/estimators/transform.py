@@ -21,8 +21,6 @@ import torch
 from .inputs import as_float64, check_k, check_rewards, is_binary, sort_groups
 from .table import ESTIMATORS, Estimator
 
-__all__ = ["transform_rewards", "transform_rewards_mixture"]
-
 # --------------------------------------------------------------------------------------------------
 # Applying the weights of the sorted forms.
 

@@ -5,7 +5,7 @@
 - :mod:`.variance`: variance of the gradient estimators vs ``k`` (Figure 4).
 - :mod:`.training`: SGD on ``theta`` with fixed ``k`` and with ``k`` annealing.
 - :mod:`.runner` and ``python -m experiments``: everything at once; the figures are in
-  :mod:`pkpo_trl.plotting`.
+  :mod:`.plots`.
 
 All estimator math comes from :mod:`pkpo_trl.estimators`; nothing here re-implements it.
 """

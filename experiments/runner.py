@@ -195,7 +195,7 @@ def run_toy(cfg: ToyConfig, out: Path | None = None, progress: Any = None) -> di
         "seconds": time.perf_counter() - t0,
     }
     if out is not None:
-        from pkpo_trl.plotting import plot_maxg_vs_theta
+        from .plots import plot_maxg_vs_theta
 
         _save(plot_maxg_vs_theta(thetas.tolist(), curves, optima, mc, cfg.sigma), out / FIGURES["toy"])
         (out / "toy.json").write_text(json.dumps(record, indent=1))
@@ -270,7 +270,7 @@ def run_variance(
         "seconds": time.perf_counter() - t0,
     }
     if out is not None:
-        from pkpo_trl.plotting import plot_variance
+        from .plots import plot_variance
 
         _save(plot_variance(results), out / FIGURES["variance"])
         (out / "variance.json").write_text(json.dumps(record, indent=1))
@@ -326,7 +326,7 @@ def run_training(
         "seconds": time.perf_counter() - t0,
     }
     if out is not None:
-        from pkpo_trl.plotting import plot_training
+        from .plots import plot_training
 
         _save(plot_training(results, cfg.eval_ks, references), out / FIGURES["training"])
         (out / "training.json").write_text(json.dumps(record, indent=1))

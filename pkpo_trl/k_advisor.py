@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .estimator_registry import _log_binom
 from .estimators import ESTIMATORS, transform_rewards_mixture
+from .estimators.estimates import log_binom
 from .k import KMixture
 
-__all__ = ["KAdvice", "advantage_table", "advice_table", "group_count_distribution", "suggest_k"]
+__all__ = ["KAdvice", "advice_table", "suggest_k"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def group_count_distribution(correct: torch.Tensor, num_samples: int, group_size
     c_j = torch.as_tensor(correct, dtype=torch.float64).reshape(-1, 1)
     c = torch.arange(group_size + 1, dtype=torch.float64)
     total, size = (torch.tensor(float(x), dtype=torch.float64) for x in (num_samples, group_size))
-    log_p = _log_binom(c_j, c) + _log_binom(total - c_j, size - c) - _log_binom(total, size)
+    log_p = log_binom(c_j, c) + log_binom(total - c_j, size - c) - log_binom(total, size)
     return torch.exp(log_p)
 
 
@@ -77,11 +77,11 @@ def suggest_k(
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
     spec = ESTIMATORS[estimator]
-    k_max = spec.k_range(group_size)[1]
+    k_min, k_max = spec.k_range(group_size)
     if k_max < 1:
         raise ValueError(f"num_generations={group_size} is too small for estimator {estimator!r}")
     candidates: list[tuple[str, dict[int, float]]] = []
-    if spec.uses_k and not spec.k_is_n:
+    if spec.uses_k and k_min == 1:  # a choice of k (grpo_passk has one k, n; maxrl none)
         ks = list(range(1, k_max + 1)) if ks is None else sorted(set(ks))
         if bad := [k for k in ks if not 1 <= k <= k_max]:
             raise ValueError(f"k={bad} outside [1, {k_max}] for estimator {estimator!r} and groups of {group_size}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import datasets
 
-from .prompts import DatasetError, PromptFormat, _check_few_shot, _check_prompt_template, build_prompt
+from .prompts import DatasetError, PromptFormat, build_prompt, check_few_shot, check_prompt_template
 
 __all__ = ["BUILTIN_TASKS", "generate_arithmetic"]
 
@@ -24,7 +24,7 @@ _OPERATORS: dict[str, tuple[str, Callable[[list[int]], int]]] = {
 }
 BUILTIN_TASKS = tuple(_OPERATORS)
 _TEST_FRACTION = 0.2  # share of each task's problem space reserved for the test split
-_TEST_SPLITS = ("test", "eval", "validation")
+TEST_SPLITS = ("test", "eval", "validation")
 
 
 def _split_of(problem: str) -> str:
@@ -89,9 +89,9 @@ def generate_arithmetic(
         raise DatasetError(f"Unknown built-in task {task!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}.")
     if digits < 1 or num_operands < 2:
         raise ValueError(f"Need digits >= 1 and num_operands >= 2, got {digits} and {num_operands}.")
-    _check_few_shot(few_shot, "few_shot")
-    _check_prompt_template(prompt_template)  # unused by plain prompts, but a wrong one is refused all the same
-    split = "test" if split in _TEST_SPLITS else split
+    check_few_shot(few_shot, "few_shot")
+    check_prompt_template(prompt_template)  # unused by plain prompts, but a wrong one is refused all the same
+    split = "test" if split in TEST_SPLITS else split
     if split != "train" and split != "test":
         raise DatasetError(f"Built-in task {task!r} has the splits 'train' and 'test', not {split!r}.")
     symbol, evaluate = _OPERATORS[task]

@@ -3,7 +3,7 @@
 Every method trains on the same prompts with the same seeds, sampling budget, learning rate and optimiser;
 only the advantages differ. The training prompts solved at least once are counted by
 :class:`pkpo_trl.callbacks.PassAtKCallback` (identically for both trainers), and the held-out pass@k is
-measured by :func:`pkpo_trl.evaluate.evaluate_model` (unbiased estimator, ``eval_samples`` samples per
+measured by :func:`pkpo_trl.evaluation.evaluate_model` (unbiased estimator, ``eval_samples`` samples per
 prompt at temperature 1). Numbers are mean ± standard error over seeds.
 
 Settings (``--setting``):
@@ -71,7 +71,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
 
 from pkpo_trl import pass_at_k  # noqa: E402
 from pkpo_trl.callbacks import PassAtKCallback, prompt_key  # noqa: E402
-from pkpo_trl.evaluate import SamplingSettings, evaluate_model  # noqa: E402
+from pkpo_trl.evaluation import SamplingSettings, evaluate_model  # noqa: E402
 from pkpo_trl.rewards import get_reward_funcs  # noqa: E402
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2  # noqa: E402
 

@@ -4,6 +4,7 @@ input refused before any generation."""
 
 from __future__ import annotations
 
+import graphlib
 import itertools
 import json
 import logging
@@ -17,9 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, package_imports
 
 from pkpo_trl.data import DatasetError
-from pkpo_trl.evaluate import CacheError, EvalInputError, parse_and_run, resolve_model
+from pkpo_trl.evaluation import CacheError, EvalArguments, EvalInputError, SamplingSettings, prepare
+from pkpo_trl.evaluation.cli import parse_and_run, parse_args
+from pkpo_trl.evaluation.models import resolve_model
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 N = 8
@@ -259,7 +263,6 @@ def test_unreadable_or_foreign_cache_is_refused_before_generation(full_run, work
 
 def test_a_pkpo_train_run_directory_supplies_base_model_data_and_sampling(workdir, tmp_path):
     from pkpo_trl.data import DataArguments
-    from pkpo_trl.evaluate import EvalArguments, prepare
 
     run = tmp_path / "run"
     shutil.copytree(workdir / "adapter_a", run)
@@ -286,7 +289,7 @@ def test_a_pkpo_train_run_directory_supplies_base_model_data_and_sampling(workdi
 
 def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
     exe = shutil.which("pkpo-eval", path=str(Path(sys.executable).parent))
-    cmd = [exe] if exe else [sys.executable, "-m", "pkpo_trl.evaluate"]
+    cmd = [exe] if exe else [sys.executable, "-m", "pkpo_trl.evaluation"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(
         [*cmd, "./no/such/model", "--output_dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
@@ -300,23 +303,23 @@ def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
 def test_prompt_computed_once_per_prompt_gives_the_samples_of_computing_it_per_sample(greedy):
     import torch
 
-    from pkpo_trl.evaluate import SamplingSettings, _generate
+    from pkpo_trl.evaluation.sampling import generate_batch
 
     tokenizer = build_char_tokenizer()
     model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
     texts = ["12+35=47\n23+58=81\n1+2=", "7+7=", "123+4="]  # different lengths: left padding
     settings = SamplingSettings(num_samples=8, max_new_tokens=8)
     torch.manual_seed(0)
-    per_sample = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=False)
+    per_sample = generate_batch(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=False)
     torch.manual_seed(0)
-    shared = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
+    shared = generate_batch(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
     assert shared == per_sample
     assert len(set(per_sample)) > 1  # not one degenerate string
 
 
 @pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (5, 0.9)])
 def test_a_prompts_samples_do_not_depend_on_the_batch_it_is_sampled_in(top_k, top_p):
-    from pkpo_trl.evaluate import SamplingSettings, sample_completions
+    from pkpo_trl.evaluation import sample_completions
 
     tokenizer = build_char_tokenizer()
     model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
@@ -336,7 +339,7 @@ def test_a_prompts_samples_do_not_depend_on_the_batch_it_is_sampled_in(top_k, to
 def test_pass_at_k_stats_over_prompts():
     import torch
 
-    from pkpo_trl.evaluate import pass_at_k_stats
+    from pkpo_trl.evaluation import pass_at_k_stats
 
     rewards = torch.zeros(3, 16)
     rewards[1] = 1.0
@@ -374,7 +377,6 @@ def test_suggest_k_prints_and_stores_the_k_advice(workdir, capsys):
 
 def test_a_run_trained_on_one_local_file_is_not_evaluated_on_its_training_prompts_as_test(workdir, tmp_path):
     from pkpo_trl.data import DataArguments
-    from pkpo_trl.evaluate import EvalArguments, prepare
 
     run = tmp_path / "run"
     shutil.copytree(workdir / "adapter_a", run)
@@ -396,8 +398,6 @@ def test_a_run_trained_on_one_local_file_is_not_evaluated_on_its_training_prompt
 
 
 def test_model_paths_may_follow_options_on_the_command_line(workdir):
-    from pkpo_trl.evaluate import parse_args
-
     # "Some specified arguments are not used by the HfArgumentParser" for a model path after an option.
     args, data_args = parse_args(["--num_samples", "4", str(workdir / "model_a"), "--seed", "2", "b"])
     assert args.models == [str(workdir / "model_a"), "b"] and (args.num_samples, args.seed) == (4, 2)
@@ -409,8 +409,6 @@ def test_model_paths_may_follow_options_on_the_command_line(workdir):
 
 
 def test_help_shows_the_positional_models_an_example_config_and_only_evaluation_options(capsys):
-    from pkpo_trl.evaluate import parse_args
-
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--help"])
     assert exit_info.value.code == 0
@@ -480,3 +478,13 @@ def test_a_reward_that_is_not_a_number_is_refused_as_in_training(workdir):
                 str(workdir / "reward_as_text"),
             ]
         )
+
+
+def test_the_evaluation_modules_import_one_way_and_the_old_shim_is_gone():
+    modules = [f"pkpo_trl.evaluation.{p.stem}" for p in sorted((ROOT / "pkpo_trl" / "evaluation").glob("*.py"))]
+    modules = [m for m in modules if not m.endswith(("__init__", "__main__"))]
+    graph = {m: {i for i in package_imports(m) if i in modules} for m in modules}
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a circle
+    assert order.index("pkpo_trl.evaluation.plan") < order.index("pkpo_trl.evaluation.runner")
+    assert order.index("pkpo_trl.evaluation.runner") < order.index("pkpo_trl.evaluation.cli")
+    assert not (ROOT / "pkpo_trl" / "evaluate.py").exists()  # the old import path's re-export shim

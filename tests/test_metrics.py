@@ -32,10 +32,7 @@ def test_pass_at_k_with_se_from_success_counts_agrees_with_the_group_table():
 def test_old_import_locations_still_work():
     import pkpo_trl.metrics as metrics
     from pkpo_trl.callbacks import combine_rewards, group_pass_at_k, prompt_key
-    from pkpo_trl.evaluate import default_ks as eval_default_ks
-    from pkpo_trl.evaluate import pass_at_k_stats  # noqa: F401
 
     assert (combine_rewards, group_pass_at_k, prompt_key) == (
         metrics.combine_rewards, metrics.group_pass_at_k, metrics.prompt_key,
     )  # fmt: skip
-    assert eval_default_ks is metrics.default_ks

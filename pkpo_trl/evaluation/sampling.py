@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["Sampler", "SamplingSettings", "TransformersSampler", "VLLMSampler", "make_sampler", "sample_completions"]
+__all__ = ["Sampler", "SamplingSettings", "TransformersSampler", "VLLMSampler", "generate_batch", "make_sampler",
+           "sample_completions"]  # fmt: skip
 
 
 @dataclass
@@ -117,7 +118,7 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
-def _generate(
+def generate_batch(
     model,
     tokenizer,
     texts: list[str],
@@ -189,11 +190,11 @@ class TransformersSampler(Sampler):
         plain = all(isinstance(p, str) for p in prompts)
         texts = [_prompt_text(tokenizer, p) for p in prompts]
         n = settings.num_samples
-        flat = _generate(model, tokenizer, texts, plain, n, settings, greedy=False, seeds=seeds)
+        flat = generate_batch(model, tokenizer, texts, plain, n, settings, greedy=False, seeds=seeds)
         samples = [flat[j * n : (j + 1) * n] for j in range(len(texts))]
         greedy: list[str | None] = [None] * len(texts)
         if settings.greedy:
-            greedy = list(_generate(model, tokenizer, texts, plain, 1, settings, greedy=True))
+            greedy = list(generate_batch(model, tokenizer, texts, plain, 1, settings, greedy=True))
         return samples, greedy
 
 

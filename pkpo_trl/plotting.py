@@ -2,8 +2,8 @@
 curves, and the toy reproductions' figures (paper Figures 1 and 4, training curves).
 
 :func:`plot_pass_at_k` and :func:`plot_pass_at_k_curves` write a PNG (training machines have no display); the
-toy figures return a :class:`matplotlib.figure.Figure` and draw nothing else, for callers (notebooks,
-``pkpo_trl.experiments``) to save or show.
+toy figures return a :class:`matplotlib.figure.Figure` and draw nothing else, for callers (notebooks, the toy
+experiments) to save or show. The module imports nothing of the package: each plot takes its data as arguments.
 """
 
 from __future__ import annotations
@@ -11,14 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-
-if TYPE_CHECKING:
-    from .experiments.training import TrainingResult
-    from .experiments.variance import VarianceResult
 
 __all__ = [
     "ESTIMATOR_STYLE",
@@ -141,7 +137,7 @@ def plot_pass_at_k_curves(
     """Plot pass@k against k (log-2 axis), one line per model, with ±1 standard error bands.
 
     Args:
-        results: the output of :func:`pkpo_trl.evaluate.run` (``results.json``): ``settings.ks`` and, per
+        results: the output of :func:`pkpo_trl.evaluation.run` (``results.json``): ``settings.ks`` and, per
             model, ``pass@k[k] = {"mean", "se"}``.
         path: the PNG to write.
         title: figure title (default: prompts × samples).
@@ -182,7 +178,7 @@ def plot_pass_at_k_curves(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The toy reproductions (pkpo_trl.experiments)
+# The toy reproductions (the experiments' figures)
 # ---------------------------------------------------------------------------------------------------------
 
 ESTIMATOR_STYLE: dict[str, dict] = {
@@ -232,9 +228,10 @@ def plot_maxg_vs_theta(
     return fig
 
 
-def plot_variance(results: Sequence[VarianceResult]) -> Figure:
+def plot_variance(results: Sequence[Any]) -> Figure:
     """Paper Figure 4: variance of the per-group gradient estimate vs ``k`` (log y), one panel per ``theta``
-    (continuous rewards, then the binary variant)."""
+    (continuous rewards, then the binary variant). Each result has ``ks``, ``variance`` (estimator -> one
+    variance per k), ``theta``, ``n`` and ``binary`` (the toy experiments' ``VarianceResult``)."""
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4), squeeze=False)
     for ax, res in zip(axes[0], results):
         for e, var in res.variance.items():
@@ -257,11 +254,13 @@ def plot_variance(results: Sequence[VarianceResult]) -> Figure:
 
 
 def plot_training(
-    results: Mapping[str, Mapping[str, TrainingResult]],
+    results: Mapping[str, Mapping[str, Any]],
     eval_ks: Sequence[int] = (1, 8),
     references: Mapping[int, tuple[float, float]] | None = None,
 ) -> Figure:
     """Training curves: one row per start, columns ``theta`` and ``maxg@k`` for each ``k`` in ``eval_ks``.
+    ``results[start][name]`` has ``theta_mean``, ``theta_std`` and ``maxg``, ``maxg_std`` (k -> one value per
+    step): the toy experiments' ``TrainingResult``.
 
     Lines are means over runs, bands one standard deviation. ``references`` (``k -> (theta*, max)``) draws
     the optimum of each evaluated ``k`` as dashed lines.

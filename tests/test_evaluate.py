@@ -207,6 +207,40 @@ def test_a_reward_raising_on_one_completion_scores_it_failed_and_warns_once(full
     assert model["correct"] == expected
 
 
+def test_a_model_retrained_into_the_same_directory_does_not_get_the_old_samples(workdir, tmp_path):
+    # Issue 29 case 1: the header named the model by its path, so the old numbers came back with num_generated 0.
+    model = save_tiny(tmp_path / "model")
+    args = [str(model), "--labels", "m", "--output_dir", str(tmp_path / "out"), *data_options(workdir),
+            *sampling_options()]  # fmt: skip
+    first = parse_and_run(args)["models"]["m"]
+    cache = tmp_path / "out" / "samples" / "m.jsonl"
+    old_samples = [r["samples"] for r in cache_records(cache, "samples")]
+    assert first["num_generated"] == 4
+    save_tiny(model, seed=1, initializer_range=0.5)  # "retrained": other weights, same path
+    with pytest.raises(CacheError, match=r"holds samples of other weights \(model files changed since: "
+                       r"config\.json, model\.safetensors; e\.g\. a model retrained"):  # fmt: skip
+        parse_and_run(args)
+    again = parse_and_run([*args, "--overwrite_cache", "true"])["models"]["m"]
+    assert again["num_generated"] == 4
+    assert [r["samples"] for r in cache_records(cache, "samples")] != old_samples
+
+
+def test_settings_that_do_not_change_the_samples_do_not_block_resuming(full_run, workdir, tmp_path):
+    # The same weights at another path, another batch size, no greedy completions: everything comes from the cache.
+    results, out = full_run
+    shutil.copytree(out / "samples", tmp_path / "samples")
+    moved = shutil.copytree(workdir / "model_a", tmp_path / "moved_model")
+    again = parse_and_run(
+        [str(moved), "--labels", "a", "--seed", "3", "--output_dir", str(tmp_path), *data_options(workdir),
+         *sampling_options(batch_size=3)]
+    )["models"]["a"]  # fmt: skip
+    assert again["num_generated"] == 0
+    assert (again["pass@k"], again["correct"]) == (results["models"]["a"]["pass@k"], results["models"]["a"]["correct"])
+    with pytest.raises(CacheError, match=r"other settings \(sampling\.max_new_tokens: 4 -> 5\)"):
+        parse_and_run([str(moved), "--labels", "a", "--seed", "3", "--output_dir", str(tmp_path),
+                       *data_options(workdir), *sampling_options(max_new_tokens=5)])  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Bad input: refused before any generation (no sample is ever written)
 # ---------------------------------------------------------------------------------------------------------

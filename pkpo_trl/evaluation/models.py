@@ -16,8 +16,8 @@ from .. import deprecations  # noqa: F401  (hides transformers' renaming warning
 from ..run_dir import RUN_CONFIG_FILE
 from .errors import EvalInputError
 
-__all__ = ["ADAPTER_CONFIG_FILE", "ModelSpec", "adapter_rank", "by_base", "check_adapter", "load_config",
-           "load_model", "load_vllm_engine", "resolve_model"]  # fmt: skip
+__all__ = ["ADAPTER_CONFIG_FILE", "ModelSpec", "adapter_rank", "by_base", "check_adapter", "default_device",
+           "load_config", "load_model", "load_vllm_engine", "resolve_dtype", "resolve_model"]  # fmt: skip
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 
@@ -140,14 +140,24 @@ def check_adapter(spec: ModelSpec, config) -> None:
                 )
 
 
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``dtype`` with ``"auto"`` made concrete: bfloat16 on a GPU, float32 on a CPU."""
+    if dtype == "auto":
+        return "bfloat16" if device == "cuda" else "float32"
+    return dtype
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(spec: ModelSpec, dtype: str = "auto", device: str | None = None, adapter: bool = True):
     """``(model, tokenizer)`` of ``spec`` in eval mode, its adapter (unless ``adapter=False``) merged into the
     weights."""
     from ..models import load_model_and_tokenizer
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype == "auto":
-        dtype = "bfloat16" if device == "cuda" else "float32"
+    device = device or default_device()
+    dtype = resolve_dtype(dtype, device)
     model, tokenizer = load_model_and_tokenizer(spec.base, gguf_file=spec.gguf_file, torch_dtype=dtype)
     if spec.adapter and adapter:
         from peft import PeftModel

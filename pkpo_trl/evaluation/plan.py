@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,8 @@ from ..metrics import default_ks
 from ..rewards import get_reward_funcs
 from .cache import SampleCache
 from .errors import EvalInputError
-from .models import ModelSpec, by_base, check_adapter, load_config, resolve_model
+from .fingerprint import FileHashes, model_fingerprint
+from .models import ModelSpec, by_base, check_adapter, default_device, load_config, resolve_dtype, resolve_model
 from .options import TRAIN_ONLY_DATA_FIELDS, EvalArguments
 from .sampling import SamplingSettings
 
@@ -83,6 +84,31 @@ def _unique_labels(specs: list[ModelSpec]) -> None:
             spec.label = f"{base}-{seen[base]}"
 
 
+def _open_caches(specs: list[ModelSpec], settings: SamplingSettings, args: EvalArguments) -> dict[str, SampleCache]:
+    """Each model's :class:`SampleCache`, its header the content fingerprint of base model and adapter and the
+    settings that change samples (the dtype among them)."""
+    samples = Path(args.output_dir) / "samples"
+    hashes = FileHashes(samples / "file_hashes.json")
+    from ..models import resolve_model_path
+
+    fingerprints: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for base, gguf_file in by_base(specs):
+        fingerprints[base, gguf_file] = model_fingerprint(*resolve_model_path(base, gguf_file), hashes)
+    dtype = resolve_dtype(args.dtype, default_device()) if settings.engine == "transformers" else args.dtype
+    caches: dict[str, SampleCache] = {}
+    for spec in specs:
+        model = {
+            "base": fingerprints[spec.base, spec.gguf_file],
+            "adapter": model_fingerprint(spec.adapter, None, hashes) if spec.adapter else None,
+        }
+        header = {"model": model, "sampling": {**settings.identity(), "dtype": dtype}}
+        info = {"model": spec.identity()}  # paths, for the reader: not compared
+        caches[spec.label] = SampleCache(
+            samples / f"{spec.label}.jsonl", header, overwrite=args.overwrite_cache, info=info
+        )
+    return caches
+
+
 def prepare(args: EvalArguments, data_args: DataArguments) -> EvalPlan:
     """Resolve and check everything that can be wrong before any generation: models, adapters, data, rewards,
     caches."""
@@ -138,14 +164,7 @@ def prepare(args: EvalArguments, data_args: DataArguments) -> EvalPlan:
             import vllm  # noqa: F401
         except ImportError as exc:
             raise EvalInputError("--use_vllm needs vLLM: pip install 'pkpo-trl[vllm]'.") from exc
-    caches = {
-        spec.label: SampleCache(
-            Path(args.output_dir) / "samples" / f"{spec.label}.jsonl",
-            {"model": spec.identity(), "sampling": asdict(settings)},
-            overwrite=args.overwrite_cache,
-        )
-        for spec in specs
-    }
+    caches = _open_caches(specs, settings, args)
     threshold = 1.0 if args.success_threshold is None else args.success_threshold
     return EvalPlan(
         args, data_args, specs, dataset, split, reward_funcs, reward_names, weights, threshold, settings, ks, caches

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -34,6 +34,11 @@ class SamplingSettings:
     batch_size: int = 64
     greedy: bool = False
     engine: str = "transformers"
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a prompt's samples depend on: all but ``batch_size`` (samples are seeded per prompt) and
+        ``greedy`` (a greedy completion is stored beside the samples, not instead of them)."""
+        return {key: value for key, value in asdict(self).items() if key not in ("batch_size", "greedy")}
 
 
 def _prompt_text(tokenizer, prompt: Any) -> str:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -239,6 +240,33 @@ def test_settings_that_do_not_change_the_samples_do_not_block_resuming(full_run,
     with pytest.raises(CacheError, match=r"other settings \(sampling\.max_new_tokens: 4 -> 5\)"):
         parse_and_run([str(moved), "--labels", "a", "--seed", "3", "--output_dir", str(tmp_path),
                        *data_options(workdir), *sampling_options(max_new_tokens=5)])  # fmt: skip
+
+
+def test_a_cache_has_one_writer_a_second_process_is_refused_naming_cache_and_lock(workdir, tmp_path):
+    # Issue 29 case 4: two processes on one cache mixed their samples (one rewrote the header, one appended).
+    cache = tmp_path / "samples" / "b.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pkpo_trl.evaluation import SampleCache; "
+         f"c = SampleCache({str(cache)!r}, {{}}); print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        args = [str(workdir / "model_a"), str(workdir / "model_b"), "--labels", "a", "b", "--output_dir",
+                str(tmp_path), "--overwrite_cache", "true", *data_options(workdir), *sampling_options()]  # fmt: skip
+        with pytest.raises(CacheError) as error:
+            parse_and_run(args)
+        lock = f"{cache}.lock"
+        assert str(error.value) == (
+            f"The sample cache {cache} is being written by another pkpo-eval (pid {holder.pid} on "
+            f"{socket.gethostname()}; lock file {lock}): wait for it to finish, or use another --output_dir."
+        )
+        assert json.loads(cache.read_text().splitlines()[0]) == {"kind": "header", "version": 3, "info": {}}
+    finally:
+        holder.kill()
+        holder.wait()
+    results = parse_and_run(args)  # the holder gone, its lock is too (and a's lock was released on the error)
+    assert [results["models"][label]["num_generated"] for label in "ab"] == [4, 4]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -3,13 +3,20 @@ stopped and a re-score with another reward generates nothing.
 
 Its header holds what the samples depend on: the content fingerprint of the model's files
 (:mod:`.fingerprint`) and the sampling settings that change samples. A cache is reused exactly when these match;
-anything else (the model's path, ``batch_size``, whether greedy completions are wanted) may differ."""
+anything else (the model's path, ``batch_size``, whether greedy completions are wanted) may differ.
+
+One writer per cache: a cache is opened under an exclusive lock on ``<cache>.lock`` (``flock``, released by the
+system when the process ends, even by SIGKILL). A second process that opens the same cache is refused at once
+with a message naming both files, rather than waiting an unknown time for a run that may take hours."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
+import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,11 +101,42 @@ class SampleCache:
         self.info = info or {}
         self.samples: dict[str, tuple[list[str], str | None]] = {}
         self.scores: dict[tuple[str, str, str], tuple[list[float], float | None]] = {}
-        if self.path.exists() and not overwrite:
-            self._read()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({**self.header, _INFO: self.info}) + "\n")
+        self._lock_fd: int | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            if self.path.exists() and not overwrite:
+                self._read()
+            else:
+                self.path.write_text(json.dumps({**self.header, _INFO: self.info}) + "\n")
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock(self) -> None:
+        lock = self.path.with_name(f"{self.path.name}.lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise CacheError(
+                f"The sample cache {self.path} is being written by another pkpo-eval ({holder}; lock file {lock}): "
+                "wait for it to finish, or use another --output_dir."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the cache's lock (also when the object is collected or the process ends)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
     def _read(self) -> None:
         try:

@@ -96,16 +96,21 @@ def _open_caches(specs: list[ModelSpec], settings: SamplingSettings, args: EvalA
         fingerprints[base, gguf_file] = model_fingerprint(*resolve_model_path(base, gguf_file), hashes)
     dtype = resolve_dtype(args.dtype, default_device()) if settings.engine == "transformers" else args.dtype
     caches: dict[str, SampleCache] = {}
-    for spec in specs:
-        model = {
-            "base": fingerprints[spec.base, spec.gguf_file],
-            "adapter": model_fingerprint(spec.adapter, None, hashes) if spec.adapter else None,
-        }
-        header = {"model": model, "sampling": {**settings.identity(), "dtype": dtype}}
-        info = {"model": spec.identity()}  # paths, for the reader: not compared
-        caches[spec.label] = SampleCache(
-            samples / f"{spec.label}.jsonl", header, overwrite=args.overwrite_cache, info=info
-        )
+    try:
+        for spec in specs:
+            model = {
+                "base": fingerprints[spec.base, spec.gguf_file],
+                "adapter": model_fingerprint(spec.adapter, None, hashes) if spec.adapter else None,
+            }
+            header = {"model": model, "sampling": {**settings.identity(), "dtype": dtype}}
+            info = {"model": spec.identity()}  # paths, for the reader: not compared
+            caches[spec.label] = SampleCache(
+                samples / f"{spec.label}.jsonl", header, overwrite=args.overwrite_cache, info=info
+            )
+    except BaseException:  # release the locks already taken: the error ends this evaluation
+        for cache in caches.values():
+            cache.close()
+        raise
     return caches
 
 

@@ -178,7 +178,16 @@ def _k_advice(plan: EvalPlan, results: dict[str, Any]) -> None:
 
 
 def run(plan: EvalPlan) -> dict[str, Any]:
-    """Evaluate every model of ``plan``; write results.json and the plot; print the table. Returns the results."""
+    """Evaluate every model of ``plan``; write results.json and the plot; print the table; release the caches'
+    locks. Returns the results."""
+    try:
+        return _run(plan)
+    finally:
+        for cache in plan.caches.values():
+            cache.close()
+
+
+def _run(plan: EvalPlan) -> dict[str, Any]:
     args = plan.args
     results: dict[str, Any] = {
         "settings": {

@@ -349,6 +349,35 @@ def test_a_pkpo_train_run_directory_supplies_base_model_data_and_sampling(workdi
     assert (plan.settings.temperature, plan.settings.max_new_tokens, plan.success_threshold) == (0.7, 5, 0.5)
 
 
+def test_an_option_the_user_gave_wins_over_the_runs_even_when_it_equals_the_default(workdir, tmp_path):
+    # Issue 29 case 3: trained with task_digits 1, `pkpo-eval RUN --task_digits 2` (2 is the default) evaluated 1-digit
+    # problems; --task_digits 3 was honoured.
+    run = tmp_path / "run"
+    shutil.copytree(workdir / "adapter_a", run)
+    run_config = {
+        "script": {"reward_funcs": ["test_evaluate:has_one"], "gguf_file": None},
+        "data": {"dataset_name": "addition", "task_digits": 1, "prompt_format": "plain"},
+        "model": {"model_name_or_path": str(workdir / "model_a")},
+        "training": {},
+    }
+    (run / "pkpo_run_config.json").write_text(json.dumps(run_config))
+    common = [str(run), "--num_examples", "6", "--num_samples", "4", "--output_dir", str(tmp_path)]
+    config = tmp_path / "eval.yaml"
+    config.write_text("task_digits: 2\n")
+    for extra, digits in [
+        ([], 1),
+        (["--task_digits", "2"], 2),
+        (["--task_digits=2"], 2),
+        (["--config", str(config)], 2),
+    ]:
+        plan = prepare(*parse_args([*common, *extra]))
+        assert plan.data_args.task_digits == digits, extra
+        answers = [int(answer) for answer in plan.dataset["answer"]]
+        assert (max(answers) <= 18) if digits == 1 else (min(answers) >= 20), (extra, answers)
+        for cache in plan.caches.values():
+            cache.close()
+
+
 def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
     exe = shutil.which("pkpo-eval", path=str(Path(sys.executable).parent))
     cmd = [exe] if exe else [sys.executable, "-m", "pkpo_trl.evaluation"]

@@ -99,7 +99,23 @@ def parse_args(argv: Sequence[str]) -> tuple[EvalArguments, DataArguments]:
     if unknown := [item for item in remaining if item.startswith("-")]:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.models = [*args.models, *remaining]
+    args.typed = _typed_options(parser, list(argv))
     return args, data_args
+
+
+def _typed_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The options given on the command line or in its ``--config`` file: they win over a run directory's values,
+    even where they equal the default."""
+    typed = set()
+    if "--config" in argv and argv.index("--config") + 1 < len(argv):
+        import yaml
+
+        with open(argv[argv.index("--config") + 1]) as f:
+            typed.update(yaml.safe_load(f) or {})
+    for action in parser._actions:
+        if any(item == option or item.startswith(f"{option}=") for option in action.option_strings for item in argv):
+            typed.add(action.dest)
+    return typed
 
 
 def parse_and_run(argv: Sequence[str]) -> dict[str, Any]:

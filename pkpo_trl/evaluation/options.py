@@ -12,9 +12,10 @@ __all__ = ["EvalArguments"]
 
 @dataclass
 class EvalArguments:
-    """Options of `pkpo-eval`. Options left unset (None), and data options left at their defaults, are taken from
-    the first `pkpo-train` run directory among ``--models`` (its ``pkpo_run_config.json``), else from the defaults
-    stated."""
+    """Options of `pkpo-eval`. Options the user did not give (on the command line or in the --config file) are taken
+    from the first `pkpo-train` run directory among ``--models`` (its ``pkpo_run_config.json``), else from the
+    defaults stated. (In Python, where what was given cannot be told from a default, ``typed`` names them; a data
+    option at its default is taken from the run.)"""
 
     models: list[str] = field(
         default_factory=list,
@@ -125,6 +126,10 @@ class EvalArguments:
     estimator: str = field(
         default="sloo_minus_one", metadata={"help": "PKPO estimator the k advisor assumes (pkpo_estimator)."}
     )
+
+    # The options the user gave (command line or --config file), which a run directory's values never replace; set
+    # by the command line's parser. Not an option itself (init=False: HfArgumentParser skips it).
+    typed: set[str] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:

@@ -43,7 +43,8 @@ class EvalPlan:
 
 
 def _apply_run_config(args: EvalArguments, data_args: DataArguments, specs: list[ModelSpec]) -> None:
-    """Fill unset options from the first run directory's config (data fields left at their defaults, too)."""
+    """Fill the options the user did not give (``args.typed``) from the first run directory's config: those left
+    unset (None), and data options at their defaults."""
     runs = [s for s in specs if s.run_config is not None]
     if not runs:
         return
@@ -58,7 +59,8 @@ def _apply_run_config(args: EvalArguments, data_args: DataArguments, specs: list
             )  # fmt: skip
     defaults = DataArguments()
     for f in fields(DataArguments):
-        if f.name in run.get("data", {}) and getattr(data_args, f.name) == getattr(defaults, f.name):
+        given = f.name in args.typed or getattr(data_args, f.name) != getattr(defaults, f.name)
+        if f.name in run.get("data", {}) and not given:
             setattr(data_args, f.name, run["data"][f.name])
     data_args.__post_init__()
     training, script = run.get("training", {}), run.get("script", {})

@@ -307,6 +307,15 @@ def test_bad_input_is_refused_before_generation(workdir, tmp_path, case, error, 
     assert no_samples_written(tmp_path)
 
 
+def test_a_mistyped_local_path_is_reported_as_missing_not_tried_on_the_hub(tmp_path, monkeypatch):
+    # `runs/quickstrat` was tried as a hub id "org/name": 5 network retries, then "Cannot load the model".
+    (tmp_path / "runs" / "quickstart").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EvalInputError) as error:
+        resolve_model("runs/quickstrat")
+    assert str(error.value) == "Model 'runs/quickstrat': no such file or directory (did you mean 'runs/quickstart'?)"
+
+
 def test_unreadable_or_foreign_cache_is_refused_before_generation(full_run, workdir, tmp_path):
     _, out = full_run
     (tmp_path / "samples").mkdir()

@@ -4,6 +4,7 @@ loaded, and the loading itself (transformers, or one vLLM engine per base model)
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -38,8 +39,21 @@ class ModelSpec:
 
 
 def _looks_like_path(name: str) -> bool:
-    # A hub id is "name" or "org/name"; anything else with a separator or a leading ./ ~ is a local path.
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    # A hub id is "name" or "org/name"; anything else with a separator or a leading ./ ~ is a local path, and so is
+    # "dir/name" where dir is a local directory (`runs/quickstrat`: a typo, not a hub id to try 5 times online).
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+        return True
+    return "/" in name and Path(name).parent.is_dir()
+
+
+def _missing_path_message(entry: str) -> str:
+    path = Path(entry).expanduser()
+    message = f"Model {entry!r}: no such file or directory."
+    if path.parent.is_dir():
+        siblings = [p.name for p in path.parent.iterdir()]
+        if close := difflib.get_close_matches(path.name, siblings, n=1):
+            message = message[:-1] + f" (did you mean {str(path.parent / close[0])!r}?)"
+    return message
 
 
 def resolve_model(entry: str, adapter: str | None = None, label: str | None = None, gguf_file: str | None = None):
@@ -76,7 +90,7 @@ def resolve_model(entry: str, adapter: str | None = None, label: str | None = No
             raise EvalInputError(f"The adapter {entry} does not name its base model; pass it with --adapters.")
         return ModelSpec(spec_label, base, gguf_file, str(path))
     if entry != DEMO_MODEL and not path.exists() and _looks_like_path(entry):
-        raise EvalInputError(f"Model {entry!r}: no such file or directory.")
+        raise EvalInputError(_missing_path_message(entry))
     if adapter is not None and not (Path(adapter) / ADAPTER_CONFIG_FILE).is_file():
         raise EvalInputError(f"Adapter {adapter!r}: no {ADAPTER_CONFIG_FILE} there (not a PEFT adapter directory).")
     return ModelSpec(spec_label, entry, gguf_file, str(adapter) if adapter else None)

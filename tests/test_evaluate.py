@@ -504,6 +504,20 @@ def test_model_paths_may_follow_options_on_the_command_line(workdir):
     assert parse_args(["a", "--seed", "2"])[0].models == ["a"]
     with pytest.raises(SystemExit):
         parse_args(["a", "--no_such_option", "1"])
+
+
+def test_a_typo_in_an_option_is_refused_with_the_closest_name(tmp_path, capsys):
+    # `--num_sample 4` was taken as an abbreviation of --num_samples; a YAML key typo got TRL's advice for developers.
+    for typo in (["--num_sample", "4"], ["--num_sample=4"], ["--temprature", "0.5"]):
+        with pytest.raises(SystemExit):
+            parse_args(["a", *typo])
+        expected = "--num_samples" if "sample" in typo[0] else "--temperature"
+        assert f"error: unrecognized arguments: {typo[0]} (did you mean {expected}?)" in capsys.readouterr().err
+    config = tmp_path / "eval.yaml"
+    config.write_text("num_sample: 4\n")
+    with pytest.raises(EvalInputError, match=f"^{re.escape(str(config))}: unknown key num_sample \\(did you mean "
+                       "num_samples\\?\\)\\.$"):  # fmt: skip
+        parse_args(["a", "--config", str(config)])
     with pytest.raises(EvalInputError, match="prompt_format must be 'chat' or 'plain'"):
         parse_args(["a", "--prompt_format", "chatml"])
 
@@ -515,6 +529,8 @@ def test_help_shows_the_positional_models_an_example_config_and_only_evaluation_
     text = capsys.readouterr().out
     assert text.startswith("usage: pkpo-eval MODEL [MODEL ...] [--config EVAL.yaml]")
     assert "Example:\n\n  pkpo-eval " in text and "--config EVAL.yaml    YAML file" in text
+    assert "`datasets` is provided" not in text  # TRL's help of an option pkpo-eval does not have
+    assert "--num-samples" not in text  # one spelling per option: the dashed aliases doubled the help
     for hidden in ("--num_train_examples", "--dataset_train_split", "--dataset_streaming", "--ignore_bias_buffers"):
         assert hidden not in text
     for shown in ("--num_samples", "--ks", "--dataset_name", "--num_eval_examples", "--suggest_k", "--no_plot"):

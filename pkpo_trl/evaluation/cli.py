@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +46,15 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return text
         return f"{text} (default: {default})"
 
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        # One spelling per option: HfArgumentParser adds a dashed alias of each (`--num-samples`), which doubled
+        # the help's length.
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        return (
+            f"{action.option_strings[0]} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+        )
+
 
 def make_parser():
     """The command-line parser: evaluation and data options, YAML via ``--config``; ``--help`` lists only what
@@ -53,7 +63,7 @@ def make_parser():
 
     parser = TrlParser(
         (EvalArguments, DataArguments), prog="pkpo-eval", usage=_USAGE, description=_DESCRIPTION,
-        formatter_class=_HelpFormatter,
+        formatter_class=_HelpFormatter, allow_abbrev=False,  # `--num_sample 4` is a typo, not --num_samples
     )  # fmt: skip
     # TrlParser reads --config itself, before argparse sees the arguments; listed for --help only (SUPPRESS keeps it
     # out of the parsed namespace).
@@ -68,7 +78,23 @@ def make_parser():
             action.help = "Do not write the plot (the same as --plot false)."
         elif action.dest == "models":
             action.help += " (default: none)"
+        elif action.dest in _DATA_HELP:  # TRL's help of these names a `datasets` option that pkpo-eval lacks
+            action.help = _DATA_HELP[action.dest]
     return parser
+
+
+_DATA_HELP = {
+    "dataset_config": "Configuration (subset) of a hub data set: the `name` argument of `datasets.load_dataset`.",
+    "dataset_test_split": "Split to evaluate on when --split is not given.",
+}
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, option: str, prefix: str = "--") -> str:
+    """`` (did you mean --x?)`` for the listed option closest to ``option`` (``--x`` or ``--x=value``), or ``""``;
+    ``prefix=""`` names it as a YAML key."""
+    names = [name for action in parser._actions if action.help != argparse.SUPPRESS for name in action.option_strings]
+    close = difflib.get_close_matches(option.split("=")[0], names, n=1)
+    return f" (did you mean {prefix}{close[0].removeprefix('--')}?)" if close else ""
 
 
 def _split_positional(argv: list[str]) -> list[str]:
@@ -88,16 +114,19 @@ def parse_args(argv: Sequence[str]) -> tuple[EvalArguments, DataArguments]:
     """
     parser = make_parser()
     try:
-        *parsed, remaining = parser.parse_args_and_config(
-            args=_split_positional(list(argv)), return_remaining_strings=True
+        *parsed, from_config, remaining = parser.parse_args_and_config(
+            args=_split_positional(list(argv)), return_remaining_strings=True, separate_remaining_strings=True
         )
     except EvalInputError:
         raise
     except ValueError as exc:  # a DataArguments value (prompt_format, num_eval_examples, ...)
         raise EvalInputError(str(exc)) from exc
     args, data_args = parsed
+    if unknown := [item for item in from_config if item.startswith("--")]:
+        config = argv[list(argv).index("--config") + 1]
+        raise EvalInputError(f"{config}: unknown key {unknown[0][2:]}{_did_you_mean(parser, unknown[0], '')}.")
     if unknown := [item for item in remaining if item.startswith("-")]:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(parser, unknown[0])}")
     args.models = [*args.models, *remaining]
     args.typed = _typed_options(parser, list(argv))
     return args, data_args

@@ -316,6 +316,19 @@ def test_a_mistyped_local_path_is_reported_as_missing_not_tried_on_the_hub(tmp_p
     assert str(error.value) == "Model 'runs/quickstrat': no such file or directory (did you mean 'runs/quickstart'?)"
 
 
+def test_a_built_in_task_too_small_for_the_default_number_of_problems_names_num_examples(workdir, tmp_path):
+    # "has only about 20 test problems; 200 were asked for" did not name the option that asks for 200.
+    args = [str(workdir / "model_a"), "--task_digits", "1", "--output_dir", str(tmp_path), *sampling_options()]
+    with pytest.raises(EvalInputError) as error:
+        parse_and_run(args)
+    assert str(error.value) == (
+        "Built-in task 'addition' with 1-digit numbers and 2 operands has only about 20 test problems; 200 were "
+        "asked for. Pass --num_examples 10 or fewer (default: 200 for a built-in task), or raise --task_digits or "
+        "--task_operands."
+    )
+    assert no_samples_written(tmp_path)
+
+
 def test_unreadable_or_foreign_cache_is_refused_before_generation(full_run, workdir, tmp_path):
     _, out = full_run
     (tmp_path / "samples").mkdir()

@@ -12,6 +12,7 @@ from typing import Any
 from ..data import DataArguments, load_task
 from ..metrics import default_ks
 from ..rewards import get_reward_funcs
+from ..tasks import TaskSizeError
 from .cache import SampleCache
 from .errors import EvalInputError
 from .fingerprint import FileHashes, model_fingerprint
@@ -153,7 +154,14 @@ def prepare(args: EvalArguments, data_args: DataArguments) -> EvalPlan:
     num_examples = args.num_examples if args.num_examples is not None else data_args.num_eval_examples
     num_examples = num_examples or None  # 0: all
     model_type = next(iter(configs.values())).model_type  # the first model's
-    dataset = load_task(data_args, split, num_examples=num_examples, model_type=model_type)
+    try:
+        dataset = load_task(data_args, split, num_examples=num_examples, model_type=model_type)
+    except TaskSizeError as exc:  # name this command's options (tasks.py speaks of "examples" and "digits")
+        default = "num_eval_examples" if data_args.num_eval_examples else "200 for a built-in task"
+        raise EvalInputError(
+            f"{exc.summary} Pass --num_examples {exc.limit} or fewer (default: {default}), or raise --task_digits or "
+            "--task_operands."
+        ) from exc
     ks = list(args.ks or default_ks(args.num_samples))
     settings = SamplingSettings(
         num_samples=args.num_samples,

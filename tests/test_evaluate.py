@@ -287,6 +287,7 @@ def no_samples_written(out: Path) -> bool:
         ("adapter_for_another_base", EvalInputError, "does not fit the base model"),
         ("no_answer_column", DatasetError, "answer"),
         ("k_above_n", EvalInputError, "pass@8 but --num_samples is 4"),
+        ("no_tokenizer", EvalInputError, "has no tokenizer files .*placeholder tokenizer that is not the model's"),
     ],
 )
 def test_bad_input_is_refused_before_generation(workdir, tmp_path, case, error, match):
@@ -302,6 +303,9 @@ def test_bad_input_is_refused_before_generation(workdir, tmp_path, case, error, 
         args += ["--dataset_name", str(workdir / "no_answer.jsonl")]
     elif case == "k_above_n":
         args += ["--num_samples", "4", "--ks", "1", "8"]
+    elif case == "no_tokenizer":  # transformers built a 5-token placeholder: pass@1 0.000 of empty completions
+        build_tiny_gemma2(len(build_char_tokenizer())).save_pretrained(tmp_path / "weights_only")
+        args = [good, str(tmp_path / "weights_only"), *args[1:]]
     with pytest.raises(error, match=match):
         parse_and_run(args)
     assert no_samples_written(tmp_path)

@@ -17,7 +17,8 @@ from .. import deprecations  # noqa: F401  (hides transformers' renaming warning
 from ..run_dir import RUN_CONFIG_FILE
 from .errors import EvalInputError
 
-__all__ = ["ADAPTER_CONFIG_FILE", "ModelSpec", "adapter_rank", "by_base", "check_adapter", "default_device",
+__all__ = ["ADAPTER_CONFIG_FILE", "ModelSpec", "adapter_rank", "by_base", "check_adapter", "check_tokenizer",
+           "default_device",
            "load_config", "load_model", "load_vllm_engine", "resolve_dtype", "resolve_model"]  # fmt: skip
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -94,6 +95,26 @@ def resolve_model(entry: str, adapter: str | None = None, label: str | None = No
     if adapter is not None and not (Path(adapter) / ADAPTER_CONFIG_FILE).is_file():
         raise EvalInputError(f"Adapter {adapter!r}: no {ADAPTER_CONFIG_FILE} there (not a PEFT adapter directory).")
     return ModelSpec(spec_label, entry, gguf_file, str(adapter) if adapter else None)
+
+
+# Any of these makes a directory's tokenizer; without them transformers builds a placeholder (a Gemma "tokenizer" of 5
+# tokens that encodes every prompt to one id), and the evaluation would report pass@1 0 of empty completions.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "vocab.txt")
+
+
+def check_tokenizer(spec: ModelSpec) -> None:
+    """Refuse a local model directory (``spec.base``) that holds no tokenizer files; a GGUF file carries its own.
+
+    Raises:
+        EvalInputError: naming the directory and the files looked for.
+    """
+    path = Path(spec.base).expanduser()
+    if spec.gguf_file or not path.is_dir() or any((path / name).is_file() for name in _TOKENIZER_FILES):
+        return
+    raise EvalInputError(
+        f"Model {spec.base!r} has no tokenizer files ({', '.join(_TOKENIZER_FILES)}): transformers would build a "
+        "placeholder tokenizer that is not the model's. Save the tokenizer there (tokenizer.save_pretrained)."
+    )
 
 
 def load_config(spec: ModelSpec):

@@ -16,7 +16,16 @@ from ..tasks import TaskSizeError
 from .cache import SampleCache
 from .errors import EvalInputError
 from .fingerprint import FileHashes, model_fingerprint
-from .models import ModelSpec, by_base, check_adapter, default_device, load_config, resolve_dtype, resolve_model
+from .models import (
+    ModelSpec,
+    by_base,
+    check_adapter,
+    check_tokenizer,
+    default_device,
+    load_config,
+    resolve_dtype,
+    resolve_model,
+)
 from .options import TRAIN_ONLY_DATA_FIELDS, EvalArguments
 from .sampling import SamplingSettings
 
@@ -137,6 +146,8 @@ def prepare(args: EvalArguments, data_args: DataArguments) -> EvalPlan:
     ]
     _unique_labels(specs)
     _apply_run_config(args, data_args, specs)
+    for group in by_base(specs).values():
+        check_tokenizer(group[0])
     # A GGUF config takes seconds to read: once per base.
     configs = {base: load_config(group[0]) for base, group in by_base(specs).items()}
     for spec in specs:

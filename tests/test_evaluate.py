@@ -25,6 +25,7 @@ from pkpo_trl.data import DatasetError
 from pkpo_trl.evaluation import CacheError, EvalArguments, EvalInputError, SamplingSettings, prepare
 from pkpo_trl.evaluation.cli import parse_and_run, parse_args
 from pkpo_trl.evaluation.models import resolve_model
+from pkpo_trl.evaluation.sampling import generate_batch
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 N = 8
@@ -414,13 +415,12 @@ def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "pkpo-eval: error: Model './no/such/model': no such file or directory." in result.stderr
     assert "Traceback" not in result.stderr
+    assert result.stdout == "[pkpo-eval] checking models, data and caches\n"  # a line first, not silence
 
 
 @pytest.mark.parametrize("greedy", [True, False])
 def test_prompt_computed_once_per_prompt_gives_the_samples_of_computing_it_per_sample(greedy):
     import torch
-
-    from pkpo_trl.evaluation.sampling import generate_batch
 
     tokenizer = build_char_tokenizer()
     model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
@@ -432,6 +432,17 @@ def test_prompt_computed_once_per_prompt_gives_the_samples_of_computing_it_per_s
     shared = generate_batch(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
     assert shared == per_sample
     assert len(set(per_sample)) > 1  # not one degenerate string
+
+
+def test_a_generate_call_reports_each_decoding_step():
+    # pkpo-eval showed no progress for minutes while one call sampled a chunk of prompts; the bar now shows the step.
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
+    settings = SamplingSettings(num_samples=4, max_new_tokens=5, seed=1)
+    steps: list[int] = []
+    texts = generate_batch(model, tokenizer, ["1+2=", "7+7="], True, 4, settings, False, seeds=[1, 2],
+                           on_token=steps.append)  # fmt: skip
+    assert len(texts) == 8 and steps == list(range(1, len(steps) + 1)) and 1 <= len(steps) <= 5
 
 
 @pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (5, 0.9)])

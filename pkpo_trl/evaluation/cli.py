@@ -155,8 +155,11 @@ def parse_and_run(argv: Sequence[str]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point (`pkpo-eval`, `python -m pkpo_trl.evaluation`): bad input ends with a one-line message."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not {"-h", "--help"} & set(argv):
+        print("[pkpo-eval] checking models, data and caches", flush=True)
     try:
-        parse_and_run(sys.argv[1:] if argv is None else argv)
+        parse_and_run(argv)
     except (EvalInputError, DatasetError) as exc:
         raise SystemExit(f"pkpo-eval: error: {exc}") from exc
 

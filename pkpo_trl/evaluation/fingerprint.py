@@ -51,6 +51,8 @@ class FileHashes:
         stat = path.stat()
         key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
         if key not in self.known:
+            if stat.st_size > 1 << 30:  # seconds per GB: say why nothing happens
+                print(f"[pkpo-eval] hashing {path.name} ({stat.st_size / 1e9:.1f} GB, once)", flush=True)
             with open(path, "rb") as f:
                 self.known[key] = hashlib.file_digest(f, "sha256").hexdigest()
             self._save()

@@ -115,6 +115,8 @@ def _turns(
     if settings.engine == "vllm":
         from vllm.lora.request import LoRARequest
 
+        if pending:
+            print(f"[pkpo-eval] starting vLLM on {group[0].base}", flush=True)
         llm = (
             load_vllm_engine(group[0], settings.seed, max(map(adapter_rank, group)), **vllm_options)
             if pending
@@ -124,6 +126,11 @@ def _turns(
         for number, spec in enumerate(group, 1):
             yield spec, llm, tokenizer, LoRARequest(spec.label, number, spec.adapter) if spec.adapter else None
         return
+    if pending:  # a GGUF base takes minutes to de-quantize on a CPU
+        print(
+            f"[pkpo-eval] loading {group[0].base}{f' ({group[0].gguf_file})' if group[0].gguf_file else ''}",
+            flush=True,
+        )
     base = load_model(group[0], dtype, adapter=False) if pending else None
     for spec in sorted(group, key=lambda s: s.adapter is not None):
         model, tokenizer = (None, None) if base is None else base

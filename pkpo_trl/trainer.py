@@ -271,9 +271,9 @@ class PKPOTrainer(GRPOTrainer):
         if self.pkpo_k_mixture is not None:  # its ks replace pkpo_k; eval groups smaller than a k use their largest k
             k_min, k_max = ESTIMATORS[estimator].k_range(groups.shape[-1])
             mixture = self.pkpo_k_mixture.capped(k_max, k_min)
-            for k_i in self.pkpo_k_source.schedule.values:
-                weight = mixture.as_dict().get(min(max(k_i, k_min), k_max), 0.0)
-                self._metrics[mode][f"pkpo/k_mixture/w{k_i}"].append(weight)
+            # The weight applied at each k (0 for a k the groups cannot take: it moved to the cap); they sum to 1.
+            for k_i in sorted(set(self.pkpo_k_source.schedule.values) | set(mixture.ks)):
+                self._metrics[mode][f"pkpo/k_mixture/w{k_i}"].append(mixture.as_dict().get(k_i, 0.0))
             return transform_rewards_mixture(groups, mixture.as_dict(), estimator), max(mixture.ks), mixture.mean_k
         if self.args.pkpo_adaptive_k == "history" and mode == "train":
             per_group = self._history_k(groups, k)

@@ -546,6 +546,16 @@ def test_a_typo_in_an_option_is_refused_with_the_closest_name(tmp_path, capsys):
     with pytest.raises(EvalInputError, match=f"^{re.escape(str(config))}: unknown key num_sample \\(did you mean "
                        "num_samples\\?\\)\\.$"):  # fmt: skip
         parse_args(["a", "--config", str(config)])
+    # a --config file that is missing or not YAML: one line naming it, no traceback
+    config.write_text("num_samples: [4\n")
+    with pytest.raises(
+        EvalInputError, match=r"^--config: while parsing a flow sequence in \"[^\n]*, line 2, column 1$"
+    ):
+        parse_args(["a", "--config", str(config)])
+    with pytest.raises(
+        EvalInputError, match=rf"^--config: .*No such file or directory: '{re.escape(str(tmp_path))}/nope.yaml'"
+    ):
+        parse_args(["a", "--config", str(tmp_path / "nope.yaml")])
     with pytest.raises(EvalInputError, match="prompt_format must be 'chat' or 'plain'"):
         parse_args(["a", "--prompt_format", "chatml"])
 

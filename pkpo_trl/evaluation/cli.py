@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from ..data import DataArguments, DatasetError
 from .errors import EvalInputError
 from .options import HIDDEN_OPTIONS, EvalArguments
@@ -121,6 +123,8 @@ def parse_args(argv: Sequence[str]) -> tuple[EvalArguments, DataArguments]:
         raise
     except ValueError as exc:  # a DataArguments value (prompt_format, num_eval_examples, ...)
         raise EvalInputError(str(exc)) from exc
+    except (OSError, yaml.YAMLError) as exc:  # the --config file: missing, unreadable or not YAML
+        raise EvalInputError(f"--config: {' '.join(str(exc).split())}") from exc  # one line
     args, data_args = parsed
     if unknown := [item for item in from_config if item.startswith("--")]:
         config = argv[list(argv).index("--config") + 1]
@@ -137,8 +141,6 @@ def _typed_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]
     even where they equal the default."""
     typed = set()
     if "--config" in argv and argv.index("--config") + 1 < len(argv):
-        import yaml
-
         with open(argv[argv.index("--config") + 1]) as f:
             typed.update(yaml.safe_load(f) or {})
     for action in parser._actions:

@@ -41,6 +41,19 @@ class KAdvice:
     hard_share: float
 
 
+def _check_counts(correct: Sequence[int] | torch.Tensor, num_samples: int) -> None:
+    """Refuse what no sampling can give: a success count outside ``[0, num_samples]``, a fractional one, counts that
+    are not one per prompt (a flat list), or ``num_samples < 1``."""
+    if isinstance(num_samples, bool) or not hasattr(num_samples, "__index__") or num_samples < 1:
+        raise ValueError(f"num_samples={num_samples!r} must be a positive integer (samples drawn per prompt)")
+    counts = torch.as_tensor(correct, dtype=torch.float64)
+    if counts.dim() != 1:
+        raise ValueError(f"correct must be one success count per prompt (a flat list), got shape {list(counts.shape)}")
+    bad = counts[(counts != counts.round()) | (counts < 0) | (counts > num_samples)]
+    if bad.numel():
+        raise ValueError(f"success counts must be integers in [0, num_samples={num_samples}]; got {bad.tolist()[:5]}")
+
+
 def group_count_distribution(correct: torch.Tensor, num_samples: int, group_size: int) -> torch.Tensor:
     """``[P, n + 1]``: for each prompt with ``correct[j]`` successes of ``num_samples``, the distribution of the
     success count of a group of ``group_size`` drawn from those samples without replacement (hypergeometric)."""
@@ -76,6 +89,11 @@ def suggest_k(
     ``group_size``) and the harmonic mixture over all of them, from per-prompt success counts of the base model."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
+    _check_counts(correct, num_samples)
+    if not 0 < hard_fraction <= 1:
+        raise ValueError(f"hard_fraction={hard_fraction} must lie in (0, 1]: the share of prompts called hardest")
+    if ks is not None and not list(ks):
+        raise ValueError("ks is empty: give at least one k, or None for every k the groups allow")
     spec = ESTIMATORS[estimator]
     k_min, k_max = spec.k_range(group_size)
     if k_max < 1:

@@ -124,7 +124,7 @@ def plot_pass_at_k_curves(
     """Plot pass@k against k (log-2 axis), one line per model, with ±1 standard error bands.
 
     Args:
-        results: the output of :func:`pkpo_trl.evaluate.run` (``results.json``): ``settings.ks`` and, per
+        results: the output of :func:`pkpo_trl.evaluation.run` (``results.json``): ``settings.ks`` and, per
             model, ``pass@k[k] = {"mean", "se"}``.
         path: the PNG to write.
         title: figure title (default: prompts × samples).

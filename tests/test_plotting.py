@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from helpers import package_imports
+
 from pkpo_trl.plotting import pass_at_k_figure, plot_pass_at_k
 
 
@@ -46,3 +48,9 @@ def test_without_fixed_k_metrics_the_trainers_own_pass_at_1_and_current_k_are_dr
     history[1]["pkpo/pass@1"] = math.nan  # a step nothing could score: a gap, not a crash
     path = plot_pass_at_k(history, tmp_path / "sub" / "plot.png")
     assert path.stat().st_size > 0
+
+
+def test_plotting_imports_nothing_of_the_package():
+    # The bottom of the import graph: every plot takes its data as arguments (the toy figures once imported
+    # pkpo_trl.experiments, which imports plotting).
+    assert package_imports("pkpo_trl.plotting") == set()

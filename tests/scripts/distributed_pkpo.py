@@ -1,7 +1,9 @@
-"""Run under `accelerate launch --multi_gpu --num_processes 2` on a CPU machine (torchrun + gloo).
+"""Run under `accelerate launch --multi_gpu --num_processes 2` on a CPU machine (torchrun + gloo), as one machine
+or as two (`--num_machines 2 --machine_rank 0/1`).
 
-A few PKPOTrainer steps; each rank writes the gathered rewards and the advantages that reached its
-loss to OUT_DIR/rank{i}.json."""
+`distributed_pkpo.py OUT_DIR [NUM_GENERATIONS PER_DEVICE_BATCH K]`: a few PKPOTrainer steps; each rank writes the
+gathered rewards and the advantages that reached its loss to OUT_DIR/rank{i}.json. The defaults (6, 3, 3) put one
+prompt's group on both ranks, 3 completions each."""
 
 from __future__ import annotations
 
@@ -40,14 +42,14 @@ def reward(completion_ids, **kwargs):
     return [float(sum(ids) % 5) / 4 for ids in completion_ids]
 
 
-def main(out_dir: str) -> None:
+def main(out_dir: str, num_generations: int = 6, per_device_batch: int = 3, k: int = 3) -> None:
     tokenizer = build_char_tokenizer()
     model = build_tiny_gemma2(len(tokenizer))
     data = Dataset.from_dict({"prompt": [f"{i}*{i}=" for i in range(32)]})
     args = PKPOConfig(
         output_dir=str(Path(out_dir) / "run"),
-        per_device_train_batch_size=3,  # one group of 6 completions per step, split over the 2 ranks
-        num_generations=6,
+        per_device_train_batch_size=per_device_batch,
+        num_generations=num_generations,
         max_completion_length=5,
         max_steps=3,
         learning_rate=1e-2,
@@ -55,7 +57,7 @@ def main(out_dir: str) -> None:
         logging_steps=1,
         save_strategy="no",
         use_cpu=True,
-        pkpo_k=3,
+        pkpo_k=k,
         pkpo_estimator="sloo_minus_one",
         scale_rewards="none",
         gradient_checkpointing=False,
@@ -85,4 +87,4 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], *(int(value) for value in sys.argv[2:]))

@@ -31,6 +31,7 @@ rely on, so an incompatible TRL fails a test rather than a run.
 # No `from __future__ import annotations`: PKPOTrainer.__init__'s annotations are evaluated, as GRPOTrainer's
 # are, so that the two signatures compare equal (tests/test_trl_compat.py).
 import functools
+import inspect
 import logging
 import textwrap
 from collections.abc import Callable
@@ -39,8 +40,9 @@ import torch
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer import utils as trl_utils
 from trl.trainer.grpo_trainer import EnvironmentFactory, RewardFunc, RolloutFunc
-from trl.trainer.utils import is_async_callable, nanstd
+from trl.trainer.utils import nanstd
 
 from .annealing import KAnnealingCallback, KMixture, KMixtureCallback, KMixtureSchedule, KSchedule
 from .callbacks import PassAtKCallback, combine_rewards, group_pass_at_k, prompt_key
@@ -59,6 +61,10 @@ from .vllm_cpu import prepare_vllm_for_weight_sync
 __all__ = ["PKPOTrainer"]
 
 logger = logging.getLogger(__name__)
+
+# How GRPOTrainer tells an async reward function from a sync one: TRL >= 1.14's helper (which also sees an async
+# `__call__` and partials), else the inspect.iscoroutinefunction that older TRLs call inline.
+is_async_callable = getattr(trl_utils, "is_async_callable", inspect.iscoroutinefunction)
 
 
 class PKPOTrainer(GRPOTrainer):

@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None) -> None:
             trl_ms = median_ms(partial(trl_group_normalise, flat, n), repeats, min_time=min_time)
             per_group.setdefault(("trl-norm", kind), []).append(trl_ms / G)
             for estimator in ESTIMATORS:
-                spec = REGISTRY.get(estimator)
-                if spec is not None and spec.binary_only and kind != "binary":
+                spec = REGISTRY[estimator]
+                if spec.binary_only and kind != "binary":
                     continue
-                k_e = n if spec is not None and spec.k_is_n else k
+                k_e = max(k, spec.k_range(n)[0])  # grpo_passk: its one k, n
                 pkpo_ms = median_ms(partial(transform_rewards, rewards, k_e, estimator), repeats, min_time=min_time)
                 per_group.setdefault((estimator, kind), []).append(pkpo_ms / G)
                 ratio = pkpo_ms / trl_ms

@@ -3,7 +3,7 @@
 Every method trains on the same prompts with the same seeds, sampling budget, learning rate and optimiser;
 only the advantages differ. The training prompts solved at least once are counted by
 :class:`pkpo_trl.callbacks.PassAtKCallback` (identically for both trainers), and the held-out pass@k is
-measured by :func:`pkpo_trl.evaluate.evaluate_model` (unbiased estimator, ``eval_samples`` samples per
+measured by :func:`pkpo_trl.evaluation.evaluate_model` (unbiased estimator, ``eval_samples`` samples per
 prompt at temperature 1). Numbers are mean ± standard error over seeds.
 
 Settings (``--setting``):
@@ -69,9 +69,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from pkpo_trl import pass_at_k  # noqa: E402
-from pkpo_trl.callbacks import PassAtKCallback, prompt_key  # noqa: E402
-from pkpo_trl.evaluate import SamplingSettings, evaluate_model  # noqa: E402
+from pkpo_trl.callbacks import PassAtKCallback  # noqa: E402
+from pkpo_trl.evaluation import SamplingSettings, evaluate_model  # noqa: E402
+from pkpo_trl.metrics import group_pass_at_k, prompt_key  # noqa: E402
 from pkpo_trl.rewards import get_reward_funcs  # noqa: E402
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2  # noqa: E402
 
@@ -179,13 +179,14 @@ def evaluate_subsets(model, tokenizer, setting: Setting, data: dict, seed: int) 
     ks = [k for k in setting.eval_ks if k <= setting.eval_samples]
     rewards = get_reward_funcs([setting.reward])
     stats = evaluate_model(model, tokenizer, prompts, answers, rewards, sampling, ks, progress=False)
-    correct, n = torch.tensor(stats["correct"]), setting.eval_samples
+    correct = torch.tensor(stats["correct"]).unsqueeze(-1)
+    successes = (torch.arange(setting.eval_samples) < correct).double()  # prompt p: c_p of its samples succeed
     out, start = {}, 0
     for name, (ps, _) in data.items():
-        out[name] = {f"pass@{k}": pass_at_k(n, correct[start : start + len(ps)], k).mean().item() for k in ks}
+        out[name] = {f"pass@{k}": v for k, v in group_pass_at_k(successes[start : start + len(ps)], ks).items()}
         start += len(ps)
     if len(data) > 1:
-        out["all"] = {f"pass@{k}": pass_at_k(n, correct, k).mean().item() for k in ks}
+        out["all"] = {f"pass@{k}": v for k, v in group_pass_at_k(successes, ks).items()}
     return out
 
 

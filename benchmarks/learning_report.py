@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from learning_settings import METHODS
 
+from pkpo_trl.metrics import mean_se
 from pkpo_trl.plotting import plot_pass_at_k_curves
 
 BASELINE, CONTROL, PEER = "grpo", "aa_control", "maxrl"
@@ -40,11 +41,7 @@ def paired_differences(runs: Sequence[dict[str, Any]], metrics: Sequence[str]) -
         out[name] = {}
         for metric in metrics:
             diffs = [seeds[s][metric] - base[s][metric] for s in shared if metric in seeds[s] and metric in base[s]]
-            n = len(diffs)
-            mean = math.fsum(diffs) / n if n else math.nan
-            var = math.fsum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else math.nan
-            out[name][metric] = {"mean": mean, "se": math.sqrt(var / n) if n > 1 else math.nan, "n": n,
-                                 "seeds": shared}  # fmt: skip
+            out[name][metric] = {**mean_se(diffs), "n": len(diffs), "seeds": shared}
     return out
 
 
@@ -107,10 +104,12 @@ def plot_pareto(summary: dict[str, Any], x_metric: str, y_metric: str, path: Pat
 
 
 def mean_std_se(values: Sequence[float]) -> dict[str, float]:
-    """``{"mean", "std", "se", "n"}`` of ``values`` (sample std; std and se are 0 for one value)."""
+    """``{"mean", "std", "se", "n"}`` of ``values`` (sample std; the s.e. is :func:`~pkpo_trl.metrics.mean_se`'s;
+    std and se are 0 for one value, so that one seed's report compares plain values)."""
     x = torch.tensor([float(v) for v in values], dtype=torch.float64)
-    std = x.std().item() if len(x) > 1 else 0.0
-    return {"mean": x.mean().item(), "std": std, "se": std / math.sqrt(len(x)), "n": len(x)}
+    if len(x) == 1:
+        return {"mean": x.item(), "std": 0.0, "se": 0.0, "n": 1}
+    return {**mean_se(x), "std": x.std().item(), "n": len(x)}
 
 
 def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from pkpo_trl.data import generate_arithmetic
+from pkpo_trl.tasks import generate_arithmetic
 
 # Methods: name -> (label, trainer, the config fields that differ from the setting's shared ones).
 ANNEAL = "piecewise:0=8,0.5=4,0.75=1"  # the Gemma-2 MATH recipes' schedule

@@ -1,7 +1,11 @@
 """pkpo_trl: Pass@K Policy Optimization (Walder & Karkhanis, arXiv 2505.15201) for Hugging Face TRL.
 
 Drop-in use: replace ``GRPOTrainer``/``GRPOConfig`` with :class:`PKPOTrainer`/:class:`PKPOConfig`.
-The math lives in :mod:`pkpo_trl.estimators` (pure torch, importable without TRL's trainer).
+
+The public API is :data:`__all__` here and each subpackage's face: :mod:`pkpo_trl.estimators` (the math, pure torch,
+importable without TRL's trainer), :mod:`pkpo_trl.evaluation` (``pkpo-eval``), :mod:`pkpo_trl.rewards` (reward
+functions by name); and the modules :mod:`~pkpo_trl.callbacks`, :mod:`~pkpo_trl.data`, :mod:`~pkpo_trl.metrics`,
+:mod:`~pkpo_trl.plotting`, :mod:`~pkpo_trl.tiny`, each with its own ``__all__``.
 """
 
 from .estimators import ESTIMATORS, maxg_at_k, pass_at_k, transform_rewards, transform_rewards_mixture
@@ -14,6 +18,7 @@ __all__ = [
     "KSpec",
     "PKPOConfig",
     "PKPOTrainer",
+    "PassAtKCallback",
     "maxg_at_k",
     "pass_at_k",
     "transform_rewards",
@@ -31,6 +36,10 @@ def __getattr__(name: str):
         from .config import PKPOConfig
 
         return PKPOConfig
+    if name in ("PassAtKCallback",):
+        from .callbacks import PassAtKCallback
+
+        return PassAtKCallback
     if name in ("KMixture", "KSpec"):
         from . import k
 

@@ -27,30 +27,25 @@ from trl import ScriptArguments
 from .prompts import (
     DatasetError,
     PromptFormat,
-    _check_few_shot,
-    _check_prompt_template,
     build_prompt,
+    check_few_shot,
+    check_prompt_template,
     supports_system_role,
 )
 from .rewards.matchers import AnswerFormat, extract_gold
-from .tasks import _TEST_SPLITS, BUILTIN_TASKS, generate_arithmetic
+from .tasks import BUILTIN_TASKS, TEST_SPLITS, generate_arithmetic
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = [
-    "BUILTIN_TASKS",
     "HUB_PRESETS",
     "DataArguments",
     "DatasetError",
     "DatasetPreset",
-    "build_prompt",
-    "extract_gold",
-    "generate_arithmetic",
     "load_datasets",
     "load_task",
     "standardize_columns",
-    "supports_system_role",
 ]
 
 logger = logging.getLogger(__name__)
@@ -160,8 +155,8 @@ class DataArguments(ScriptArguments):
             self.dataset_test_split = None
         for name in ("num_train_examples", "num_eval_examples"):
             _check_num_examples(getattr(self, name), name)
-        _check_few_shot(self.task_few_shot, "task_few_shot")
-        _check_prompt_template(self.prompt_template)
+        check_few_shot(self.task_few_shot, "task_few_shot")
+        check_prompt_template(self.prompt_template)
         for name, least in (("task_digits", 1), ("task_operands", 2)):  # before any model loads, by option name
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -288,7 +283,7 @@ def standardize_columns(
     """``dataset`` reduced to ``prompt`` (built with :func:`build_prompt`; an already conversational column is
     kept as is) and ``answer`` (read with :func:`extract_gold`). Columns not given are guessed from common
     names. Rows whose gold answer cannot be read are dropped (an error if that leaves none)."""
-    _check_prompt_template(prompt_template)  # here, not on the first row inside dataset.map
+    check_prompt_template(prompt_template)  # here, not on the first row inside dataset.map
     columns = list(dataset.column_names)
 
     def pick(given: str | None, candidates: tuple[str, ...], role: str) -> str:
@@ -380,7 +375,7 @@ def load_task(
     system_role = supports_system_role(tokenizer, model_type) if args.system_prompt else True
     if args.dataset_name in BUILTIN_TASKS:
         if num_examples is None:
-            num_examples = 200 if split in _TEST_SPLITS else 1000
+            num_examples = 200 if split in TEST_SPLITS else 1000
         return generate_arithmetic(
             args.dataset_name, split, num_examples, args.task_seed, args.task_digits, args.task_operands,
             args.task_few_shot, args.prompt_format, args.system_prompt, args.prompt_template, system_role,

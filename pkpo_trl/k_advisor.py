@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .estimator_registry import _log_binom
 from .estimators import ESTIMATORS, transform_rewards_mixture
+from .estimators.estimates import log_binom
 from .k import KMixture
 
-__all__ = ["KAdvice", "advantage_table", "advice_table", "group_count_distribution", "suggest_k"]
+__all__ = ["KAdvice", "advice_table", "suggest_k"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,19 @@ class KAdvice:
     frac_signal: float
     mean_norm: float
     hard_share: float
+
+
+def _check_counts(correct: Sequence[int] | torch.Tensor, num_samples: int) -> None:
+    """Refuse what no sampling can give: a success count outside ``[0, num_samples]``, a fractional one, counts that
+    are not one per prompt (a flat list), or ``num_samples < 1``."""
+    if isinstance(num_samples, bool) or not hasattr(num_samples, "__index__") or num_samples < 1:
+        raise ValueError(f"num_samples={num_samples!r} must be a positive integer (samples drawn per prompt)")
+    counts = torch.as_tensor(correct, dtype=torch.float64)
+    if counts.dim() != 1:
+        raise ValueError(f"correct must be one success count per prompt (a flat list), got shape {list(counts.shape)}")
+    bad = counts[(counts != counts.round()) | (counts < 0) | (counts > num_samples)]
+    if bad.numel():
+        raise ValueError(f"success counts must be integers in [0, num_samples={num_samples}]; got {bad.tolist()[:5]}")
 
 
 def group_count_distribution(correct: torch.Tensor, num_samples: int, group_size: int) -> torch.Tensor:
@@ -52,7 +65,7 @@ def group_count_distribution(correct: torch.Tensor, num_samples: int, group_size
     c_j = torch.as_tensor(correct, dtype=torch.float64).reshape(-1, 1)
     c = torch.arange(group_size + 1, dtype=torch.float64)
     total, size = (torch.tensor(float(x), dtype=torch.float64) for x in (num_samples, group_size))
-    log_p = _log_binom(c_j, c) + _log_binom(total - c_j, size - c) - _log_binom(total, size)
+    log_p = log_binom(c_j, c) + log_binom(total - c_j, size - c) - log_binom(total, size)
     return torch.exp(log_p)
 
 
@@ -76,12 +89,17 @@ def suggest_k(
     ``group_size``) and the harmonic mixture over all of them, from per-prompt success counts of the base model."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
+    _check_counts(correct, num_samples)
+    if not 0 < hard_fraction <= 1:
+        raise ValueError(f"hard_fraction={hard_fraction} must lie in (0, 1]: the share of prompts called hardest")
+    if ks is not None and not list(ks):
+        raise ValueError("ks is empty: give at least one k, or None for every k the groups allow")
     spec = ESTIMATORS[estimator]
-    k_max = spec.k_range(group_size)[1]
+    k_min, k_max = spec.k_range(group_size)
     if k_max < 1:
         raise ValueError(f"num_generations={group_size} is too small for estimator {estimator!r}")
     candidates: list[tuple[str, dict[int, float]]] = []
-    if spec.uses_k and not spec.k_is_n:
+    if spec.uses_k and k_min == 1:  # a choice of k (grpo_passk has one k, n; maxrl none)
         ks = list(range(1, k_max + 1)) if ks is None else sorted(set(ks))
         if bad := [k for k in ks if not 1 <= k <= k_max]:
             raise ValueError(f"k={bad} outside [1, {k_max}] for estimator {estimator!r} and groups of {group_size}")

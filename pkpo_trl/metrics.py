@@ -1,13 +1,11 @@
-"""What training, the callbacks and evaluation share: the combined reward, prompt keys, pass@k of groups from
-their success counts (with standard errors over prompts), and the default ks.
+"""What training, the callbacks, evaluation and the benchmarks share: the combined reward, prompt keys, pass@k of
+groups (with its standard error over groups), and the default ks.
 
 - :func:`combine_rewards`: ``g = sum_f w_f r_f`` as TRL combines its reward functions (NaN-skipping).
 - :func:`prompt_key`: the key of a prompt in the trainer's per-prompt bookkeeping and pkpo-eval's cache.
-- :func:`group_pass_at_k`: mean unbiased pass@k over the groups of a batch (the trainer and
-  :class:`~pkpo_trl.callbacks.PassAtKCallback` log it).
-- :func:`pass_at_k_with_se`: pass@k over prompts from their success counts, mean and standard error
-  (pkpo-eval reports it).
-- :func:`is_binary` (from :mod:`pkpo_trl.estimators`): whether rewards are 0/1, pass@k rather than max@k ones.
+- :func:`group_pass_at_k`: the one pass@k of groups: mean unbiased pass@k over the groups of a batch or the prompts
+  of an evaluation (the trainer, :class:`~pkpo_trl.callbacks.PassAtKCallback`, pkpo-eval and the benchmarks).
+- :func:`mean_se`: the one standard error, ``std / sqrt(P)`` over ``P`` prompts (or seeds).
 - :func:`check_reward_values`: a reward function's values as floats, or a TypeError naming what is not a number
   (the trainer and pkpo-eval check every reward function's output with it).
 - :func:`default_ks`: the one rule for the ks reported when none are given: powers of 2 below ``n``, and ``n``.
@@ -27,10 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .estimators import is_binary, pass_at_k
+from .estimators import pass_at_k
 
-__all__ = ["check_reward_values", "combine_rewards", "default_ks", "group_pass_at_k", "is_binary", "is_real_number",
-           "mean_se", "pass_at_k_with_se", "prompt_key"]  # fmt: skip
+__all__ = ["combine_rewards", "default_ks", "group_pass_at_k", "mean_se", "prompt_key"]
 
 
 def prompt_key(prompt: Any) -> str:
@@ -56,14 +53,24 @@ def default_ks(n: int) -> list[int]:
     return ks if ks[-1] == n else [*ks, n]
 
 
-def group_pass_at_k(groups: torch.Tensor, ks: Sequence[int], threshold: float = 1.0) -> dict[int, float]:
-    """Mean unbiased pass@k over the rows of combined rewards ``[G, n]`` (NaN = unscored, left out), for each
-    ``k <= n``: :func:`~pkpo_trl.callbacks.fixed_k_pass_at_k` after the rewards are combined; ``PKPOTrainer`` uses
-    it too."""
+def group_pass_at_k(
+    groups: torch.Tensor, ks: Sequence[int], threshold: float = 1.0, se: bool = False
+) -> dict[int, float] | dict[int, dict[str, float]]:
+    """Mean unbiased pass@k over the rows of combined rewards ``[G, n]``, for each ``k <= n``.
+
+    A completion succeeds when its reward is ``>= threshold``; NaN marks an unscored one, left out of its group (as
+    in the trainers; pkpo-eval, which counts them as failed, passes ``-inf`` for them). A group with ``n'`` scored
+    completions and ``c`` successes has ``pass@k = 1 - C(n'-c, k') / C(n', k')`` (paper Eq. 8; equal to
+    :func:`~pkpo_trl.estimators.maxg_at_k` on the 0/1 successes), ``k' = min(k, n')``; groups with none scored are
+    left out of the mean. With ``se=True`` each value is :func:`mean_se` over the groups, ``{"mean", "se"}``.
+    """
     ks = tuple(k for k in ks if k <= groups.shape[-1])
     scored = (~groups.isnan()).sum(-1)
     correct = (groups >= threshold).sum(-1)
     values = _pass_at_k_table(groups.shape[-1], ks).to(groups.device)[scored, correct]  # [G, len(ks)]
+    if se:
+        values = values[scored > 0]
+        return {k: mean_se(values[:, j]) for j, k in enumerate(ks)}
     return dict(zip(ks, values.nanmean(0).tolist(), strict=True))
 
 
@@ -79,21 +86,15 @@ def _pass_at_k_table(n_max: int, ks: tuple[int, ...]) -> torch.Tensor:
     return table
 
 
-def mean_se(values: torch.Tensor) -> dict[str, float]:
-    """``{"mean", "se"}`` over the last dimension (``P`` prompts): the mean and ``std / sqrt(P)`` (NaN for one)."""
-    p = values.shape[-1]
-    se = values.std(-1).item() / math.sqrt(p) if p > 1 else math.nan
-    return {"mean": values.mean(-1).item(), "se": se}
+def mean_se(values) -> dict[str, float]:
+    """``{"mean", "se"}`` of ``P`` values (prompts, groups or seeds): the mean and its standard error
+    ``std / sqrt(P)`` (sample std; NaN for fewer than two values)."""
+    x = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    p = x.numel()
+    return {"mean": x.mean().item(), "se": x.std().item() / math.sqrt(p) if p > 1 else math.nan}
 
 
-def pass_at_k_with_se(correct: torch.Tensor, n: int, ks: Sequence[int]) -> dict[str, dict[str, float]]:
-    """pass@k over prompts from their success counts ``correct`` (``c_p`` of ``n`` samples each): for every k,
-    ``mean_p [1 - C(n - c_p, k) / C(n, k)]`` (Eq. 8) and its standard error ``std_p / sqrt(P)``, keyed by
-    ``str(k)``."""
-    return {str(k): mean_se(pass_at_k(n, correct, k)) for k in ks}
-
-
-def is_real_number(value) -> bool:
+def _is_real_number(value) -> bool:
     """A real number of any type Python, numpy or torch has: ``numbers.Real`` (bool included), a numpy scalar or
     one-element array of a bool, integer or floating dtype, or a one-element torch tensor of such a dtype."""
     if isinstance(value, numbers.Real):
@@ -107,9 +108,9 @@ def is_real_number(value) -> bool:
 
 def check_reward_values(name: str, values):
     """``values`` as floats (None kept: a completion the function cannot score) if every entry is a real number
-    (:func:`is_real_number`) or None, else a TypeError naming the function, the value and its type."""
+    (:func:`_is_real_number`) or None, else a TypeError naming the function, the value and its type."""
     for index, value in enumerate(values):
-        if value is not None and not is_real_number(value):
+        if value is not None and not _is_real_number(value):
             raise TypeError(
                 f"reward function {name!r} returned {value!r} ({type(value).__name__}) for completion {index}; a "
                 "reward must be a real number (a Python, numpy or torch bool, int or float), or None for a "

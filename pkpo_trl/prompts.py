@@ -14,15 +14,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = [
-    "DEFAULT_CHAT_TEMPLATE",
-    "DEFAULT_PLAIN_TEMPLATE",
-    "NO_SYSTEM_ROLE_MODEL_TYPES",
-    "DatasetError",
-    "PromptFormat",
-    "build_prompt",
-    "supports_system_role",
-]
+__all__ = ["DatasetError", "PromptFormat", "build_prompt", "supports_system_role"]
 
 PromptFormat = Literal["chat", "plain"]
 
@@ -37,7 +29,7 @@ class DatasetError(ValueError):
     """A data set cannot be loaded or does not have what was asked for."""
 
 
-def _check_few_shot(value: int, name: str) -> None:
+def check_few_shot(value: int, name: str) -> None:
     """A count >= 0 (0: no examples): a negative one trained silently as 0 (a slice of the drawn examples), or
     failed in random.sample with a message that names neither the option nor the fix."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -52,7 +44,7 @@ _TEMPLATE_RULE = (
 )
 
 
-def _check_prompt_template(template: str | None) -> None:
+def check_prompt_template(template: str | None) -> None:
     """Refuse a ``prompt_template`` that cannot place each question in its prompt, where it is given.
 
     ``str.format`` either fails on it prompt by prompt (a ``KeyError`` for an unknown ``{name}``, an ``IndexError``
@@ -114,7 +106,7 @@ def build_prompt(
     """The prompt for one question: ``prompt_template`` (a ``{question}`` format string) applied to it, as a
     plain string or as a conversation. Without ``system_role``, the system prompt opens the user turn
     (``system + "\\n\\n" + user``, as Gemma-3's own template does)."""
-    _check_prompt_template(prompt_template)
+    check_prompt_template(prompt_template)
     template = prompt_template or (DEFAULT_CHAT_TEMPLATE if prompt_format == "chat" else DEFAULT_PLAIN_TEMPLATE)
     text = template.format(question=question)
     if prompt_format == "plain":

@@ -14,9 +14,9 @@ from typing import Any
 
 import datasets
 
-from .prompts import DatasetError, PromptFormat, _check_few_shot, _check_prompt_template, build_prompt
+from .prompts import DatasetError, PromptFormat, build_prompt, check_few_shot, check_prompt_template
 
-__all__ = ["BUILTIN_TASKS", "generate_arithmetic"]
+__all__ = ["BUILTIN_TASKS", "TaskSizeError", "generate_arithmetic"]
 
 _OPERATORS: dict[str, tuple[str, Callable[[list[int]], int]]] = {
     "addition": ("+", sum),
@@ -24,7 +24,7 @@ _OPERATORS: dict[str, tuple[str, Callable[[list[int]], int]]] = {
 }
 BUILTIN_TASKS = tuple(_OPERATORS)
 _TEST_FRACTION = 0.2  # share of each task's problem space reserved for the test split
-_TEST_SPLITS = ("test", "eval", "validation")
+TEST_SPLITS = ("test", "eval", "validation")
 
 
 def _split_of(problem: str) -> str:
@@ -43,6 +43,15 @@ def _num_problems(split: str, digits: int, num_operands: int) -> float:
     return (high - low + 1) ** num_operands * (_TEST_FRACTION if split == "test" else 1 - _TEST_FRACTION)
 
 
+class TaskSizeError(DatasetError):
+    """More problems were asked of a built-in task than it holds: ``summary`` says so, ``limit`` is the most it can
+    give (a command line names its own options for the remedy)."""
+
+    def __init__(self, summary: str, limit: int):
+        super().__init__(f"{summary} Use more digits or operands, or fewer examples.")
+        self.summary, self.limit = summary, limit
+
+
 def _sample_problems(
     task: str, split: str, num: int, seed: int, digits: int, num_operands: int
 ) -> list[tuple[str, list[int]]]:
@@ -50,9 +59,10 @@ def _sample_problems(
     low, high = _operand_range(digits)
     available = _num_problems(split, digits, num_operands)
     if num > 0.5 * available:
-        raise DatasetError(
+        raise TaskSizeError(
             f"Built-in task {task!r} with {digits}-digit numbers and {num_operands} operands has only about "
-            f"{int(available)} {split} problems; {num} were asked for. Use more digits or operands, or fewer examples."
+            f"{int(available)} {split} problems; {num} were asked for.",
+            int(0.5 * available),
         )
     symbol = _OPERATORS[task][0]
     rng = random.Random(f"{task}/{split}/{digits}/{num_operands}/{seed}")
@@ -89,9 +99,9 @@ def generate_arithmetic(
         raise DatasetError(f"Unknown built-in task {task!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}.")
     if digits < 1 or num_operands < 2:
         raise ValueError(f"Need digits >= 1 and num_operands >= 2, got {digits} and {num_operands}.")
-    _check_few_shot(few_shot, "few_shot")
-    _check_prompt_template(prompt_template)  # unused by plain prompts, but a wrong one is refused all the same
-    split = "test" if split in _TEST_SPLITS else split
+    check_few_shot(few_shot, "few_shot")
+    check_prompt_template(prompt_template)  # unused by plain prompts, but a wrong one is refused all the same
+    split = "test" if split in TEST_SPLITS else split
     if split != "train" and split != "test":
         raise DatasetError(f"Built-in task {task!r} has the splits 'train' and 'test', not {split!r}.")
     symbol, evaluate = _OPERATORS[task]

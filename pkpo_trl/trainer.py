@@ -188,8 +188,9 @@ class PKPOTrainer(GRPOTrainer):
         else:
             metrics["pkpo/k"].append(capped.mean_k)
             if spec.kind != "constant" and not spec.one_k:
-                for k_i in spec.values:
-                    metrics[f"pkpo/k_mixture/w{k_i}"].append(capped.as_dict().get(min(max(k_i, k_min), k_max), 0.0))
+                # The weight applied at each k (0 for a k the groups cannot take: it moved to the cap); they sum to 1.
+                for k_i in sorted(set(spec.values) | set(capped.ks)):
+                    metrics[f"pkpo/k_mixture/w{k_i}"].append(capped.as_dict().get(k_i, 0.0))
             weights = capped.as_dict()
             advantages = (
                 transform_rewards(groups, k, estimator.name)

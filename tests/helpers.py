@@ -5,10 +5,14 @@ bash blocks whose commands tests check. A block is found wherever it lives, so t
 a test losing it; a marker that appears twice, or nowhere, fails.
 
 Training a real tiny Gemma-2 on CPU (:func:`train`), with the trainers recording what reached the loss, and the
-rewards and prompts those tests use."""
+rewards and prompts those tests use.
+
+The package's import graph (:func:`package_imports`), read from the source, every import counted (also those
+inside functions or under ``TYPE_CHECKING``)."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -46,6 +50,33 @@ def bash_lines(path: Path) -> list[str]:
     """Every line of the ```` ```bash ```` blocks of one documentation file."""
     blocks = re.findall(r"```bash\n(.*?)```", path.read_text(), re.S)
     return [line for block in blocks for line in block.splitlines()]
+
+
+def package_imports(module: str) -> set[str]:
+    """The ``pkpo_trl`` modules (and packages) that ``module`` (e.g. ``"pkpo_trl.plotting"``) imports anywhere in
+    its source, relative imports resolved: ``from .x import y`` counts as ``pkg.x`` and, when ``pkg.x.y`` is a
+    module, as that too."""
+    parts = module.split(".")
+    path = ROOT.joinpath(*parts)
+    is_package = path.is_dir()
+    source = path / "__init__.py" if is_package else path.with_suffix(".py")
+    package = parts if is_package else parts[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            found.add(target)
+            for alias in node.names:
+                name = f"{target}.{alias.name}"
+                if (
+                    ROOT.joinpath(*name.split(".")).with_suffix(".py").is_file()
+                    or ROOT.joinpath(*name.split(".")).is_dir()
+                ):
+                    found.add(name)
+    return {name for name in found if name == "pkpo_trl" or name.startswith("pkpo_trl.")}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,19 +9,10 @@ import string
 import datasets
 import pytest
 
-from pkpo_trl.data import (
-    BUILTIN_TASKS,
-    HUB_PRESETS,
-    DataArguments,
-    DatasetError,
-    build_prompt,
-    extract_gold,
-    generate_arithmetic,
-    load_datasets,
-    load_task,
-    standardize_columns,
-    supports_system_role,
-)
+from pkpo_trl.data import HUB_PRESETS, DataArguments, DatasetError, load_datasets, load_task, standardize_columns
+from pkpo_trl.prompts import build_prompt, supports_system_role
+from pkpo_trl.rewards.matchers import extract_gold
+from pkpo_trl.tasks import BUILTIN_TASKS, generate_arithmetic
 
 # Gemma-2's chat template raises on a system message; Gemma-3's folds it into the first user turn itself.
 GEMMA2_LIKE_TEMPLATE = (

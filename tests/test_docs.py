@@ -98,7 +98,8 @@ def test_github_anchor():
 def test_readme_is_a_front_door():
     text = README.read_text()
     assert len(text.splitlines()) <= 200
-    for marker in ("main-command", "test-command", "vllm-test-command"):  # .ci/run and tests read these here
+    # .ci/run and tests read these here
+    for marker in ("main-command", "test-command", "vllm-test-command", "oldest-trl-test-command"):
         assert text.count(f"<!-- {marker} -->") == 1 and text.count(f"<!-- /{marker} -->") == 1, marker
 
 

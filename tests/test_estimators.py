@@ -42,7 +42,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from oracle import ORACLES, _mean, _others, comb, oracle_rho, oracle_s, oracle_sloo, oracle_zero_sum_loo
 
-import pkpo_trl.estimators as estimators_module
+import pkpo_trl.estimators.inputs as estimators_inputs
 from pkpo_trl.estimators import ESTIMATORS, maxg_at_k, pass_at_k, transform_rewards
 
 SUCCESSORS = ("grpo_passk", "pass_at_k_training", "maxrl")  # k = n / 0-1: test_estimator_successors.py, test_maxrl.py
@@ -69,7 +69,7 @@ def test_transform_matches_enumeration_exhaustive(estimator: str) -> None:
 def test_torch_sort_path_matches_enumeration(estimator: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """On CPU the sort goes through numpy's argsort; the torch.sort path (what CUDA uses) must give the same
     numbers: the exhaustive sweep again, with numpy sorting switched off, including NaN groups."""
-    monkeypatch.setattr(estimators_module, "_NUMPY_SORT_ON_CPU", False)
+    monkeypatch.setattr(estimators_inputs, "_NUMPY_SORT_ON_CPU", False)
     for n in range(1, MAX_N + 1):
         _, other = sweep_rows(n, seed=200 + n)
         with_nan = [row[:-1] + [math.nan] for row in other]
@@ -329,7 +329,7 @@ def test_pass_at_k_agrees_with_maxg_on_binary_groups(bits: list[bool], data: st.
 
 
 # ==================================================================================================
-# 7. Registry (the paper's variance ordering: tests/test_experiments.py, on the toy of pkpo_trl.experiments).
+# 7. Registry (the paper's variance ordering: tests/test_experiments.py, on the toy of experiments/).
 
 
 def test_registry_lists_the_estimators() -> None:
@@ -342,6 +342,21 @@ def test_registry_lists_the_estimators() -> None:
     torch.testing.assert_close(transform_rewards(g, 2), transform_rewards(g, 2, "sloo_minus_one"))
 
 
+def test_the_public_face_is_the_package_and_the_top_level_math_is_the_same() -> None:
+    """pkpo_trl.estimators is the one import path of the math: every name of its __all__ resolves there, and the
+    math names of pkpo_trl.__all__ are the same objects; the grpo_passk entry is sloo_minus_one's function."""
+    import pkpo_trl
+    import pkpo_trl.estimators as estimators
+
+    assert set(estimators.__all__) == {
+        "ESTIMATORS", "Estimator", "is_binary", "k_from_success_rate", "maxg_at_k", "pass_at_k",
+        "register_estimator", "transform_rewards", "transform_rewards_mixture",
+    }  # fmt: skip
+    for name in set(pkpo_trl.__all__) & set(estimators.__all__):
+        assert getattr(pkpo_trl, name) is getattr(estimators, name)
+    assert ESTIMATORS["grpo_passk"].fn is ESTIMATORS["sloo_minus_one"].fn
+
+
 def test_the_math_imports_neither_trl_nor_transformers() -> None:
     """The estimators are pure torch: a TRL upgrade cannot change them (checked in a fresh interpreter, since
     this one has TRL loaded already). pkpo_trl/__init__ loads the trainer lazily, so only the math is imported."""
@@ -349,7 +364,7 @@ def test_the_math_imports_neither_trl_nor_transformers() -> None:
     import sys
 
     code = (
-        "import sys, pkpo_trl.estimators, pkpo_trl.estimator_registry; "
+        "import sys, pkpo_trl.estimators; "
         "print(sorted(m for m in ('trl', 'transformers', 'accelerate', 'peft') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -4,12 +4,14 @@ input refused before any generation."""
 
 from __future__ import annotations
 
+import graphlib
 import itertools
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -17,9 +19,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, package_imports
 
 from pkpo_trl.data import DatasetError
-from pkpo_trl.evaluate import CacheError, EvalInputError, parse_and_run, resolve_model
+from pkpo_trl.evaluation import CacheError, EvalArguments, EvalInputError, SamplingSettings, prepare
+from pkpo_trl.evaluation.cli import parse_and_run, parse_args
+from pkpo_trl.evaluation.models import resolve_model
+from pkpo_trl.evaluation.sampling import generate_batch
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 N = 8
@@ -203,6 +209,67 @@ def test_a_reward_raising_on_one_completion_scores_it_failed_and_warns_once(full
     assert model["correct"] == expected
 
 
+def test_a_model_retrained_into_the_same_directory_does_not_get_the_old_samples(workdir, tmp_path):
+    # Issue 29 case 1: the header named the model by its path, so the old numbers came back with num_generated 0.
+    model = save_tiny(tmp_path / "model")
+    args = [str(model), "--labels", "m", "--output_dir", str(tmp_path / "out"), *data_options(workdir),
+            *sampling_options()]  # fmt: skip
+    first = parse_and_run(args)["models"]["m"]
+    cache = tmp_path / "out" / "samples" / "m.jsonl"
+    old_samples = [r["samples"] for r in cache_records(cache, "samples")]
+    assert first["num_generated"] == 4
+    save_tiny(model, seed=1, initializer_range=0.5)  # "retrained": other weights, same path
+    with pytest.raises(CacheError, match=r"holds samples of other weights \(model files changed since: "
+                       r"config\.json, model\.safetensors; e\.g\. a model retrained"):  # fmt: skip
+        parse_and_run(args)
+    again = parse_and_run([*args, "--overwrite_cache", "true"])["models"]["m"]
+    assert again["num_generated"] == 4
+    assert [r["samples"] for r in cache_records(cache, "samples")] != old_samples
+
+
+def test_settings_that_do_not_change_the_samples_do_not_block_resuming(full_run, workdir, tmp_path):
+    # The same weights at another path, another batch size, no greedy completions: everything comes from the cache.
+    results, out = full_run
+    shutil.copytree(out / "samples", tmp_path / "samples")
+    moved = shutil.copytree(workdir / "model_a", tmp_path / "moved_model")
+    again = parse_and_run(
+        [str(moved), "--labels", "a", "--seed", "3", "--output_dir", str(tmp_path), *data_options(workdir),
+         *sampling_options(batch_size=3)]
+    )["models"]["a"]  # fmt: skip
+    assert again["num_generated"] == 0
+    assert (again["pass@k"], again["correct"]) == (results["models"]["a"]["pass@k"], results["models"]["a"]["correct"])
+    with pytest.raises(CacheError, match=r"other settings \(sampling\.max_new_tokens: 4 -> 5\)"):
+        parse_and_run([str(moved), "--labels", "a", "--seed", "3", "--output_dir", str(tmp_path),
+                       *data_options(workdir), *sampling_options(max_new_tokens=5)])  # fmt: skip
+
+
+def test_a_cache_has_one_writer_a_second_process_is_refused_naming_cache_and_lock(workdir, tmp_path):
+    # Issue 29 case 4: two processes on one cache mixed their samples (one rewrote the header, one appended).
+    cache = tmp_path / "samples" / "b.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pkpo_trl.evaluation import SampleCache; "
+         f"c = SampleCache({str(cache)!r}, {{}}); print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        args = [str(workdir / "model_a"), str(workdir / "model_b"), "--labels", "a", "b", "--output_dir",
+                str(tmp_path), "--overwrite_cache", "true", *data_options(workdir), *sampling_options()]  # fmt: skip
+        with pytest.raises(CacheError) as error:
+            parse_and_run(args)
+        lock = f"{cache}.lock"
+        assert str(error.value) == (
+            f"The sample cache {cache} is being written by another pkpo-eval (pid {holder.pid} on "
+            f"{socket.gethostname()}; lock file {lock}): wait for it to finish, or use another --output_dir."
+        )
+        assert json.loads(cache.read_text().splitlines()[0]) == {"kind": "header", "version": 3, "info": {}}
+    finally:
+        holder.kill()
+        holder.wait()
+    results = parse_and_run(args)  # the holder gone, its lock is too (and a's lock was released on the error)
+    assert [results["models"][label]["num_generated"] for label in "ab"] == [4, 4]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Bad input: refused before any generation (no sample is ever written)
 # ---------------------------------------------------------------------------------------------------------
@@ -221,6 +288,7 @@ def no_samples_written(out: Path) -> bool:
         ("adapter_for_another_base", EvalInputError, "does not fit the base model"),
         ("no_answer_column", DatasetError, "answer"),
         ("k_above_n", EvalInputError, "pass@8 but --num_samples is 4"),
+        ("no_tokenizer", EvalInputError, "has no tokenizer files .*placeholder tokenizer that is not the model's"),
     ],
 )
 def test_bad_input_is_refused_before_generation(workdir, tmp_path, case, error, match):
@@ -236,8 +304,33 @@ def test_bad_input_is_refused_before_generation(workdir, tmp_path, case, error, 
         args += ["--dataset_name", str(workdir / "no_answer.jsonl")]
     elif case == "k_above_n":
         args += ["--num_samples", "4", "--ks", "1", "8"]
+    elif case == "no_tokenizer":  # transformers built a 5-token placeholder: pass@1 0.000 of empty completions
+        build_tiny_gemma2(len(build_char_tokenizer())).save_pretrained(tmp_path / "weights_only")
+        args = [good, str(tmp_path / "weights_only"), *args[1:]]
     with pytest.raises(error, match=match):
         parse_and_run(args)
+    assert no_samples_written(tmp_path)
+
+
+def test_a_mistyped_local_path_is_reported_as_missing_not_tried_on_the_hub(tmp_path, monkeypatch):
+    # `runs/quickstrat` was tried as a hub id "org/name": 5 network retries, then "Cannot load the model".
+    (tmp_path / "runs" / "quickstart").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EvalInputError) as error:
+        resolve_model("runs/quickstrat")
+    assert str(error.value) == "Model 'runs/quickstrat': no such file or directory (did you mean 'runs/quickstart'?)"
+
+
+def test_a_built_in_task_too_small_for_the_default_number_of_problems_names_num_examples(workdir, tmp_path):
+    # "has only about 20 test problems; 200 were asked for" did not name the option that asks for 200.
+    args = [str(workdir / "model_a"), "--task_digits", "1", "--output_dir", str(tmp_path), *sampling_options()]
+    with pytest.raises(EvalInputError) as error:
+        parse_and_run(args)
+    assert str(error.value) == (
+        "Built-in task 'addition' with 1-digit numbers and 2 operands has only about 20 test problems; 200 were "
+        "asked for. Pass --num_examples 10 or fewer (default: 200 for a built-in task), or raise --task_digits or "
+        "--task_operands."
+    )
     assert no_samples_written(tmp_path)
 
 
@@ -259,7 +352,6 @@ def test_unreadable_or_foreign_cache_is_refused_before_generation(full_run, work
 
 def test_a_pkpo_train_run_directory_supplies_base_model_data_and_sampling(workdir, tmp_path):
     from pkpo_trl.data import DataArguments
-    from pkpo_trl.evaluate import EvalArguments, prepare
 
     run = tmp_path / "run"
     shutil.copytree(workdir / "adapter_a", run)
@@ -284,9 +376,38 @@ def test_a_pkpo_train_run_directory_supplies_base_model_data_and_sampling(workdi
     assert (plan.settings.temperature, plan.settings.max_new_tokens, plan.success_threshold) == (0.7, 5, 0.5)
 
 
+def test_an_option_the_user_gave_wins_over_the_runs_even_when_it_equals_the_default(workdir, tmp_path):
+    # Issue 29 case 3: trained with task_digits 1, `pkpo-eval RUN --task_digits 2` (2 is the default) evaluated 1-digit
+    # problems; --task_digits 3 was honoured.
+    run = tmp_path / "run"
+    shutil.copytree(workdir / "adapter_a", run)
+    run_config = {
+        "script": {"reward_funcs": ["test_evaluate:has_one"], "gguf_file": None},
+        "data": {"dataset_name": "addition", "task_digits": 1, "prompt_format": "plain"},
+        "model": {"model_name_or_path": str(workdir / "model_a")},
+        "training": {},
+    }
+    (run / "pkpo_run_config.json").write_text(json.dumps(run_config))
+    common = [str(run), "--num_examples", "6", "--num_samples", "4", "--output_dir", str(tmp_path)]
+    config = tmp_path / "eval.yaml"
+    config.write_text("task_digits: 2\n")
+    for extra, digits in [
+        ([], 1),
+        (["--task_digits", "2"], 2),
+        (["--task_digits=2"], 2),
+        (["--config", str(config)], 2),
+    ]:
+        plan = prepare(*parse_args([*common, *extra]))
+        assert plan.data_args.task_digits == digits, extra
+        answers = [int(answer) for answer in plan.dataset["answer"]]
+        assert (max(answers) <= 18) if digits == 1 else (min(answers) >= 20), (extra, answers)
+        for cache in plan.caches.values():
+            cache.close()
+
+
 def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
     exe = shutil.which("pkpo-eval", path=str(Path(sys.executable).parent))
-    cmd = [exe] if exe else [sys.executable, "-m", "pkpo_trl.evaluate"]
+    cmd = [exe] if exe else [sys.executable, "-m", "pkpo_trl.evaluation"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(
         [*cmd, "./no/such/model", "--output_dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
@@ -294,29 +415,39 @@ def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "pkpo-eval: error: Model './no/such/model': no such file or directory." in result.stderr
     assert "Traceback" not in result.stderr
+    assert result.stdout == "[pkpo-eval] checking models, data and caches\n"  # a line first, not silence
 
 
 @pytest.mark.parametrize("greedy", [True, False])
 def test_prompt_computed_once_per_prompt_gives_the_samples_of_computing_it_per_sample(greedy):
     import torch
 
-    from pkpo_trl.evaluate import SamplingSettings, _generate
-
     tokenizer = build_char_tokenizer()
     model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
     texts = ["12+35=47\n23+58=81\n1+2=", "7+7=", "123+4="]  # different lengths: left padding
     settings = SamplingSettings(num_samples=8, max_new_tokens=8)
     torch.manual_seed(0)
-    per_sample = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=False)
+    per_sample = generate_batch(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=False)
     torch.manual_seed(0)
-    shared = _generate(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
+    shared = generate_batch(model, tokenizer, texts, True, 8, settings, greedy, share_prefix=True)
     assert shared == per_sample
     assert len(set(per_sample)) > 1  # not one degenerate string
 
 
+def test_a_generate_call_reports_each_decoding_step():
+    # pkpo-eval showed no progress for minutes while one call sampled a chunk of prompts; the bar now shows the step.
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
+    settings = SamplingSettings(num_samples=4, max_new_tokens=5, seed=1)
+    steps: list[int] = []
+    texts = generate_batch(model, tokenizer, ["1+2=", "7+7="], True, 4, settings, False, seeds=[1, 2],
+                           on_token=steps.append)  # fmt: skip
+    assert len(texts) == 8 and steps == list(range(1, len(steps) + 1)) and 1 <= len(steps) <= 5
+
+
 @pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (5, 0.9)])
 def test_a_prompts_samples_do_not_depend_on_the_batch_it_is_sampled_in(top_k, top_p):
-    from pkpo_trl.evaluate import SamplingSettings, sample_completions
+    from pkpo_trl.evaluation import sample_completions
 
     tokenizer = build_char_tokenizer()
     model = build_tiny_gemma2(len(tokenizer), initializer_range=0.2).eval()
@@ -336,7 +467,7 @@ def test_a_prompts_samples_do_not_depend_on_the_batch_it_is_sampled_in(top_k, to
 def test_pass_at_k_stats_over_prompts():
     import torch
 
-    from pkpo_trl.evaluate import pass_at_k_stats
+    from pkpo_trl.evaluation import pass_at_k_stats
 
     rewards = torch.zeros(3, 16)
     rewards[1] = 1.0
@@ -374,7 +505,6 @@ def test_suggest_k_prints_and_stores_the_k_advice(workdir, capsys):
 
 def test_a_run_trained_on_one_local_file_is_not_evaluated_on_its_training_prompts_as_test(workdir, tmp_path):
     from pkpo_trl.data import DataArguments
-    from pkpo_trl.evaluate import EvalArguments, prepare
 
     run = tmp_path / "run"
     shutil.copytree(workdir / "adapter_a", run)
@@ -396,27 +526,49 @@ def test_a_run_trained_on_one_local_file_is_not_evaluated_on_its_training_prompt
 
 
 def test_model_paths_may_follow_options_on_the_command_line(workdir):
-    from pkpo_trl.evaluate import parse_args
-
     # "Some specified arguments are not used by the HfArgumentParser" for a model path after an option.
     args, data_args = parse_args(["--num_samples", "4", str(workdir / "model_a"), "--seed", "2", "b"])
     assert args.models == [str(workdir / "model_a"), "b"] and (args.num_samples, args.seed) == (4, 2)
     assert parse_args(["a", "--seed", "2"])[0].models == ["a"]
     with pytest.raises(SystemExit):
         parse_args(["a", "--no_such_option", "1"])
+
+
+def test_a_typo_in_an_option_is_refused_with_the_closest_name(tmp_path, capsys):
+    # `--num_sample 4` was taken as an abbreviation of --num_samples; a YAML key typo got TRL's advice for developers.
+    for typo in (["--num_sample", "4"], ["--num_sample=4"], ["--temprature", "0.5"]):
+        with pytest.raises(SystemExit):
+            parse_args(["a", *typo])
+        expected = "--num_samples" if "sample" in typo[0] else "--temperature"
+        assert f"error: unrecognized arguments: {typo[0]} (did you mean {expected}?)" in capsys.readouterr().err
+    config = tmp_path / "eval.yaml"
+    config.write_text("num_sample: 4\n")
+    with pytest.raises(EvalInputError, match=f"^{re.escape(str(config))}: unknown key num_sample \\(did you mean "
+                       "num_samples\\?\\)\\.$"):  # fmt: skip
+        parse_args(["a", "--config", str(config)])
+    # a --config file that is missing or not YAML: one line naming it, no traceback
+    config.write_text("num_samples: [4\n")
+    with pytest.raises(
+        EvalInputError, match=r"^--config: while parsing a flow sequence in \"[^\n]*, line 2, column 1$"
+    ):
+        parse_args(["a", "--config", str(config)])
+    with pytest.raises(
+        EvalInputError, match=rf"^--config: .*No such file or directory: '{re.escape(str(tmp_path))}/nope.yaml'"
+    ):
+        parse_args(["a", "--config", str(tmp_path / "nope.yaml")])
     with pytest.raises(EvalInputError, match="prompt_format must be 'chat' or 'plain'"):
         parse_args(["a", "--prompt_format", "chatml"])
 
 
 def test_help_shows_the_positional_models_an_example_config_and_only_evaluation_options(capsys):
-    from pkpo_trl.evaluate import parse_args
-
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: pkpo-eval MODEL [MODEL ...] [--config EVAL.yaml]")
     assert "Example:\n\n  pkpo-eval " in text and "--config EVAL.yaml    YAML file" in text
+    assert "`datasets` is provided" not in text  # TRL's help of an option pkpo-eval does not have
+    assert "--num-samples" not in text  # one spelling per option: the dashed aliases doubled the help
     for hidden in ("--num_train_examples", "--dataset_train_split", "--dataset_streaming", "--ignore_bias_buffers"):
         assert hidden not in text
     for shown in ("--num_samples", "--ks", "--dataset_name", "--num_eval_examples", "--suggest_k", "--no_plot"):
@@ -480,3 +632,13 @@ def test_a_reward_that_is_not_a_number_is_refused_as_in_training(workdir):
                 str(workdir / "reward_as_text"),
             ]
         )
+
+
+def test_the_evaluation_modules_import_one_way_and_the_old_shim_is_gone():
+    modules = [f"pkpo_trl.evaluation.{p.stem}" for p in sorted((ROOT / "pkpo_trl" / "evaluation").glob("*.py"))]
+    modules = [m for m in modules if not m.endswith(("__init__", "__main__"))]
+    graph = {m: {i for i in package_imports(m) if i in modules} for m in modules}
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a circle
+    assert order.index("pkpo_trl.evaluation.plan") < order.index("pkpo_trl.evaluation.runner")
+    assert order.index("pkpo_trl.evaluation.runner") < order.index("pkpo_trl.evaluation.cli")
+    assert not (ROOT / "pkpo_trl" / "evaluate.py").exists()  # the old import path's re-export shim

@@ -33,7 +33,7 @@ def save_lora(base: Path, out: Path, random: bool) -> Path:
 
 
 def test_vllm_serves_base_and_adapters_from_one_engine(tmp_path, monkeypatch):
-    from pkpo_trl.evaluate import parse_and_run
+    from pkpo_trl.evaluation.cli import parse_and_run
     from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process: no spawned re-import

@@ -1,17 +1,19 @@
-"""Computed values of the toy reproductions (pkpo_trl.experiments), checked against independent references."""
+"""Computed values of the toy reproductions (the repository's experiments/), checked against independent references."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from scipy import integrate, optimize, stats
 
-from pkpo_trl.experiments import (
+from experiments import (
     SIGMA,
     exact_grad_maxg_at_k,
     exact_maxg_at_k,
@@ -22,6 +24,8 @@ from pkpo_trl.experiments import (
     reward_cdf,
     train_schedules,
 )
+
+REPO = Path(__file__).resolve().parents[1]  # experiments/ is at the repository's top level, not in the wheel
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -212,8 +216,9 @@ def test_annealing_from_sparse_reward_start():
 def test_cli_all_quick_writes_expected_files(tmp_path):
     out = tmp_path / "tmp"
     proc = subprocess.run(
-        [sys.executable, "-m", "pkpo_trl.experiments", "all", "--quick", "--out", str(out), "--seed", "1"],
+        [sys.executable, "-m", "experiments", "all", "--quick", "--out", str(out), "--seed", "1"],
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))},
         capture_output=True,
         text=True,
         timeout=300,

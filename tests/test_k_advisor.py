@@ -62,3 +62,23 @@ def test_group_count_distribution_sums_to_one_and_refuses_groups_larger_than_the
         suggest_k([1, 2], 8, 16)
     with pytest.raises(ValueError, match=r"k=\[9\] outside"):
         suggest_k([1, 2], 16, 8, ks=[1, 9])
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        (([20, 3], 16, 8), {}, r"success counts must be integers in \[0, num_samples=16\]; got \[20.0\]"),
+        (([-1, 3], 16, 8), {}, r"got \[-1.0\]"),
+        (([1.5, 3], 16, 8), {}, r"got \[1.5\]"),
+        (([[1, 3]], 16, 8), {}, r"one success count per prompt \(a flat list\), got shape \[1, 2\]"),
+        (([1, 3], 0, 0), {}, r"num_samples=0 must be a positive integer"),
+        (([1, 3], 16, 8), {"hard_fraction": 0}, r"hard_fraction=0 must lie in \(0, 1\]"),
+        (([1, 3], 16, 8), {"hard_fraction": 1.5}, r"hard_fraction=1.5 must lie in \(0, 1\]"),
+        (([1, 3], 16, 8), {"ks": []}, r"ks is empty"),
+    ],
+)
+def test_impossible_inputs_are_refused_with_one_line_errors(args, kwargs, message):
+    # Each of these gave numbers (a count above n, a negative or fractional count, hard_fraction 0 or 1.5) or an
+    # advice without any k.
+    with pytest.raises(ValueError, match=message):
+        suggest_k(*args, **kwargs)

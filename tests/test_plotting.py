@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from helpers import package_imports
 
 from pkpo_trl.k import KMixture
 from pkpo_trl.plotting import pass_at_k_figure, plot_pass_at_k
@@ -57,3 +58,9 @@ def test_a_fixed_k_is_drawn_once_and_a_gap_is_no_crash(tmp_path):
     history[1]["pass@k/1"] = math.nan  # a step nothing could score: a gap, not a crash
     path = plot_pass_at_k(history, tmp_path / "sub" / "plot.png")
     assert path.stat().st_size > 0
+
+
+def test_plotting_imports_nothing_of_the_package():
+    # The bottom of the import graph: every plot takes its data as arguments (the toy figures once imported
+    # pkpo_trl.experiments, which imports plotting).
+    assert package_imports("pkpo_trl.plotting") == set()

@@ -9,21 +9,36 @@ in ``test_trainer.py`` for plain training and in ``test_distributed.py`` for two
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 import torch
 from datasets import Dataset
-from helpers import N_GEN, continuous_reward, train
-from packaging.version import Version
+from helpers import N_GEN, ROOT, continuous_reward, marked_block, train
+from packaging.requirements import Requirement
 from trl import GRPOTrainer, __version__
 
 from pkpo_trl import PKPOTrainer, transform_rewards
 
 
+def _trl_requirement() -> Requirement:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "trl")
+
+
 def test_trl_version_is_in_the_supported_range():
-    assert Version("1.16.0") <= Version(__version__) < Version("1.17"), __version__
+    # The installed TRL is one pyproject.toml allows: CI's main suite gets the newest, the oldest-TRL job the lowest.
+    assert _trl_requirement().specifier.contains(__version__), (__version__, str(_trl_requirement().specifier))
+
+
+def test_the_oldest_trl_command_installs_the_lowest_allowed_trl():
+    # README's oldest-TRL test command (run by .ci/run) pins exactly the lower bound of pyproject.toml's range.
+    lower = next(spec.version for spec in _trl_requirement().specifier if spec.operator == ">=")
+    command = marked_block("oldest-trl-test-command", "bash")[1]
+    assert re.findall(r"trl==([0-9][0-9.]*)", command) == [lower], command
 
 
 def test_override_points_exist_with_the_expected_signatures():

@@ -2,7 +2,7 @@
 
     pkpo-eval gemma-3-270m-gguf runs/quickstart --num_examples 64 --num_samples 16
     pkpo-eval --models google/gemma-2-2b-it runs/gsm8k --dataset_name openai/gsm8k --use_vllm true
-    python -m pkpo_trl.evaluate --config my_eval.yaml
+    python -m pkpo_trl.evaluation --config my_eval.yaml
 
 Each model is a hub id or local path (with ``--adapters`` a PEFT adapter on top), a ``pkpo-train``
 output directory (its ``pkpo_run_config.json`` names base model, data, rewards and sampling settings,
@@ -22,23 +22,26 @@ prompt: an interrupted evaluation resumes where it stopped, and a re-score with 
 nothing. The library functions (:func:`sample_completions`, :func:`score_completions`,
 :func:`pass_at_k_stats`, :func:`evaluate_model`) work on a model in memory as well, without a cache.
 
-One idea a module, data flowing down the list:
+One idea a module, data flowing up the list (each imports only modules listed before it):
 
-- :mod:`.cli`: the options (:class:`EvalArguments`), the checked :class:`EvalPlan`, :func:`run`, :func:`main`.
-- :mod:`.models`: ``--models`` entries resolved (:func:`resolve_model`), adapters checked, models loaded.
+- :mod:`.errors`: the two errors, both raised before anything is generated.
+- :mod:`.options`: the options (:class:`EvalArguments`).
+- :mod:`.models`: ``--models`` entries resolved, adapters checked, models loaded.
 - :mod:`.sampling`: completions sampled with transformers or vLLM (:class:`SamplingSettings`).
 - :mod:`.scoring`: completions scored with the reward functions; pass@k over prompts.
 - :mod:`.cache`: the per-model JSONL sample cache (:class:`SampleCache`).
-- :mod:`.runner`: one model sampled, scored and summarised (:func:`evaluate_model`).
 - :mod:`.report`: ``results.json`` and the markdown table.
+- :mod:`.plan`: the options resolved and checked before any generation (:func:`prepare` -> :class:`EvalPlan`).
+- :mod:`.runner`: each model sampled, scored and summarised (:func:`evaluate_model`); the plan run (:func:`run`).
+- :mod:`.cli`: the command line's parser and :func:`main`.
 """
 
 from .cache import SampleCache
-from .cli import EvalArguments, EvalPlan, main, make_parser, parse_and_run, parse_args, prepare, run
+from .cli import main
 from .errors import CacheError, EvalInputError
-from .models import ModelSpec, resolve_model
-from .report import markdown_table
-from .runner import evaluate_model
+from .options import EvalArguments
+from .plan import EvalPlan, prepare
+from .runner import evaluate_model, run
 from .sampling import SamplingSettings, sample_completions
 from .scoring import pass_at_k_stats, score_completions
 
@@ -47,18 +50,12 @@ __all__ = [
     "EvalArguments",
     "EvalInputError",
     "EvalPlan",
-    "ModelSpec",
     "SampleCache",
     "SamplingSettings",
     "evaluate_model",
     "main",
-    "make_parser",
-    "markdown_table",
-    "parse_and_run",
-    "parse_args",
     "pass_at_k_stats",
     "prepare",
-    "resolve_model",
     "run",
     "sample_completions",
     "score_completions",

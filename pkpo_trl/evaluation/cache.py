@@ -1,11 +1,22 @@
 """The sample cache: one append-only JSONL file per model, so that an interrupted evaluation resumes where it
-stopped and a re-score with another reward generates nothing."""
+stopped and a re-score with another reward generates nothing.
+
+Its header holds what the samples depend on: the content fingerprint of the model's files
+(:mod:`.fingerprint`) and the sampling settings that change samples. A cache is reused exactly when these match;
+anything else (the model's path, ``batch_size``, whether greedy completions are wanted) may differ.
+
+One writer per cache: a cache is opened under an exclusive lock on ``<cache>.lock`` (``flock``, released by the
+system when the process ends, even by SIGKILL). A second process that opens the same cache is refused at once
+with a message naming both files, rather than waiting an unknown time for a run that may take hours."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
+import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +29,10 @@ __all__ = ["CACHE_VERSION", "SampleCache"]
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: transformers samples seeded per prompt (1: per chunk of prompts)
+# 3: the header holds the model files' sha256 instead of their paths; 2: transformers samples seeded per prompt
+# (1: per chunk of prompts).
+CACHE_VERSION = 3
+_INFO = "info"  # the header's field that is written for the reader but not compared (paths)
 
 
 def _nan_to_null(values: Any) -> Any:
@@ -52,24 +66,77 @@ def _record_problem(record: Any, num_samples: int | None) -> str | None:
     return None
 
 
+def _difference(previous: dict[str, Any], now: dict[str, Any]) -> str:
+    """Why a cache written with header ``previous`` cannot serve ``now``, for the error message."""
+    if previous.get("version") != now["version"]:
+        version = previous.get("version")
+        return f"was written by another pkpo-eval version (cache format {version}, now {now['version']})"
+    before, after = previous.get("model", {}), now.get("model", {})
+    if before != after:
+        changed = sorted(
+            name
+            for part in set(before) | set(after)
+            for name in set(before.get(part) or {}) | set(after.get(part) or {})
+            if (before.get(part) or {}).get(name) != (after.get(part) or {}).get(name)
+        )
+        return (f"holds samples of other weights (model files changed since: {', '.join(changed)}; e.g. a model "
+                "retrained into the same directory)")  # fmt: skip
+    return f"was written with other settings ({'; '.join(config_diff(previous, now))})"
+
+
 class SampleCache:
     """An append-only JSONL file of one model's samples and scores.
 
-    Line 1 is a header (model identity and :class:`SamplingSettings`); then ``{"kind": "samples", "key",
-    "samples", "greedy"}`` lines (``key`` = :func:`prompt_key`) and ``{"kind": "scores", "reward", "key",
-    "answer", "samples", "greedy"}`` lines. A last line cut off mid-write (an interrupted run) is dropped.
+    Line 1 is a header (``header``: what the samples depend on, compared on reuse; ``info``: written, not
+    compared); then ``{"kind": "samples", "key", "samples", "greedy"}`` lines (``key`` = :func:`prompt_key`; a later
+    line of the same key adds its greedy completion) and ``{"kind": "scores", "reward", "key", "answer", "samples",
+    "greedy"}`` lines. A last line cut off mid-write (an interrupted run) is dropped.
     """
 
-    def __init__(self, path: str | Path, header: dict[str, Any], overwrite: bool = False):
+    def __init__(
+        self, path: str | Path, header: dict[str, Any], overwrite: bool = False, info: dict[str, Any] | None = None
+    ):
         self.path = Path(path)
         self.header = {"kind": "header", "version": CACHE_VERSION, **header}
+        self.info = info or {}
         self.samples: dict[str, tuple[list[str], str | None]] = {}
         self.scores: dict[tuple[str, str, str], tuple[list[float], float | None]] = {}
-        if self.path.exists() and not overwrite:
-            self._read()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.header) + "\n")
+        self._lock_fd: int | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            if self.path.exists() and not overwrite:
+                self._read()
+            else:
+                self.path.write_text(json.dumps({**self.header, _INFO: self.info}) + "\n")
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock(self) -> None:
+        lock = self.path.with_name(f"{self.path.name}.lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise CacheError(
+                f"The sample cache {self.path} is being written by another pkpo-eval ({holder}; lock file {lock}): "
+                "wait for it to finish, or use another --output_dir."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the cache's lock (also when the object is collected or the process ends)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
     def _read(self) -> None:
         try:
@@ -95,13 +162,10 @@ class SampleCache:
                 ) from exc
         if not records or records[0].get("kind") != "header":
             raise CacheError(f"{self.path} is not a pkpo-eval sample cache (no header line).")
-        previous = records[0]
+        previous = {key: value for key, value in records[0].items() if key != _INFO}
         if previous != self.header:
-            diff = config_diff(previous, self.header)
-            raise CacheError(
-                f"The sample cache {self.path} was written with other settings ({'; '.join(diff)}). Use another "
-                "--output_dir, or pass --overwrite_cache true to discard it."
-            )
+            raise CacheError(f"The sample cache {self.path} {_difference(previous, self.header)}. Use another "
+                             "--output_dir, or pass --overwrite_cache true to discard it.")  # fmt: skip
         n = self.header.get("sampling", {}).get("num_samples")
         for number, record in enumerate(records[1:], 2):
             if problem := _record_problem(record, n):
@@ -132,8 +196,12 @@ class SampleCache:
         )
 
     def add_samples(self, keys: list[str], samples: list[list[str]], greedy: list[str | None]) -> None:
-        """Store the samples of prompts ``keys`` not stored yet."""
-        new = [(k, s, g) for k, s, g in zip(keys, samples, greedy, strict=True) if k not in self.samples]
+        """Store the samples of prompts ``keys`` not stored yet, and greedy completions not stored yet."""
+        new = [
+            (k, self.samples[k][0] if k in self.samples else s, g)
+            for k, s, g in zip(keys, samples, greedy, strict=True)
+            if k not in self.samples or (g is not None and self.samples[k][1] is None)
+        ]
         for k, s, g in new:
             self.samples[k] = (s, g)
         self._append([{"kind": "samples", "key": k, "samples": s, "greedy": g} for k, s, g in new])

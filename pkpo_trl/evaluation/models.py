@@ -4,6 +4,7 @@ loaded, and the loading itself (transformers, or one vLLM engine per base model)
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from .. import deprecations  # noqa: F401  (hides transformers' renaming warning
 from ..run_dir import RUN_CONFIG_FILE
 from .errors import EvalInputError
 
-__all__ = ["ADAPTER_CONFIG_FILE", "ModelSpec", "adapter_rank", "by_base", "check_adapter", "load_config",
-           "load_model", "load_vllm_engine", "resolve_model"]  # fmt: skip
+__all__ = ["ADAPTER_CONFIG_FILE", "ModelSpec", "adapter_rank", "by_base", "check_adapter", "check_tokenizer",
+           "default_device",
+           "load_config", "load_model", "load_vllm_engine", "resolve_dtype", "resolve_model"]  # fmt: skip
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 
@@ -38,8 +40,21 @@ class ModelSpec:
 
 
 def _looks_like_path(name: str) -> bool:
-    # A hub id is "name" or "org/name"; anything else with a separator or a leading ./ ~ is a local path.
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    # A hub id is "name" or "org/name"; anything else with a separator or a leading ./ ~ is a local path, and so is
+    # "dir/name" where dir is a local directory (`runs/quickstrat`: a typo, not a hub id to try 5 times online).
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+        return True
+    return "/" in name and Path(name).parent.is_dir()
+
+
+def _missing_path_message(entry: str) -> str:
+    path = Path(entry).expanduser()
+    message = f"Model {entry!r}: no such file or directory."
+    if path.parent.is_dir():
+        siblings = [p.name for p in path.parent.iterdir()]
+        if close := difflib.get_close_matches(path.name, siblings, n=1):
+            message = message[:-1] + f" (did you mean {str(path.parent / close[0])!r}?)"
+    return message
 
 
 def resolve_model(entry: str, adapter: str | None = None, label: str | None = None, gguf_file: str | None = None):
@@ -76,10 +91,30 @@ def resolve_model(entry: str, adapter: str | None = None, label: str | None = No
             raise EvalInputError(f"The adapter {entry} does not name its base model; pass it with --adapters.")
         return ModelSpec(spec_label, base, gguf_file, str(path))
     if entry != DEMO_MODEL and not path.exists() and _looks_like_path(entry):
-        raise EvalInputError(f"Model {entry!r}: no such file or directory.")
+        raise EvalInputError(_missing_path_message(entry))
     if adapter is not None and not (Path(adapter) / ADAPTER_CONFIG_FILE).is_file():
         raise EvalInputError(f"Adapter {adapter!r}: no {ADAPTER_CONFIG_FILE} there (not a PEFT adapter directory).")
     return ModelSpec(spec_label, entry, gguf_file, str(adapter) if adapter else None)
+
+
+# Any of these makes a directory's tokenizer; without them transformers builds a placeholder (a Gemma "tokenizer" of 5
+# tokens that encodes every prompt to one id), and the evaluation would report pass@1 0 of empty completions.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "vocab.txt")
+
+
+def check_tokenizer(spec: ModelSpec) -> None:
+    """Refuse a local model directory (``spec.base``) that holds no tokenizer files; a GGUF file carries its own.
+
+    Raises:
+        EvalInputError: naming the directory and the files looked for.
+    """
+    path = Path(spec.base).expanduser()
+    if spec.gguf_file or not path.is_dir() or any((path / name).is_file() for name in _TOKENIZER_FILES):
+        return
+    raise EvalInputError(
+        f"Model {spec.base!r} has no tokenizer files ({', '.join(_TOKENIZER_FILES)}): transformers would build a "
+        "placeholder tokenizer that is not the model's. Save the tokenizer there (tokenizer.save_pretrained)."
+    )
 
 
 def load_config(spec: ModelSpec):
@@ -140,14 +175,24 @@ def check_adapter(spec: ModelSpec, config) -> None:
                 )
 
 
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``dtype`` with ``"auto"`` made concrete: bfloat16 on a GPU, float32 on a CPU."""
+    if dtype == "auto":
+        return "bfloat16" if device == "cuda" else "float32"
+    return dtype
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(spec: ModelSpec, dtype: str = "auto", device: str | None = None, adapter: bool = True):
     """``(model, tokenizer)`` of ``spec`` in eval mode, its adapter (unless ``adapter=False``) merged into the
     weights."""
     from ..models import load_model_and_tokenizer
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype == "auto":
-        dtype = "bfloat16" if device == "cuda" else "float32"
+    device = device or default_device()
+    dtype = resolve_dtype(dtype, device)
     model, tokenizer = load_model_and_tokenizer(spec.base, gguf_file=spec.gguf_file, torch_dtype=dtype)
     if spec.adapter and adapter:
         from peft import PeftModel

@@ -1,25 +1,27 @@
 """Models evaluated: each sampled (or taken from its cache), scored with every reward function and summarised
-(:func:`evaluate_model`); every model of a plan in turn, each base model loaded once (:func:`evaluate_models`)."""
+(:func:`evaluate_model`); every model of a plan in turn, each base model loaded once (:func:`evaluate_models`);
+the whole evaluation with its report, table, k advice and plot (:func:`run`)."""
 
 from __future__ import annotations
 
 import gc
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..metrics import combine_rewards, prompt_key
 from .cache import SampleCache
 from .models import ModelSpec, adapter_rank, by_base, load_model, load_vllm_engine
+from .plan import EvalPlan
+from .report import markdown_table, write_results
 from .sampling import SamplingSettings, sample_completions
 from .scoring import pass_at_k_stats, score_completions
 
-if TYPE_CHECKING:
-    from .cli import EvalPlan
-
-__all__ = ["evaluate_model", "evaluate_models"]
+__all__ = ["evaluate_model", "evaluate_models", "run"]
 
 
 def evaluate_model(
@@ -113,6 +115,8 @@ def _turns(
     if settings.engine == "vllm":
         from vllm.lora.request import LoRARequest
 
+        if pending:
+            print(f"[pkpo-eval] starting vLLM on {group[0].base}", flush=True)
         llm = (
             load_vllm_engine(group[0], settings.seed, max(map(adapter_rank, group)), **vllm_options)
             if pending
@@ -122,6 +126,11 @@ def _turns(
         for number, spec in enumerate(group, 1):
             yield spec, llm, tokenizer, LoRARequest(spec.label, number, spec.adapter) if spec.adapter else None
         return
+    if pending:  # a GGUF base takes minutes to de-quantize on a CPU
+        print(
+            f"[pkpo-eval] loading {group[0].base}{f' ({group[0].gguf_file})' if group[0].gguf_file else ''}",
+            flush=True,
+        )
     base = load_model(group[0], dtype, adapter=False) if pending else None
     for spec in sorted(group, key=lambda s: s.adapter is not None):
         model, tokenizer = (None, None) if base is None else base
@@ -134,18 +143,14 @@ def _turns(
             base = (model.unload(), tokenizer)
 
 
-def evaluate_models(
-    plan: EvalPlan,
-    dtype: str = "auto",
-    vllm_max_model_len: int | None = None,
-    vllm_gpu_memory_utilization: float = 0.85,
-) -> dict[str, dict[str, Any]]:
+def evaluate_models(plan: EvalPlan) -> dict[str, dict[str, Any]]:
     """:func:`evaluate_model` of every model of ``plan`` on its prompts, ``{label: {"model": identity, **stats}}``
     in the order asked for; one load (or vLLM engine) per base model, none when all its models are cached."""
-    dataset, settings = plan.dataset, plan.settings
+    dataset, settings, args = plan.dataset, plan.settings, plan.args
     prompts, answers = list(dataset["prompt"]), [str(a) for a in dataset["answer"]]
     columns = {c: list(dataset[c]) for c in dataset.column_names if c not in ("prompt", "answer")}
-    vllm_options = dict(max_model_len=vllm_max_model_len, gpu_memory_utilization=vllm_gpu_memory_utilization)
+    vllm_options = dict(max_model_len=args.vllm_max_model_len, gpu_memory_utilization=args.vllm_gpu_memory_utilization)
+    dtype = args.dtype
     engine = " (vLLM)" if settings.engine == "vllm" else ""
     results: dict[str, dict[str, Any]] = {}
     for group in by_base(plan.specs).values():
@@ -163,3 +168,57 @@ def evaluate_models(
             results[spec.label] = {"model": spec.identity(), **stats}
         gc.collect()  # the group's model or engine is gone with its turns
     return {spec.label: results[spec.label] for spec in plan.specs}
+
+
+def _k_advice(plan: EvalPlan, results: dict[str, Any]) -> None:
+    """The k advisor's table per model (``--suggest_k``), printed and stored under each model's ``"k_advice"``."""
+    from ..k_advisor import advice_table, suggest_k
+
+    args = plan.args
+    size = args.num_samples if args.num_generations is None else args.num_generations
+    for label, stats in results["models"].items():
+        advice = suggest_k(stats["correct"], stats["num_samples"], size, args.estimator)
+        stats["k_advice"] = {"num_generations": size, "estimator": args.estimator,
+                             "candidates": [asdict(a) for a in advice]}  # fmt: skip
+        print(f"\nk advisor, {label}: training groups of {size}, estimator {args.estimator}\n")
+        print(advice_table(advice))
+
+
+def run(plan: EvalPlan) -> dict[str, Any]:
+    """Evaluate every model of ``plan``; write results.json and the plot; print the table; release the caches'
+    locks. Returns the results."""
+    try:
+        return _run(plan)
+    finally:
+        for cache in plan.caches.values():
+            cache.close()
+
+
+def _run(plan: EvalPlan) -> dict[str, Any]:
+    args = plan.args
+    results: dict[str, Any] = {
+        "settings": {
+            "sampling": asdict(plan.settings),
+            "ks": plan.ks,
+            "rewards": plan.reward_names,
+            "reward_weights": plan.reward_weights,
+            "success_threshold": plan.success_threshold,
+            "data": {**asdict(plan.data_args), "split": plan.split},
+            "num_prompts": len(plan.dataset),
+        },
+        "models": evaluate_models(plan),
+    }
+    out = Path(args.output_dir)
+    write_results(results, out)
+    print(markdown_table(results))
+    if args.suggest_k:
+        _k_advice(plan, results)
+        write_results(results, out)
+    print(f"\nresults: {out / 'results.json'}")
+    if args.plot:
+        from ..plotting import plot_pass_at_k_curves
+
+        path = plot_pass_at_k_curves(results, out / "pass_at_k.png")
+        results["plot"] = str(path)
+        print(f"plot: {path}")
+    return results

@@ -11,13 +11,15 @@ kernels) can differ between batchings.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["Sampler", "SamplingSettings", "TransformersSampler", "VLLMSampler", "make_sampler", "sample_completions"]
+__all__ = ["Sampler", "SamplingSettings", "TransformersSampler", "VLLMSampler", "generate_batch", "make_sampler",
+           "sample_completions"]  # fmt: skip
 
 
 @dataclass
@@ -34,6 +36,11 @@ class SamplingSettings:
     greedy: bool = False
     engine: str = "transformers"
 
+    def identity(self) -> dict[str, Any]:
+        """The settings a prompt's samples depend on: all but ``batch_size`` (samples are seeded per prompt) and
+        ``greedy`` (a greedy completion is stored beside the samples, not instead of them)."""
+        return {key: value for key, value in asdict(self).items() if key not in ("batch_size", "greedy")}
+
 
 def _prompt_text(tokenizer, prompt: Any) -> str:
     if isinstance(prompt, str):
@@ -47,6 +54,7 @@ class Sampler:
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
+        self.on_token: Callable[[int], None] | None = None  # progress within a call, where the engine can tell
 
     def prompts_per_call(self, settings: SamplingSettings) -> int:
         """How many prompts go into one :meth:`generate` call (the cache is written after each)."""
@@ -117,7 +125,23 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
-def _generate(
+class _TokenCounter:
+    """A ``generate`` streamer that calls ``on_token(t)`` after the ``t``-th new token of a call (the first
+    ``put`` is the prompt): progress inside a call that may take minutes."""
+
+    def __init__(self, on_token: Callable[[int], None]):
+        self.on_token, self.count = on_token, -1
+
+    def put(self, value) -> None:
+        self.count += 1
+        if self.count:
+            self.on_token(self.count)
+
+    def end(self) -> None:
+        return None
+
+
+def generate_batch(
     model,
     tokenizer,
     texts: list[str],
@@ -127,9 +151,11 @@ def _generate(
     greedy: bool,
     share_prefix: bool = True,
     seeds: Sequence[int] | None = None,
+    on_token: Callable[[int], None] | None = None,
 ) -> list[str]:
     """``repeats`` completions of each of ``texts`` in one ``generate`` call: greedy, or sampled per prompt from
-    ``seeds`` (:class:`_PerPromptSampling`; without ``seeds`` from the global torch generator)."""
+    ``seeds`` (:class:`_PerPromptSampling`; without ``seeds`` from the global torch generator). ``on_token(t)`` is
+    called after each of the call's ``t = 1 .. max_new_tokens`` decoding steps."""
     device = next(model.parameters()).device
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -164,6 +190,7 @@ def _generate(
         attention_mask=mask.repeat_interleave(repeats, 0),
         max_new_tokens=settings.max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
+        streamer=_TokenCounter(on_token) if on_token is not None else None,
         **sampling,
     )
     return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -189,11 +216,13 @@ class TransformersSampler(Sampler):
         plain = all(isinstance(p, str) for p in prompts)
         texts = [_prompt_text(tokenizer, p) for p in prompts]
         n = settings.num_samples
-        flat = _generate(model, tokenizer, texts, plain, n, settings, greedy=False, seeds=seeds)
+        flat = generate_batch(
+            model, tokenizer, texts, plain, n, settings, greedy=False, seeds=seeds, on_token=self.on_token
+        )
         samples = [flat[j * n : (j + 1) * n] for j in range(len(texts))]
         greedy: list[str | None] = [None] * len(texts)
         if settings.greedy:
-            greedy = list(_generate(model, tokenizer, texts, plain, 1, settings, greedy=True))
+            greedy = list(generate_batch(model, tokenizer, texts, plain, 1, settings, greedy=True))
         return samples, greedy
 
 
@@ -268,6 +297,16 @@ def sample_completions(
     step = sampler.prompts_per_call(settings)
     results: dict[int, tuple[list[str], str | None]] = {}
     bar = tqdm(total=len(todo), desc="sampling", unit="prompt", disable=not progress)
+    last_shown = [0.0]
+
+    def show_token(t: int) -> None:
+        # A call of many prompts x long completions takes minutes: its decoding step, at most once a second.
+        if time.monotonic() - last_shown[0] >= 1.0 or t == settings.max_new_tokens:
+            bar.set_postfix_str(f"token {t}/{settings.max_new_tokens}")
+            last_shown[0] = time.monotonic()
+
+    if progress:
+        sampler.on_token = show_token
     try:
         with sampler:
             for start in range(0, len(todo), step):

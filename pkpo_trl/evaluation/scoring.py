@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from ..estimators import maxg_at_k
-from ..metrics import check_reward_values, is_binary, mean_se, pass_at_k_with_se
+from ..estimators import is_binary, maxg_at_k
+from ..metrics import check_reward_values, group_pass_at_k, mean_se
 from ..rewards import get_reward_funcs
 from .errors import EvalInputError
 
@@ -99,7 +99,8 @@ def pass_at_k_stats(
     """pass@k (and max@k) over prompts from combined rewards ``[P, n]`` (NaN = failed).
 
     With ``c_p`` successes (``reward >= threshold``) among the ``n`` samples of prompt ``p``:
-    ``pass@k = mean_p [1 - C(n - c_p, k) / C(n, k)]`` (Eq. 8), standard error ``std_p / sqrt(P)``.
+    ``pass@k = mean_p [1 - C(n - c_p, k) / C(n, k)]`` (Eq. 8), standard error ``std_p / sqrt(P)``
+    (:func:`~pkpo_trl.metrics.group_pass_at_k` with failed samples counted as failures, not left out).
     For non-binary rewards also ``max@k = mean_p maxg@k_p`` (Eq. 19, failed samples scored 0).
 
     Returns:
@@ -110,10 +111,11 @@ def pass_at_k_stats(
     failed = rewards.isnan()
     scored = rewards.nan_to_num(0.0).double()
     correct = (scored >= threshold).logical_and(~failed).sum(-1)
+    as_failures = rewards.masked_fill(failed, -math.inf)  # a failed sample counts as a failure, not left out
     stats: dict[str, Any] = {
         "num_prompts": num_prompts,
         "num_samples": n,
-        "pass@k": pass_at_k_with_se(correct, n, ks),
+        "pass@k": {str(k): v for k, v in group_pass_at_k(as_failures, ks, threshold, se=True).items()},
         "solved": int((correct > 0).sum()),
         "num_failed": int(failed.sum()),
         "mean_reward": scored.mean().item(),

@@ -7,7 +7,7 @@ plain SGD on the averaged estimate
     theta <- theta + lr * mean_groups( sum_i A_i (x_i - theta) / sigma^2 ).
 
 ``num_runs`` independent runs are vectorised (``theta`` is a ``[num_runs]`` tensor). The curves logged are
-*exact* objective values of the current ``theta`` (:func:`pkpo_trl.experiments.toy.exact_maxg_at_k`), so
+*exact* objective values of the current ``theta`` (:func:`experiments.toy.exact_maxg_at_k`), so
 they carry no evaluation noise.
 
 The k schedule is :class:`pkpo_trl.k.KSpec`, the one PKPOTrainer anneals with: a spec such as
@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from ..k import KSpec
+from pkpo_trl.k import KSpec
+
 from .toy import SIGMA, exact_maxg_at_k, gradient_estimates
 
 __all__ = ["TrainingResult", "train_schedules", "train_theta"]

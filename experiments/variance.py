@@ -2,7 +2,7 @@
 
 For a fixed policy ``theta`` and group size ``n`` we draw many independent groups, form one gradient
 estimate per group with each estimator (``grad_hat = sum_i A_i (x_i - theta) / sigma^2``, see
-:func:`pkpo_trl.experiments.toy.gradient_estimates`) and report its variance as a function of ``k``.
+:func:`experiments.toy.gradient_estimates`) and report its variance as a function of ``k``.
 PKPO's estimators (``s``, ``sloo``, ``sloo_minus_one``, ``l2o``) are unbiased for ``d/dtheta maxg@k``, so
 among them lower variance is strictly better; the paper finds ``sloo_minus_one < sloo < s``. The same
 samples are reused for every ``(k, estimator)`` (common random numbers), so differences between curves
@@ -10,7 +10,7 @@ are not sampling noise between curves.
 
 ``sloo`` and ``l2o`` need ``k <= n - 1`` (their baseline is a max@k estimate on the ``n - 1`` other
 samples). ``grpo_passk`` exists only at ``k = n``, where it equals ``sloo_minus_one``. With
-``binary=True`` the rewards are the 0/1 :func:`~pkpo_trl.experiments.toy.success` and the target is
+``binary=True`` the rewards are the 0/1 :func:`~experiments.toy.success` and the target is
 ``d/dtheta pass@k``; ``pass_at_k_training`` (0/1 rewards only) joins there. It is not unbiased (its mean is
 reported next to the exact gradient), so its variance is on another scale than the others'.
 """
@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from ..estimators import ESTIMATORS
+from pkpo_trl.estimators import ESTIMATORS
+
 from .toy import SIGMA, exact_grad_maxg_at_k, exact_grad_pass_at_k, gradient_estimates, sample_policy
 
 __all__ = ["DEFAULT_ESTIMATORS", "VarianceResult", "gradient_variance"]
@@ -82,7 +83,7 @@ def gradient_variance(
         seed: seed of the torch generator.
         chunk: groups per vectorised call (bounds memory).
         progress: optional ``tqdm`` bar; ``update(1)`` is called once per ``k``.
-        binary: 0/1 rewards (the toy's :func:`~pkpo_trl.experiments.toy.success`), target ``pass@k``;
+        binary: 0/1 rewards (the toy's :func:`~experiments.toy.success`), target ``pass@k``;
             without it, binary-only estimators are skipped (``nan``).
 
     Returns:
@@ -112,7 +113,8 @@ def gradient_variance(
     for k in ks:
         for e in estimators:
             spec = ESTIMATORS[e]
-            if k > n - spec.min_others or (spec.k_is_n and k != n) or (spec.binary_only and not binary):
+            k_min, k_max = spec.k_range(n)
+            if not k_min <= k <= k_max or (spec.binary_only and not binary):
                 result.variance[e].append(math.nan)
                 result.mean[e].append(math.nan)
                 continue

@@ -4,8 +4,8 @@
   its gradient, the optimal ``theta`` per ``k`` (Figure 1) and score-function gradient estimates.
 - :mod:`.variance`: variance of the gradient estimators vs ``k`` (Figure 4).
 - :mod:`.training`: SGD on ``theta`` with fixed ``k`` and with ``k`` annealing.
-- :mod:`.runner` and ``python -m pkpo_trl.experiments``: everything at once; the figures are in
-  :mod:`pkpo_trl.plotting`.
+- :mod:`.runner` and ``python -m experiments``: everything at once; the figures are in
+  :mod:`.plots`.
 
 All estimator math comes from :mod:`pkpo_trl.estimators`; nothing here re-implements it.
 """

@@ -1,39 +1,5 @@
-"""The PKPO estimators: each one's weights, next to its equation, registered by name in :data:`ESTIMATORS`.
-
-Pure torch, no TRL. Every function works on a batch of groups ``rewards[..., n]``: the last dimension
-holds the ``n`` rewards of one prompt's completions.
-
-Notation (Walder & Karkhanis, "Pass@K Policy Optimization", arXiv 2505.15201): ``g_(1) <= ... <= g_(n)``
-are a group's rewards sorted ascending, ``C(a, b)`` the binomial coefficient, ``rho(n, k)`` the unbiased
-max@k estimate (paper Eq. 19; Eq. 8 for 0/1 rewards)::
-
-    rho(n, k) = 1/C(n, k) * sum_i C(i-1, k-1) * g_(i)
-
-and ``rho(-i, m)`` the same estimate on the ``n - 1`` rewards other than ``g_i``. The transformed rewards
-``A_i`` replace the raw rewards in ``sum_i A_i * grad log p(x_i)``. Each estimator is one small function
-below, next to its equation, registered by name in :data:`ESTIMATORS` (the table that
-:class:`~pkpo_trl.PKPOConfig` validates against):
-
-=======================  ==========================================================================
-estimator                ``A_i``
-=======================  ==========================================================================
-``s``                    ``s_i = 1/C(n,k) * sum_{|S|=k, S containing i} max_{j in S} g_j`` (Eq. 21)
-``sloo``                 ``s_i - k/(n-1) * rho(-i, k)``: the paper's leave-one-out baseline (Eq. 29)
-``sloo_minus_one``       ``s_i - k/n * rho(-i, k-1)`` (Eq. 33; default): i's marginal contribution
-``l2o``                  ``s_i - k/n * rho(-i, k)``: the zero-sum leave-one-out estimator (MaxPO's L2O)
-``grpo_passk``           best sample ``max - second max``, others 0 (Tang et al.; verl), ``k = n`` only
-``pass_at_k_training``   Chen et al.'s analytic pass@k advantage, 0/1 rewards only
-``maxrl``                MaxRL's ``(g_i - mean) / (n * mean)`` (Tajwar et al.), 0/1 rewards only, no k
-=======================  ==========================================================================
-
-The max@k estimators are linear in the sorted rewards: each returns the weights of
-``A_(i) = own_(i) g_(i) + sum_{j>i} up_(j) g_(j) - sum_{j<i} down_(j) g_(j)``, applied with one cumulative
-sum after one sort: ``O(n log n)`` per group, one vectorised call for the whole batch; tied rewards are read
-at their tie block's first rank (exactly equal values). Ratios of binomial coefficients are evaluated in log
-space (``lgamma``) so that groups of thousands of samples stay finite.
-
-:mod:`pkpo_trl.estimators` applies them to reward batches (sorting, NaN handling, a k per group, mixtures of k).
-"""
+"""The estimators, one small function each next to its equation (notation: :mod:`pkpo_trl.estimators`), and the
+table :data:`ESTIMATORS` that registers them by name with the ks each is defined for."""
 
 from __future__ import annotations
 
@@ -42,24 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ESTIMATORS", "Estimator", "register_estimator"]
-
-# --------------------------------------------------------------------------------------------------
-# Binomial ratios in log space.
-
-
-def _log_binom(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """log C(a, b) for float64 tensors, -inf where C(a, b) = 0 (b < 0 or b > a or a < 0)."""
-    valid = (b >= 0) & (b <= a) & (a >= 0)
-    a_, b_ = torch.where(valid, a, 0.0), torch.where(valid, b, 0.0)
-    out = torch.lgamma(a_ + 1) - torch.lgamma(b_ + 1) - torch.lgamma(a_ - b_ + 1)
-    return torch.where(valid, out, -torch.inf)
-
-
-def _binom_ratio(a, b, c, d) -> torch.Tensor:
-    """C(a, b) / C(c, d); 0 where C(a, b) = 0 (callers keep C(c, d) > 0)."""
-    return torch.exp(_log_binom(a, b) - _log_binom(c, d))
-
+from .estimates import binom_ratio
 
 # --------------------------------------------------------------------------------------------------
 # Building blocks of the sorted forms. ``r`` holds the 1-based ranks of a group's sorted rewards among its
@@ -71,38 +20,14 @@ def _s_weights(r, n, k) -> tuple[torch.Tensor, torch.Tensor]:
     """``s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)`` (paper Eq. 21-22): among the
     k-subsets holding i, C(i-1,k-1) have i as their max and C(j-2,k-2) have j > i as their max.
     Returns (own, up)."""
-    return _binom_ratio(r - 1, k - 1, n, k), _binom_ratio(r - 2, k - 2, n, k)
+    return binom_ratio(r - 1, k - 1, n, k), binom_ratio(r - 2, k - 2, n, k)
 
 
 def _rho_others_weights(r, n, m) -> tuple[torch.Tensor, torch.Tensor]:
     """``rho(-i, m)``, the max@m estimate on the others of i: removing ``g_(i)`` keeps the ranks below i and
     lowers those above by one, ``[sum_{j<i} C(j-1,m-1) g_(j) + sum_{j>i} C(j-2,m-1) g_(j)] / C(n-1,m)``.
     Returns (below, above)."""
-    return _binom_ratio(r - 1, m - 1, n - 1, m), _binom_ratio(r - 2, m - 1, n - 1, m)
-
-
-def _linear(g, own, up, down) -> torch.Tensor:
-    """``A_(i) = own_(i) g_(i) + sum_{j>i} up_(j) g_(j) - sum_{j<i} down_(j) g_(j)`` on sorted rewards ``g``
-    (``None`` for a weight that vanishes), evaluated with one cumulative sum as
-    ``(own + down)_(i) g_(i) + sum_j up_(j) g_(j) - sum_{j<=i} (up + down)_(j) g_(j)``."""
-    if up is None:
-        return (own + down) * g - torch.cumsum(down * g, dim=-1)
-    if down is None:
-        down = torch.zeros_like(own)
-    return (own + down) * g + (up * g).sum(-1, keepdim=True) - torch.cumsum((up + down) * g, dim=-1)
-
-
-def _tie_block_starts(g_sorted: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Index of the first slot of each slot's block of tied scored rewards. The sorted forms are exact at
-    any rank of a tie block, and tied samples get equal values; read at the block's first rank, no equal
-    reward lies below, so ties are exactly equal, the sums carry no cancelling terms (the tiny weights of
-    binary groups stay accurate at n = 4096) and a block whose value is 0 (``sloo_minus_one``'s incorrect
-    samples) is exactly 0."""
-    starts = torch.ones_like(g_sorted, dtype=torch.bool)
-    torch.ne(g_sorted[..., 1:], g_sorted[..., :-1], out=starts[..., 1:])
-    starts |= r == 1  # unscored slots come first: the first scored slot starts a block
-    idx = torch.arange(g_sorted.shape[-1], device=g_sorted.device)
-    return torch.cummax(torch.where(starts, idx, 0), dim=-1).values
+    return binom_ratio(r - 1, m - 1, n - 1, m), binom_ratio(r - 2, m - 1, n - 1, m)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,13 +42,15 @@ class Estimator:
 
     Attributes:
         name: registry name (``pkpo_estimator`` in :class:`~pkpo_trl.PKPOConfig`).
-        fn: max@k estimators: ``fn(r, n, k) -> (own, up, down)``, the weights of :func:`_linear` on the sorted
-            rewards. Binary-only estimators: ``fn(c, n, k) -> (A_correct, A_incorrect)`` for ``c`` correct of ``n``.
+        fn: max@k estimators: ``fn(r, n, k) -> (own, up, down)``, the weights of
+            ``A_(i) = own_(i) g_(i) + sum_{j>i} up_(j) g_(j) - sum_{j<i} down_(j) g_(j)`` on the sorted rewards.
+            Binary-only estimators: ``fn(c, n, k) -> (A_correct, A_incorrect)`` for ``c`` correct of ``n``.
         min_others: the largest ``k`` is ``n - min_others`` (1 where ``rho(-i, k)`` needs k others; :meth:`k_range`).
         needs_others: a group with a single scored sample gets zeros (its baseline has nothing to use).
         shift_invariant: ``A`` does not change when a constant is added to the group's rewards; it is evaluated
             on rewards minus the group's smallest one, so constant groups give exact zeros.
-        k_is_n: defined only for ``k = n`` (the whole group); NaN-dropped groups use ``k' = n'``.
+        k_is_n: the estimator of max@n: defined only for ``k = n`` (the whole group; :meth:`k_range` is
+            ``(n, n)``, so groups with NaN-dropped completions use ``k' = n'``). Read by :meth:`k_range` only.
         binary_only: defined only for 0/1 rewards; other rewards raise ``ValueError``.
         uses_k: the weights depend on k (``maxrl``'s do not: its objective is fixed, ``log pass@1``).
     """
@@ -196,8 +123,8 @@ def sloo_minus_one(r, n, k) -> Weights:
     of the others (RLOO): ``A_i = g_i/n - sum_{j != i} g_j / (n(n-1))``.
     """
     rloo = torch.where(r >= 1, 1 / (n * (n - 1)), 0.0)
-    own = torch.where(k >= 2, _binom_ratio(r - 1, k - 1, n, k), torch.where(r >= 1, 1 / n, 0.0))
-    down = torch.where(k >= 2, _binom_ratio(r - 1, k - 2, n, k), rloo)
+    own = torch.where(k >= 2, binom_ratio(r - 1, k - 1, n, k), torch.where(r >= 1, 1 / n, 0.0))
+    down = torch.where(k >= 2, binom_ratio(r - 1, k - 2, n, k), rloo)
     up = None if bool((k >= 2).all()) else torch.where(k >= 2, 0.0, -rloo)
     return own, up, down
 
@@ -218,15 +145,12 @@ def l2o(r, n, k) -> Weights:
     return own, up - coef * above, coef * below
 
 
-@register_estimator("grpo_passk", k_is_n=True, shift_invariant=True)
-def grpo_passk(r, n, k) -> Weights:
-    """verl's ``grpo_passk`` (``compute_grpo_passk_outcome_advantage``, after Tang et al., arXiv
-    2503.19595): the best sample of the group gets ``max - second max``, every other sample 0. It is the
-    pass@n / max@n estimator (``k = n`` only) and equals ``sloo_minus_one`` at ``k = n`` exactly (the only
-    subset is the group; only the best sample changes its max). verl divides it by the group's standard
-    deviation by default (``norm_adv_by_std_in_grpo``); here that is left to ``scale_rewards``.
-    """
-    return (r == n).to(r.dtype), None, (r == n - 1).to(r.dtype)
+# verl's ``grpo_passk`` (``compute_grpo_passk_outcome_advantage``, after Tang et al., arXiv 2503.19595): the best
+# sample of the group gets ``max - second max``, every other sample 0. It is ``sloo_minus_one`` at ``k = n`` exactly
+# (the only k-subset is the group, and only the best sample changes its max; tests/test_estimator_successors.py
+# checks it against verl's rule), so it is registered as that function with ``k_range(n) = (n, n)``. verl divides it
+# by the group's standard deviation by default (``norm_adv_by_std_in_grpo``); here that is left to ``scale_rewards``.
+register_estimator("grpo_passk", shift_invariant=True, k_is_n=True)(sloo_minus_one)
 
 
 @register_estimator("pass_at_k_training", needs_others=False, binary_only=True)
@@ -242,11 +166,11 @@ def pass_at_k_training(c, n, k) -> tuple[torch.Tensor, torch.Tensor]:
     Not an unbiased pass@k gradient (the group mean includes ``g_i``; ``1/sigma`` reweights prompts).
     At ``k = 1`` it is GRPO with the population std: ``(g_i - mean g) / std g``.
     """
-    R = 1.0 - _binom_ratio(n - c, k, n, k)
+    R = 1.0 - binom_ratio(n - c, k, n, k)
     sigma = torch.sqrt(R * (1.0 - R))
     safe = torch.where(sigma > 0, sigma, 1.0)
     a_correct = torch.where(sigma > 0, (1.0 - R) / safe, 0.0)
-    a_incorrect = torch.where(sigma > 0, (1.0 - R - _binom_ratio(n - c - 1, k - 1, n - 1, k - 1)) / safe, 0.0)
+    a_incorrect = torch.where(sigma > 0, (1.0 - R - binom_ratio(n - c - 1, k - 1, n - 1, k - 1)) / safe, 0.0)
     return a_correct, a_incorrect
 
 
@@ -264,7 +188,7 @@ def maxrl(c, n, k) -> tuple[torch.Tensor, torch.Tensor]:
     ``(1/c) sum_{i correct} grad log p(x_i)``, gives ``T = n``, and the mean baseline, which sees ``g_i``, removes
     ``(1-p)^(n-1)`` of it (tests/test_maxrl.py checks both, exactly and by Monte Carlo). So MaxRL is biased for
     ``T = n`` and for ``log pass@1`` (by ``-(1-p)^(n-1)`` and ``-(1-p)^(n-1)/p``), and unbiased for ``T = n-1``,
-    the objective of ``pkpo_k_mixture="harmonic:<n-1>"``, which estimates it with PKPO's baselines (and works for
+    the objective of ``pkpo_k="harmonic:<n-1>"``, which estimates it with PKPO's baselines (and works for
     continuous rewards). 0/1 rewards only; k is not used.
     """
     mean = c / n

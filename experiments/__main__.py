@@ -1,7 +1,7 @@
-"""``python -m pkpo_trl.experiments {all,toy,variance,training} --out DIR [--quick] [--seed N]``.
+"""``python -m experiments {all,toy,variance,training} --out DIR [--quick] [--seed N]``.
 
 Regenerates the toy figures (PNG) and the results table (``results.md`` + ``results.json``) in ``DIR``;
-see :mod:`pkpo_trl.experiments.runner` for what each section computes.
+see :mod:`experiments.runner` for what each section computes.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .runner import (  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m pkpo_trl.experiments",
+        prog="python -m experiments",
         description="Reproduce the PKPO paper's toy results (Figure 1, Figure 4, training with k annealing).",
     )
     parser.add_argument("command", choices=("all", *SECTIONS), help="which experiments to run")

@@ -33,7 +33,7 @@ import math
 import torch
 from torch.special import ndtr
 
-from ..estimators import maxg_at_k, transform_rewards
+from pkpo_trl.estimators import maxg_at_k, transform_rewards
 
 __all__ = [
     "SIGMA",

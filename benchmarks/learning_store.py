@@ -89,8 +89,13 @@ class RunStore:
 
 
 def _commit() -> str | None:
-    """The checkout's git commit (with ``+dirty`` for uncommitted changes), or None outside a git checkout."""
+    """The checkout's git commit (with ``+dirty`` for uncommitted changes), or None outside a git checkout;
+    ``$PKPO_BENCH_COMMIT`` when set (run_queue.sh runs a snapshot of a commit, outside git)."""
+    import os
     import subprocess
+
+    if os.environ.get("PKPO_BENCH_COMMIT"):
+        return os.environ["PKPO_BENCH_COMMIT"]
 
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,

@@ -38,6 +38,34 @@ def resolved_method_config(setting: Setting, name: str) -> dict[str, Any]:
             return method_config(config_cls(**kwargs))
 
 
+K_FIELDS = ("pkpo_k", "pkpo_k_schedule", "pkpo_k_mixture", "pkpo_adaptive_k", "pkpo_adaptive_k_min")
+
+
+def k_spec(config: dict[str, Any]) -> str | None:
+    """A method's k option as one spec string, however the config spells it: ``"8"``, ``"harmonic"``,
+    ``"1:0.5,8:0.5"``, ``"piecewise:0=8,0.5=4,0.75=1"``, ``"adaptive:1..8"`` (issue 26's single ``pkpo_k``
+    spec), from today's ``pkpo_k`` / ``pkpo_k_schedule`` / ``pkpo_k_mixture`` / ``pkpo_adaptive_k(_min)`` or from
+    a ``pkpo_k`` that already is such a spec. None for a config without a k (GRPO)."""
+    if not any(key in config for key in K_FIELDS):
+        return None
+    if config.get("pkpo_k_mixture"):
+        return str(config["pkpo_k_mixture"])
+    if config.get("pkpo_adaptive_k"):
+        cap = config.get("pkpo_k_schedule") or config.get("pkpo_k")
+        return f"adaptive:{config.get('pkpo_adaptive_k_min', 1)}..{cap}"
+    if config.get("pkpo_k_schedule"):
+        return str(config["pkpo_k_schedule"])
+    return str(config.get("pkpo_k"))
+
+
+def method_description(config: dict[str, Any]) -> dict[str, Any]:
+    """What a stored run's method is, independent of the spelling of its k option (:func:`k_spec`): the other
+    :data:`METHOD_FIELDS` as recorded, plus ``"k"``. A run stored before the k options became one ``pkpo_k`` spec
+    and the same method after it have the same description, so renaming the fields does not invalidate a store."""
+    described = {key: value for key, value in config.items() if key not in K_FIELDS}
+    return {**described, **({"k": k_spec(config)} if k_spec(config) is not None else {})}
+
+
 class RunStore:
     """One JSON file per finished ``(method, seed)`` run of a setting, in ``<out>/learning_<setting>_runs/``, and a
     progress log beside them, so that an interrupted matrix resumes where it stopped (a rerun skips what is
@@ -58,7 +86,8 @@ class RunStore:
         if record.get("setting_fingerprint") != self.fingerprint:
             raise SystemExit(f"{path} was run under another setting (fingerprint differs): move it away or rerun")
         recorded = record["run"].get("method_config")
-        if recorded is not None and recorded != json.loads(json.dumps(resolved_method_config(self.setting, method))):
+        expected = json.loads(json.dumps(resolved_method_config(self.setting, method)))
+        if recorded is not None and method_description(recorded) != method_description(expected):
             raise SystemExit(f"{path} was run with another configuration of {method!r} (e.g. older PKPOConfig "
                              f"defaults: {recorded}): move it away or rerun")  # fmt: skip
         return record["run"]
@@ -70,17 +99,21 @@ class RunStore:
         tmp.write_text(json.dumps(record))
         tmp.replace(path)  # atomic: a killed run leaves no half-written file
 
-    def before_rl(self) -> dict[str, Any] | None:
-        """The initial model's held-out numbers, measured once per setting (seeded: the same every time)."""
+    def before_rl(self) -> tuple[dict[str, Any] | None, dict[str, list[float]] | None]:
+        """The initial model's held-out numbers and pass@k curves (None for a store written before curves were
+        kept), measured once per setting (seeded: the same every time); ``(None, None)`` if not measured yet."""
         path = self.folder / "before_rl.json"
         if not path.is_file():
-            return None
+            return None, None
         record = json.loads(path.read_text())
-        return record["before_rl"] if record.get("setting_fingerprint") == self.fingerprint else None
+        if record.get("setting_fingerprint") != self.fingerprint:
+            return None, None
+        return record["before_rl"], record.get("passk_curves")
 
-    def save_before_rl(self, before: dict[str, Any]) -> None:
+    def save_before_rl(self, before: dict[str, Any], curves: dict[str, list[float]] | None = None) -> None:
         path = self.folder / "before_rl.json"
-        path.write_text(json.dumps({"setting_fingerprint": self.fingerprint, "before_rl": before}))
+        record = {"setting_fingerprint": self.fingerprint, "before_rl": before, "passk_curves": curves}
+        path.write_text(json.dumps(record))
 
     def log(self, message: str) -> None:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -112,7 +145,8 @@ def _fingerprint(setting: Setting) -> str:
     spec = dataclasses.asdict(setting)
     for key in ("name", "description", "methods", "targets", "workers", "pareto"):
         spec.pop(key, None)
-    if spec.get("model_size") is None:  # a field added after the first runs were stored
-        spec.pop("model_size", None)
+    for key, default in (("model_size", None), ("fresh_prompts", False)):  # fields added after runs were stored
+        if spec.get(key, default) == default:
+            spec.pop(key, None)
     spec["rl"] = rl_config(setting)
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]

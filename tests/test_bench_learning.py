@@ -362,3 +362,32 @@ def test_rule_of_issue_20_picks_the_best_hard_pass_at_k_among_methods_that_keep_
     paired["harmonic"][gain] = diff(0.05, 0.01)
     rule = report.rule_verdict(paired, keep, gain, {})
     assert rule["winner"] == "harmonic" and rule["beats_maxrl"] and rule["text"].endswith("; beats MaxRL")
+
+
+@pytest.mark.slow
+def test_sweep_then_tuned_matrix_on_fresh_prompts(bench, tmp_path):
+    """--sweep-lr runs GRPO per rate and seed into one store per rate and writes the sweep file; --learning-rate
+    tuned runs the matrix in the tuned rate's store (reusing its GRPO runs) or refuses a setting not admitted. Runs
+    keep pass@k curves to eval_samples (64), and the report has the efficiency table."""
+    options = [*SMALL, "--out", str(tmp_path), "--matrix", "sort_fresh"]
+    summary = bench.main([*options, "--sweep-lr", "1e-4,1e-3", "--seeds", "0", "1"])
+    assert set(summary["rates"]) == {"1e-04", "1e-03"} and all(e["n"] == 2 for e in summary["rates"].values())
+    stored = json.loads((tmp_path / "learning_sort_fresh_quick_sweep.json").read_text())
+    assert stored["tuned_rate"] == summary["tuned_rate"] in (1e-4, 1e-3)
+    run = json.loads((tmp_path / "learning_sort_fresh_quick_lr1e-04_runs" / "grpo-seed1.json").read_text())["run"]
+    assert len(run["passk_curves"]["hard"]) == 64 and run["method_config"]["learning_rate"] == 1e-4
+    assert run["passk_curves"]["hard"][0] == run["metrics"]["eval/hard/pass@1"]
+    assert sorted(run["passk_curves"]["hard"]) == run["passk_curves"]["hard"], "pass@k grows with k"
+    matrix = [*options, "--learning-rate", "tuned", "--seeds", "0", "1", "--methods", "grpo,maxrl"]
+    stored["admitted"] = True  # two steps do not admit a setting: pretend, to run the matrix path
+    (tmp_path / "learning_sort_fresh_quick_sweep.json").write_text(json.dumps(stored))
+    results = bench.main(matrix)
+    store = tmp_path / f"learning_sort_fresh_quick_lr{stored['tuned_rate']:.0e}_runs"
+    assert "2 of 4 runs already done" in (store / "progress.log").read_text(), "the sweep's GRPO runs are reused"
+    assert set(results["efficiency"]["hard"]) == {"grpo", "maxrl", "before RL"}
+    assert set(results["efficiency"]["hard"]["maxrl"]) == {16, 64}
+    assert results["admission"]["n"] == 2 and "efficiency at k = 64" in results["efficiency_markdown"]
+    stored["admitted"] = False
+    (tmp_path / "learning_sort_fresh_quick_sweep.json").write_text(json.dumps(stored))
+    with pytest.raises(SystemExit, match="not admitted"):
+        bench.main(matrix)

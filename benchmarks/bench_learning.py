@@ -102,7 +102,8 @@ def initial_model(setting: Setting, cache_dir: Path | None, log=print):
     """``(model, tokenizer, info)``: the base model, after the supervised warm-up if the setting has one.
 
     The warm-up (``transformers.Trainer``, cross-entropy on the answer tokens of ``prompt + answer + EOS``)
-    uses ``num_examples`` ``digits``-digit problems plus ``hard_examples`` 3-digit ones, from the train split;
+    uses ``num_examples`` ``digits``-digit problems plus ``hard_examples`` ``hard_digits``-digit ones (default 3)
+    and any ``more`` ``(digits, examples)``, from the train split;
     it is cached in ``cache_dir`` keyed by its config.
     """
     if setting.model != "tiny":
@@ -128,8 +129,11 @@ def initial_model(setting: Setting, cache_dir: Path | None, log=print):
     task = spec.get("task", "addition")
     easy = task_rows(task, "train", spec["num_examples"], 0, spec["digits"])
     hard = task_rows(task, "train", spec["hard_examples"], 1, spec.get("hard_digits", 3))
+    # "more": further (digits, examples) pairs, e.g. a few 7-digit strings beside the 6-digit ones (seeds 2, 3, ...)
+    more = [task_rows(task, "train", count, 2 + i, digits) for i, (digits, count) in enumerate(spec.get("more", []))]
     examples = []
-    prompts, answers = [*easy[0], *hard[0]], [*easy[1], *hard[1]]
+    prompts = [p for rows in (easy, hard, *more) for p in rows[0]]
+    answers = [a for rows in (easy, hard, *more) for a in rows[1]]
     for prompt, answer in zip(prompts, answers, strict=True):
         prompt_ids = tokenizer(prompt)["input_ids"]
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

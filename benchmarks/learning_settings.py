@@ -163,6 +163,18 @@ SETTINGS: dict[str, Setting] = {
         fresh_prompts=True, workers=1, methods=EVIDENCE,
         targets=(("eval/hard/pass@16", 1.3), ("eval/hard/pass@1", "se")),
     ),
+    "sort_mixed_fresh": Setting(
+        "sort_mixed_fresh", "tiny char model (CPU), RL on a mix of easy (6-digit) and hard (7-digit) sorting, fresh "
+        "prompts (3,200 of each in 200 steps)", "tiny",
+        [Subset("easy", 6, 1, 400, "sort"), Subset("hard", 7, 1, 400, "sort")],
+        # Warm-up on 3000 4-digit strings, 100 6-digit and 10 7-digit ones (a model sorts only the lengths it saw):
+        # 6-digit held-out pass@1 37.2 %, pass@16 86.0 %; 7-digit 10.5 % / 40.0 % (200 prompts x 16 samples). With
+        # 30 7-digit ones: 45.1 / 90.5 % and 21.7 / 55.0 %; 5- and 8-digit strings unseen in the warm-up: 0 %.
+        warmup=dict(WARMUP, task="sort", digits=4, hard_digits=6, hard_examples=100, more=[[7, 10]], steps=600),
+        rl=dict(max_steps=200, max_completion_length=8), eval_samples=64, eval_ks=(1, 4, 16, 64),
+        fresh_prompts=True, workers=1, methods=EVIDENCE,
+        targets=(("eval/hard/pass@16", 1.3), ("eval/all/pass@1", "se")),
+    ),
     "gemma": Setting(
         "gemma", "Gemma 3 270M (GGUF package) + LoRA (CPU); few-shot 2-digit addition",
         "gemma-3-270m-gguf", [Subset("2-digit", 2, 64, 32)], few_shot=4,

@@ -6,7 +6,10 @@
 # killed queue loses at most the run in progress. The queue file is copied at start (edit it, then restart).
 #
 #   nohup nice -n 15 benchmarks/run_queue.sh QUEUE_FILE >> LOG 2>&1 &
+#
+# with the project's virtual environment active (or PYTHON=/path/to/its/python).
 set -u
+"${PYTHON:-python}" -c "import torch, trl" || { echo "run_queue.sh: no torch/trl in ${PYTHON:-python}: activate the venv"; exit 1; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 QUEUE=$(realpath "$1")
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
@@ -22,6 +25,9 @@ while IFS= read -r line; do
   case "$line" in '' | '#'*) continue ;; esac
   echo "$(date -u '+%F %T UTC') queue ($COMMIT): $line"
   # shellcheck disable=SC2086  # the line is a list of arguments
-  python "$SNAP/benchmarks/bench_learning.py" $line || echo "$(date -u '+%F %T UTC') queue: failed with exit $?"
+  "${PYTHON:-python}" "$SNAP/benchmarks/bench_learning.py" $line || {
+    status=$?
+    echo "$(date -u '+%F %T UTC') queue: failed with exit $status"
+  }
 done < "$SNAP/queue.$$"
 echo "$(date -u '+%F %T UTC') queue: done"

@@ -391,3 +391,35 @@ def test_sweep_then_tuned_matrix_on_fresh_prompts(bench, tmp_path):
     (tmp_path / "learning_sort_fresh_quick_sweep.json").write_text(json.dumps(stored))
     with pytest.raises(SystemExit, match="not admitted"):
         bench.main(matrix)
+
+
+def test_fresh_prompts_are_each_drawn_once_per_run(bench, settings, tmp_path):
+    """The trainer's own sampler over a fresh-prompt setting's run (3 steps here) draws every prompt of the pool in
+    exactly one step (num_generations times), so none repeats; and none is a held-out prompt."""
+    import copy
+
+    import datasets
+    from trl import GRPOConfig, GRPOTrainer
+
+    from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
+
+    setting = copy.deepcopy(settings.SETTINGS["sort_mixed_fresh"])
+    setting.rl["max_steps"] = 3
+    setting = settings.fresh_sized(setting)
+    prompts, answers = settings.concat(settings.pool(setting, "train"))
+    held_out = set(settings.concat(settings.pool(setting, "test"))[0])
+    assert len(prompts) == 3 * 32 and len(set(prompts)) == len(prompts) and not held_out & set(prompts)
+    config = {**settings.rl_config(setting), "output_dir": str(tmp_path), "use_cpu": True, "seed": 0}
+    tokenizer = build_char_tokenizer()
+    trainer = GRPOTrainer(
+        build_tiny_gemma2(len(tokenizer)), reward_funcs=bench.get_reward_funcs(["first_number"]),
+        args=GRPOConfig(**config), processing_class=tokenizer,
+        train_dataset=datasets.Dataset.from_dict({"prompt": prompts, "answer": answers}),
+    )  # fmt: skip
+    batches = list(trainer.get_train_dataloader())
+    assert len(batches) == 3, "one pass over the pool is the run"
+    drawn = [row["prompt"] for batch in batches for row in batch]
+    counts = {prompt: drawn.count(prompt) for prompt in set(drawn)}
+    assert set(counts) == set(prompts) and set(counts.values()) == {16}
+    per_step = [{row["prompt"] for row in batch} for batch in batches]
+    assert all(not a & b for i, a in enumerate(per_step) for b in per_step[i + 1 :]), "no prompt in two steps"

@@ -153,14 +153,15 @@ SETTINGS: dict[str, Setting] = {
         targets=(("eval/hard/pass@16", 1.3), ("eval/all/pass@1", "se")),
     ),  # sized for one H200 in about 8 minutes: not yet run on one (no GPU was lent); --quick is the CPU smoke test
     # Issue 27's settings: fresh prompts (no prompt repeats in a run), 64 samples per held-out prompt (pass@k to 64,
-    # test-time-scaling efficiency), GRPO's learning rate from a sweep (--sweep-lr; --learning-rate tuned).
+    # test-time-scaling efficiency), GRPO's learning rate from a sweep (--sweep-lr; --learning-rate tuned). Their
+    # Pareto plot and issue 20's rule stay at hard pass@16 (pareto), the efficiency goes to k = 64.
     "sort_fresh": Setting(
         "sort_fresh", "tiny char model (CPU), RL on sorting 6-digit strings, fresh prompts (6,400 in 200 steps)",
         "tiny", [Subset("hard", 6, 1, 400, "sort")],
         # Probe (2026-12-08, GRPO, lr 3e-4, seed 0): held-out pass@1 7.0 % -> 59.7 %, pass@16 42.5 % -> 68.0 %.
         warmup=dict(WARMUP, task="sort", digits=4, hard_digits=6, hard_examples=30, steps=600),
         rl=dict(max_steps=200, max_completion_length=8), eval_samples=64, eval_ks=(1, 4, 16, 64),
-        fresh_prompts=True, workers=1, methods=EVIDENCE,
+        fresh_prompts=True, workers=1, methods=EVIDENCE, pareto=("eval/hard/pass@1", "eval/hard/pass@16"),
         targets=(("eval/hard/pass@16", 1.3), ("eval/hard/pass@1", "se")),
     ),
     "sort_mixed_fresh": Setting(
@@ -172,7 +173,7 @@ SETTINGS: dict[str, Setting] = {
         # 30 7-digit ones: 45.1 / 90.5 % and 21.7 / 55.0 %; 5- and 8-digit strings unseen in the warm-up: 0 %.
         warmup=dict(WARMUP, task="sort", digits=4, hard_digits=6, hard_examples=100, more=[[7, 10]], steps=600),
         rl=dict(max_steps=200, max_completion_length=8), eval_samples=64, eval_ks=(1, 4, 16, 64),
-        fresh_prompts=True, workers=1, methods=EVIDENCE,
+        fresh_prompts=True, workers=1, methods=EVIDENCE, pareto=("eval/all/pass@1", "eval/hard/pass@16"),
         targets=(("eval/hard/pass@16", 1.3), ("eval/all/pass@1", "se")),
     ),
     "gemma": Setting(
@@ -233,29 +234,34 @@ def subset_rows(setting: Setting, subset: Subset, split: str) -> tuple[list[str]
 
 
 def task_rows(task: str, split: str, num: int, seed: int, digits: int, few_shot: int = 0):
-    """``(prompts, answers)``: ``num`` problems of ``task`` (``addition`` or ``sort``) of size ``digits``."""
-    if task == "sort":
-        return sort_rows(split, num, seed, digits)
+    """``(prompts, answers)``: ``num`` problems of ``task`` (``addition``, ``sort`` or ``reverse``) of size
+    ``digits``."""
+    if task in STRING_TASKS:
+        return sort_rows(split, num, seed, digits, task)
     data = generate_arithmetic(task, split, num, seed, digits, 2, few_shot, "plain")
     return list(data["prompt"]), list(data["answer"])
 
 
-def sort_rows(split: str, num: int, seed: int, length: int) -> tuple[list[str], list[str]]:
-    """A symbolic task that is not arithmetic: sort a string of ``length`` digits 1-9 (repeats allowed),
-    ``"sort 5381="`` -> ``"1358"`` (no 0, so the answer reads as a number for the ``first_number`` reward). A
-    string is a test problem when its hash says so (one in five), so train and test never overlap; the same
-    arguments give the same problems."""
+STRING_TASKS = {"sort": lambda digits: "".join(sorted(digits)), "reverse": lambda digits: digits[::-1]}
+
+
+def sort_rows(split: str, num: int, seed: int, length: int, task: str = "sort") -> tuple[list[str], list[str]]:
+    """Symbolic tasks that are not arithmetic: sort a string of ``length`` digits 1-9 (repeats allowed),
+    ``"sort 5381="`` -> ``"1358"``, or reverse it, ``"reverse 5381="`` -> ``"1835"`` (no 0, so the answer reads
+    as a number for the ``first_number`` reward, and no leading zero can make two answers one number). A string is a
+    test problem when its hash says so (one in five), so train and test never overlap; the same arguments give the
+    same problems."""
     import random
 
-    rng, prompts, answers, seen = random.Random(f"sort-{split}-{seed}-{length}"), [], [], set()
+    rng, prompts, answers, seen = random.Random(f"{task}-{split}-{seed}-{length}"), [], [], set()
     while len(prompts) < num:
         digits = "".join(rng.choice("123456789") for _ in range(length))
         in_test = int(hashlib.sha256(digits.encode()).hexdigest(), 16) % 5 == 0
         if digits in seen or in_test != (split == "test"):
             continue
         seen.add(digits)
-        prompts.append(f"sort {digits}=")
-        answers.append("".join(sorted(digits)))
+        prompts.append(f"{task} {digits}=")
+        answers.append(STRING_TASKS[task](digits))
     return prompts, answers
 
 

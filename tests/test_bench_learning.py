@@ -146,6 +146,11 @@ def test_sort_task_splits_are_disjoint_and_sorted(settings):
         digits = prompt.removeprefix("sort ").removesuffix("=")
         assert len(digits) == 5 and "0" not in digits and answer == "".join(sorted(digits))
     assert settings.sort_rows("train", 300, 0, 5) == train
+    reverse = settings.task_rows("reverse", "train", 50, 0, 7)
+    assert reverse[0][0].startswith("reverse ") and all(
+        a == p.removeprefix("reverse ").removesuffix("=")[::-1] for p, a in zip(*reverse, strict=True)
+    )
+    assert not set(reverse[0]) & set(settings.task_rows("reverse", "test", 50, 0, 7)[0])
 
 
 @pytest.mark.slow

@@ -176,6 +176,16 @@ SETTINGS: dict[str, Setting] = {
         fresh_prompts=True, workers=1, methods=EVIDENCE, pareto=("eval/all/pass@1", "eval/hard/pass@16"),
         targets=(("eval/hard/pass@16", 1.3), ("eval/all/pass@1", "se")),
     ),
+    "reverse_fresh": Setting(
+        "reverse_fresh", "tiny char model (CPU), RL on reversing 7-digit strings, fresh prompts (6,400 in 200 steps)",
+        "tiny", [Subset("hard", 7, 1, 400, "reverse")],
+        # Warm-up on 3000 4-digit strings and 100 7-digit ones: 7-digit held-out pass@1 19.0 %, pass@16 50.5 %
+        # (200 prompts x 16 samples); with 30 7-digit ones 0.0 / 0.5 %, with 300 76.9 / 95.5 %.
+        warmup=dict(WARMUP, task="reverse", digits=4, hard_digits=7, hard_examples=100, steps=600),
+        rl=dict(max_steps=200, max_completion_length=8), eval_samples=64, eval_ks=(1, 4, 16, 64),
+        fresh_prompts=True, workers=1, methods=EVIDENCE, pareto=("eval/hard/pass@1", "eval/hard/pass@16"),
+        targets=(("eval/hard/pass@16", 1.3), ("eval/hard/pass@1", "se")),
+    ),
     "gemma": Setting(
         "gemma", "Gemma 3 270M (GGUF package) + LoRA (CPU); few-shot 2-digit addition",
         "gemma-3-270m-gguf", [Subset("2-digit", 2, 64, 32)], few_shot=4,

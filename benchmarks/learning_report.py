@@ -255,6 +255,8 @@ def rule_verdict(paired: dict[str, dict[str, Any]], keep: str, gain: str, labels
     # MaxRL is beaten by a winner that passes where it fails, or that gains more where both pass
     beats_peer = winner is not None and winner != PEER and PEER in paired and (
         PEER not in passing or passing[winner] > passing[PEER])  # fmt: skip
+    if not lines:
+        return {"passing": {}, "winner": None, "beats_maxrl": False, "text": "Rule of issue 20: no method beside GRPO"}
     text = "Rule of issue 20 (pass@1 within one paired s.e. of GRPO; then the highest hard pass@k):\n- " + "\n- ".join(
         lines) + f"\nWinner: {labels.get(winner, winner) if winner else 'none passes'}"  # fmt: skip
     if winner and PEER in paired:

@@ -65,8 +65,9 @@ def admission(before: float, finals: Sequence[float]) -> dict[str, Any]:
     gain = mean - before
     admitted = n > 1 and gain > SIGMAS * se
     verdict = "ADMITTED" if admitted else "not admitted"
-    text = (f"GRPO {100 * mean:.2f} % vs before RL {100 * before:.2f} %: {100 * gain:+.2f} ± {100 * se:.2f} points "
-            f"(s.e. over {n} seeds) -> {verdict} (needs > {SIGMAS:g} s.e.)")  # fmt: skip
+    spread = f"± {100 * se:.2f} points (s.e. over {n} seeds)" if n > 1 else "points (one seed: no s.e.)"
+    text = (f"GRPO {100 * mean:.2f} % vs before RL {100 * before:.2f} %: {100 * gain:+.2f} {spread} -> {verdict} "
+            f"(needs > {SIGMAS:g} s.e.)")  # fmt: skip
     return {"gain": gain, "se": se, "n": n, "admitted": bool(admitted), "text": text}
 
 

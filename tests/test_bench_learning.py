@@ -278,7 +278,8 @@ def test_admission_needs_more_than_two_standard_errors_over_seeds(sweep):
     assert admitted["admitted"] and admitted["gain"] == pytest.approx(0.06) and admitted["n"] == 3
     assert admitted["se"] == pytest.approx(0.01 / math.sqrt(3))
     assert not sweep.admission(0.20, [0.21, 0.30])["admitted"], "+5.5 points, but s.e. 4.5"
-    assert not sweep.admission(0.20, [0.30])["admitted"], "one seed has no standard error"
+    one = sweep.admission(0.20, [0.30])
+    assert not one["admitted"] and "one seed: no s.e." in one["text"], "one seed has no standard error"
     assert not sweep.admission(0.20, [0.15, 0.16, 0.17])["admitted"]
 
 
@@ -367,6 +368,7 @@ def test_rule_of_issue_20_picks_the_best_hard_pass_at_k_among_methods_that_keep_
     paired["harmonic"][gain] = diff(0.05, 0.01)
     rule = report.rule_verdict(paired, keep, gain, {})
     assert rule["winner"] == "harmonic" and rule["beats_maxrl"] and rule["text"].endswith("; beats MaxRL")
+    assert report.rule_verdict({}, keep, gain, {})["text"] == "Rule of issue 20: no method beside GRPO"
 
 
 @pytest.mark.slow

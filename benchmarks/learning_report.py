@@ -62,12 +62,24 @@ def pareto_metrics(setting: dict[str, Any]) -> tuple[str, str]:
     return f"eval/{everything}/pass@1", f"eval/{hard}/pass@{k}"
 
 
-def paired_table(summary: dict[str, Any], paired: dict[str, dict[str, Any]], metrics: Sequence[str]) -> str:
-    """Markdown: one row per method, each metric's mean over seeds and its paired difference to GRPO (points)."""
+def paired_table(summary: dict[str, Any], paired: dict[str, dict[str, Any]], metrics: Sequence[str],
+                 before: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """Markdown: one row per method, each metric's mean over seeds and its paired difference to GRPO (points); with
+    ``before`` (the held-out numbers before RL, ``{subset: {"pass@k": value}}``) a first row for the starting model,
+    whose difference to GRPO is ``before - GRPO`` seed by seed (its s.e. is GRPO's over seeds: ``before`` is one
+    fixed evaluation)."""
     header = ["method", "seeds"]
     for metric in metrics:
         header += [f"{metric[5:]} (%)", "Δ vs GRPO (points, paired)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    grpo = summary.get(BASELINE, {}).get("metrics", {})
+    if before is not None and all(metric in grpo for metric in metrics):
+        row = ["before RL (the starting model)", "—"]
+        for metric in metrics:
+            subset, key = metric.split("/")[1:]
+            value, base = before[subset][key], grpo[metric]
+            row += [f"{100 * value:.2f}", f"{100 * (value - base['mean']):+.2f} ± {100 * base['se']:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
     for name, entry in summary.items():
         row = [entry["label"], str(len(entry["seeds"]))]
         for metric in metrics:
@@ -289,7 +301,10 @@ def finish(results: dict[str, Any], stem: Path) -> dict[str, Any]:
     results["targets"] = check_targets(results["summary"], results["setting"]["targets"], results["paired"])
     results["table_markdown"] = markdown_table(results["summary"], results["setting"])
     add_efficiency(results)
-    results["paired_table_markdown"] = paired_table(results["summary"], results["paired"], [x_metric, y_metric])
+    # issue 27's settings (those that keep pass@k curves) show the starting model as a row of the paired table
+    before = results["before_rl"] if results.get("before_rl_curves") else None
+    metrics = [x_metric, y_metric]
+    results["paired_table_markdown"] = paired_table(results["summary"], results["paired"], metrics, before)
     stem.parent.mkdir(parents=True, exist_ok=True)
     results["out_dir"] = str(stem.parent)
     title = f"{results['setting']['description']}\n{results['machine']['date']}; mean ± 1 s.e. over seeds"

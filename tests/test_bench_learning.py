@@ -137,6 +137,10 @@ def test_paired_differences_are_taken_seed_by_seed(report):
     assert paired["pkpo"]["m"]["seeds"] == [0, 1, 2]
     assert paired["only_seed_7"]["m"]["n"] == 0 and math.isnan(paired["only_seed_7"]["m"]["mean"])
     assert "grpo" not in paired
+    summary = {"grpo": {"label": "GRPO", "seeds": [0, 1, 2], "metrics": {"m/x/pass@1": {"mean": 0.5, "se": 0.02}}}}
+    table = report.paired_table(summary, {}, ["m/x/pass@1"], before={"x": {"pass@1": 0.1}})
+    assert "| before RL (the starting model) | — | 10.00 | -40.00 ± 2.00 |" in table, "GRPO's s.e. over seeds"
+    assert "before RL" not in report.paired_table(summary, {}, ["m/x/pass@1"])
 
 
 def test_sort_task_splits_are_disjoint_and_sorted(settings):

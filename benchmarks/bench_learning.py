@@ -69,14 +69,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
+from pkpo_trl import pass_at_k  # noqa: E402
 from pkpo_trl.callbacks import PassAtKCallback  # noqa: E402
 from pkpo_trl.evaluation import SamplingSettings, evaluate_model  # noqa: E402
-from pkpo_trl.metrics import group_pass_at_k, prompt_key  # noqa: E402
+from pkpo_trl.metrics import prompt_key  # noqa: E402
 from pkpo_trl.rewards import get_reward_funcs  # noqa: E402
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning_report import finish, print_report  # noqa: E402
+from learning_report import finish, pareto_metrics, print_report  # noqa: E402
 from learning_settings import (  # noqa: E402
     MATRIX,
     METHODS,
@@ -84,12 +85,14 @@ from learning_settings import (  # noqa: E402
     Setting,
     completions_per_step,
     concat,
+    fresh_sized,
     pool,
     quick_setting,
     rl_config,
     task_rows,
 )
 from learning_store import RunStore, method_config  # noqa: E402
+from learning_sweep import at_rate, parse_rate, parse_rates, run_sweep, tuned_rate  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pkpo_trl" / "bench_learning"
@@ -100,7 +103,8 @@ def initial_model(setting: Setting, cache_dir: Path | None, log=print):
     """``(model, tokenizer, info)``: the base model, after the supervised warm-up if the setting has one.
 
     The warm-up (``transformers.Trainer``, cross-entropy on the answer tokens of ``prompt + answer + EOS``)
-    uses ``num_examples`` ``digits``-digit problems plus ``hard_examples`` 3-digit ones, from the train split;
+    uses ``num_examples`` ``digits``-digit problems plus ``hard_examples`` ``hard_digits``-digit ones (default 3)
+    and any ``more`` ``(digits, examples)``, from the train split;
     it is cached in ``cache_dir`` keyed by its config.
     """
     if setting.model != "tiny":
@@ -126,8 +130,11 @@ def initial_model(setting: Setting, cache_dir: Path | None, log=print):
     task = spec.get("task", "addition")
     easy = task_rows(task, "train", spec["num_examples"], 0, spec["digits"])
     hard = task_rows(task, "train", spec["hard_examples"], 1, spec.get("hard_digits", 3))
+    # "more": further (digits, examples) pairs, e.g. a few 7-digit strings beside the 6-digit ones (seeds 2, 3, ...)
+    more = [task_rows(task, "train", count, 2 + i, digits) for i, (digits, count) in enumerate(spec.get("more", []))]
     examples = []
-    prompts, answers = [*easy[0], *hard[0]], [*easy[1], *hard[1]]
+    prompts = [p for rows in (easy, hard, *more) for p in rows[0]]
+    answers = [a for rows in (easy, hard, *more) for a in rows[1]]
     for prompt, answer in zip(prompts, answers, strict=True):
         prompt_ids = tokenizer(prompt)["input_ids"]
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -169,8 +176,9 @@ def _quiet(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
-def evaluate_subsets(model, tokenizer, setting: Setting, data: dict, seed: int) -> dict[str, dict[str, float]]:
-    """Held-out pass@k per subset and over all prompts: ``{subset | "all": {"pass@<k>": mean}}``."""
+def evaluate_subsets(model, tokenizer, setting: Setting, data: dict, seed: int) -> tuple[dict, dict]:
+    """Held-out pass@k per subset and over all prompts: ``({subset | "all": {"pass@<k>": mean}}, curves)``, where
+    ``curves[subset]`` is pass@k at every k from 1 to ``eval_samples`` (the test-time-scaling curve)."""
     prompts, answers = concat(data)
     sampling = SamplingSettings(
         num_samples=setting.eval_samples, max_new_tokens=rl_config(setting)["max_completion_length"],
@@ -179,15 +187,14 @@ def evaluate_subsets(model, tokenizer, setting: Setting, data: dict, seed: int) 
     ks = [k for k in setting.eval_ks if k <= setting.eval_samples]
     rewards = get_reward_funcs([setting.reward])
     stats = evaluate_model(model, tokenizer, prompts, answers, rewards, sampling, ks, progress=False)
-    correct = torch.tensor(stats["correct"]).unsqueeze(-1)
-    successes = (torch.arange(setting.eval_samples) < correct).double()  # prompt p: c_p of its samples succeed
-    out, start = {}, 0
+    correct, n = torch.tensor(stats["correct"]), setting.eval_samples
+    parts, start = {}, 0
     for name, (ps, _) in data.items():
-        out[name] = {f"pass@{k}": v for k, v in group_pass_at_k(successes[start : start + len(ps)], ks).items()}
-        start += len(ps)
+        parts[name], start = correct[start : start + len(ps)], start + len(ps)
     if len(data) > 1:
-        out["all"] = {f"pass@{k}": v for k, v in group_pass_at_k(successes, ks).items()}
-    return out
+        parts["all"] = correct
+    curves = {name: [pass_at_k(n, part, k).mean().item() for k in range(1, n + 1)] for name, part in parts.items()}
+    return {name: {f"pass@{k}": curve[k - 1] for k in ks} for name, curve in curves.items()}, curves
 
 
 class Recorder(TrainerCallback):
@@ -244,7 +251,7 @@ def run_method(setting: Setting, name: str, seed: int, shared: tuple, workdir: s
         start = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - start
-    evaluation = evaluate_subsets(trainer.model, tokenizer, setting, held_out, seed=10_000 + seed)
+    evaluation, passk_curves = evaluate_subsets(trainer.model, tokenizer, setting, held_out, seed=10_000 + seed)
     history = trainer.state.log_history
     steps = recorder.seconds[1:] or recorder.seconds  # the first step pays warm-up costs
     per_step = completions_per_step(kwargs)
@@ -266,6 +273,7 @@ def run_method(setting: Setting, name: str, seed: int, shared: tuple, workdir: s
             for key in ("reward", "pkpo/k", "pass@k/1", "solved/num_prompts")
             if any(key in entry for entry in history)
         },
+        "passk_curves": passk_curves,
         "train_seconds": train_seconds,
     }
 
@@ -335,6 +343,7 @@ def run_benchmark(setting: Setting, methods: Sequence[str], seeds: Sequence[int]
                   progress=True, resume=False, report_only=False) -> dict[str, Any]:  # fmt: skip
     """Warm up once, measure the initial policy, run every (method, seed), write JSON and plots. With ``resume``,
     each run is kept in a :class:`RunStore` as it finishes and runs already there are not run again."""
+    setting = fresh_sized(setting)
     config = rl_config(setting)
     needed = completions_per_step(config) // config["num_generations"]
     if sum(s.num_train for s in setting.subsets) < needed:
@@ -344,11 +353,11 @@ def run_benchmark(setting: Setting, methods: Sequence[str], seeds: Sequence[int]
     model, tokenizer, warmup = initial_model(setting, cache_dir, log)
     train, held_out = pool(setting, "train"), pool(setting, "test")
     store = RunStore(out / f"learning_{setting.name}_runs", setting) if resume or report_only else None
-    before = store.before_rl() if store is not None else None
+    before, before_curves = store.before_rl() if store is not None else (None, None)
     if before is None:
-        before = evaluate_subsets(model, tokenizer, setting, held_out, seed=12345)
+        before, before_curves = evaluate_subsets(model, tokenizer, setting, held_out, seed=12345)
         if store is not None:
-            store.save_before_rl(before)
+            store.save_before_rl(before, before_curves)
     log("before RL (held-out): " + "; ".join(f"{s} " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in st.items())
                                              for s, st in before.items()))  # fmt: skip
     jobs = [(m, s) for s in seeds for m in methods]
@@ -366,6 +375,7 @@ def run_benchmark(setting: Setting, methods: Sequence[str], seeds: Sequence[int]
         "machine": machine_info(workers),
         "warmup": warmup,
         "before_rl": before,
+        "before_rl_curves": before_curves,
         "runs": runs,
         "total_seconds": time.perf_counter() - started,
     }
@@ -387,7 +397,16 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="warm-up cache ('none' disables)")
     parser.add_argument("--rl-steps", type=int, default=None, help="override the number of RL steps")
-    parser.add_argument("--learning-rate", type=float, default=None, help="override the RL learning rate")
+    parser.add_argument(
+        "--learning-rate", type=parse_rate, default=None,
+        help="override the RL learning rate; 'tuned': the rate chosen by the setting's --sweep-lr (its results file "
+        "in --out), run in the sweep's store of that rate (refused if the sweep did not admit the setting)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sweep-lr", default=None, metavar="RATES",
+        help="GRPO's learning-rate sweep (issue 27): comma list of rates, each run for every seed (default 0 1) in "
+        "its own resumable store; writes learning_<setting>_sweep.json with the tuned rate and the admission rule",
+    )  # fmt: skip
     parser.add_argument("--warmup-steps", type=int, default=None, help="override the supervised warm-up steps")
     parser.add_argument("--train-prompts", type=int, default=None, help="override each subset's training pool size")
     parser.add_argument("--eval-prompts", type=int, default=None, help="override each subset's held-out size")
@@ -423,6 +442,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"--workers must be >= 1, got {workers}")
         seeds = args.seeds if args.seeds is not None else _default_seeds(args)
         cache_dir = None if str(args.cache_dir).lower() == "none" else args.cache_dir
+        if args.sweep_lr is not None:
+            rates = parse_rates(args.sweep_lr)
+            metric = pareto_metrics(dataclasses.asdict(setting))[0]
+            results = run_sweep(setting, rates, args.seeds or [0, 1], args.out, run_benchmark, metric,
+                                cache_dir=cache_dir, workers=workers, progress=not args.no_progress)  # fmt: skip
+            continue
+        if args.learning_rate == "tuned":
+            setting = at_rate(setting, tuned_rate(setting, args.out))
         if args.report_only and args.matrix is None:
             raise SystemExit("--report-only reads a --matrix run store: add --matrix SETTINGS")
         results = run_benchmark(setting, methods, seeds, args.out, cache_dir, workers, progress=not args.no_progress,
@@ -449,7 +476,7 @@ def configured_setting(name: str, args: argparse.Namespace) -> Setting:
     setting = quick_setting(SETTINGS[name]) if args.quick else copy.deepcopy(SETTINGS[name])
     for value, apply in [
         (args.rl_steps, lambda v: setting.rl.update(max_steps=v)),
-        (args.learning_rate, lambda v: setting.rl.update(learning_rate=v)),
+        (args.learning_rate, lambda v: v != "tuned" and setting.rl.update(learning_rate=v)),
         (args.warmup_steps, lambda v: setting.warmup and setting.warmup.update(steps=v)),
         (args.train_prompts, lambda v: [setattr(s, "num_train", v) for s in setting.subsets]),
         (args.eval_prompts, lambda v: [setattr(s, "num_eval", v) for s in setting.subsets]),

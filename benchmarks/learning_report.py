@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from learning_efficiency import efficiency_table, paired_efficiency
 from learning_settings import METHODS
+from learning_sweep import admission
 
 from pkpo_trl.metrics import mean_se
 from pkpo_trl.plotting import plot_pass_at_k_curves
@@ -57,12 +59,24 @@ def pareto_metrics(setting: dict[str, Any]) -> tuple[str, str]:
     return f"eval/{everything}/pass@1", f"eval/{hard}/pass@{k}"
 
 
-def paired_table(summary: dict[str, Any], paired: dict[str, dict[str, Any]], metrics: Sequence[str]) -> str:
-    """Markdown: one row per method, each metric's mean over seeds and its paired difference to GRPO (points)."""
+def paired_table(summary: dict[str, Any], paired: dict[str, dict[str, Any]], metrics: Sequence[str],
+                 before: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """Markdown: one row per method, each metric's mean over seeds and its paired difference to GRPO (points); with
+    ``before`` (the held-out numbers before RL, ``{subset: {"pass@k": value}}``) a first row for the starting model,
+    whose difference to GRPO is ``before - GRPO`` seed by seed (its s.e. is GRPO's over seeds: ``before`` is one
+    fixed evaluation)."""
     header = ["method", "seeds"]
     for metric in metrics:
         header += [f"{metric[5:]} (%)", "Δ vs GRPO (points, paired)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    grpo = summary.get(BASELINE, {}).get("metrics", {})
+    if before is not None and all(metric in grpo for metric in metrics):
+        row = ["before RL (the starting model)", "—"]
+        for metric in metrics:
+            subset, key = metric.split("/")[1:]
+            value, base = before[subset][key], grpo[metric]
+            row += [f"{100 * value:.2f}", f"{100 * (value - base['mean']):+.2f} ± {100 * base['se']:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
     for name, entry in summary.items():
         row = [entry["label"], str(len(entry["seeds"]))]
         for metric in metrics:
@@ -130,8 +144,11 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def check_targets(summary: dict[str, Any], targets: Sequence[tuple[str, float | str]]) -> dict[str, Any]:
-    """For every method but GRPO and the control: each target's value against GRPO's and whether it is met."""
+def check_targets(summary: dict[str, Any], targets: Sequence[tuple[str, float | str]],
+                  paired: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """For every method but GRPO and the control: each target's value against GRPO's and whether it is met. An
+    ``"se"`` target (issue 20's rule) is met when the method's mean is at most one standard error below GRPO's: the
+    paired s.e. of the per-seed differences where ``paired`` has it, else GRPO's own s.e. over seeds."""
     if BASELINE not in summary:
         return {}
     grpo, out = summary[BASELINE]["metrics"], {}
@@ -140,8 +157,10 @@ def check_targets(summary: dict[str, Any], targets: Sequence[tuple[str, float | 
         for metric, factor in targets:
             mine, base = summary[name]["metrics"][metric]["mean"], grpo[metric]
             if factor == "se":
-                value, met = mine - base["mean"], mine >= base["mean"] - base["se"]
-                text = f"{100 * value:+.2f} points vs GRPO (s.e. {100 * base['se']:.2f})"
+                diff = (paired or {}).get(name, {}).get(metric)
+                se, kind = (diff["se"], "paired s.e.") if diff and diff["n"] > 1 else (base["se"], "GRPO's s.e.")
+                value, met = mine - base["mean"], mine - base["mean"] >= -se
+                text = f"{100 * value:+.2f} points vs GRPO ({kind} {100 * se:.2f})"
             else:
                 value = mine / base["mean"] if base["mean"] > 0 else math.nan
                 met, text = value >= factor, f"{value:.2f}x GRPO (target {factor}x)"
@@ -198,8 +217,10 @@ def plot(results: dict[str, Any], stem: Path) -> list[Path]:
             "models": {
                 "before RL": {"pass@k": {str(k): {"mean": v, "se": math.nan} for k, v in before[subset].items()}},
                 **{
-                    s["label"]: {"pass@k": {str(k): s["metrics"][f"eval/{subset}/pass@{k}"] for k in ks}}
-                    for s in summary.values()
+                    s["label"] + _efficiency_label(results, subset, name): {
+                        "pass@k": {str(k): s["metrics"][f"eval/{subset}/pass@{k}"] for k in ks}
+                    }
+                    for name, s in summary.items()
                 },
             },
         }
@@ -209,6 +230,63 @@ def plot(results: dict[str, Any], stem: Path) -> list[Path]:
     return paths
 
 
+def add_efficiency(results: dict[str, Any]) -> None:
+    """Issue 27's additions to a results dict: test-time-scaling efficiency per subset with pass@k curves
+    (:mod:`learning_efficiency`), issue 20's rule, and whether GRPO beats the starting model (admission)."""
+    runs = results["runs"]
+    before = {"passk_curves": results.get("before_rl_curves") or {}}
+    subsets = list(runs[0].get("passk_curves") or {}) if runs else []
+    labels = {name: entry["label"] for name, entry in results["summary"].items()}
+    results["efficiency"] = {s: paired_efficiency(runs, s, before=before) for s in subsets}
+    results["efficiency_markdown"] = "\n\n".join(
+        efficiency_table(effs, labels, subset) for subset, effs in results["efficiency"].items() if effs
+    )
+    x_metric, y_metric = pareto_metrics(results["setting"])
+    results["rule"] = rule_verdict(results["paired"], x_metric, y_metric, labels)
+    grpo = [run["metrics"][x_metric] for run in runs if run["method"] == BASELINE]
+    subset, key = x_metric.split("/")[1:]
+    results["admission"] = admission(results["before_rl"][subset][key], grpo) if grpo else None
+
+
+def rule_verdict(paired: dict[str, dict[str, Any]], keep: str, gain: str, labels: dict[str, str]) -> dict[str, Any]:
+    """Issue 20's rule: a method passes when its ``keep`` metric (held-out pass@1) is at most one paired s.e.
+    below GRPO's; among those that pass (the A/A control aside), the highest paired ``gain`` (hard pass@k) wins."""
+    passing, lines = {}, []
+    for name, diffs in paired.items():
+        if keep not in diffs or gain not in diffs or not diffs[keep]["n"]:
+            continue
+        d, g = diffs[keep], diffs[gain]
+        ok = d["n"] > 1 and d["mean"] >= -d["se"]
+        if ok and name != CONTROL:
+            passing[name] = g["mean"]
+        lines.append(f"{labels.get(name, name)}: {keep[5:]} {100 * d['mean']:+.2f} ± {100 * d['se']:.2f}, "
+                     f"{gain[5:]} {100 * g['mean']:+.2f} ± {100 * g['se']:.2f} -> "
+                     + ("passes" if ok else "fails"))  # fmt: skip
+    winner = max(passing, key=passing.get) if passing else None
+    # MaxRL is beaten by a winner that passes where it fails, or that gains more where both pass
+    beats_peer = winner is not None and winner != PEER and PEER in paired and (
+        PEER not in passing or passing[winner] > passing[PEER])  # fmt: skip
+    if not lines:
+        return {"passing": {}, "winner": None, "beats_maxrl": False, "text": "Rule of issue 20: no method beside GRPO"}
+    text = "Rule of issue 20 (pass@1 within one paired s.e. of GRPO; then the highest hard pass@k):\n- " + "\n- ".join(
+        lines) + f"\nWinner: {labels.get(winner, winner) if winner else 'none passes'}"  # fmt: skip
+    if winner and PEER in paired:
+        text += "; beats MaxRL" if beats_peer else ("" if winner == PEER else "; does NOT beat MaxRL")
+    return {"passing": passing, "winner": winner, "beats_maxrl": beats_peer, "text": text}
+
+
+def _efficiency_label(results: dict[str, Any], subset: str, name: str) -> str:
+    """`` · 1.52x@16, never@64``: a method's test-time-scaling efficiency for a plot's legend (none for GRPO)."""
+    effs = results.get("efficiency", {}).get(subset, {}).get(name)
+    if not effs or name == BASELINE:
+        return ""
+    parts = []
+    for k0, entry in sorted(effs.items()):
+        value = f"{entry['mean']:.2f}x" if entry["mean"] is not None else ("never" if entry["never"] else ">=")
+        parts.append(f"{value}@{k0}" + ("*" if entry["n"] < entry["seeds"] else ""))
+    return " · eff. " + ", ".join(parts)
+
+
 def _path(stem: Path, suffix: str) -> Path:
     return stem.parent / f"{stem.name}{suffix}"  # not with_suffix: a tag like "lr0.0003" holds a dot
 
@@ -216,11 +294,16 @@ def _path(stem: Path, suffix: str) -> Path:
 def finish(results: dict[str, Any], stem: Path) -> dict[str, Any]:
     """Summary, targets, tables and plots of ``results``; writes ``<stem>.json``."""
     results["summary"] = summarize(results["runs"])
-    results["targets"] = check_targets(results["summary"], results["setting"]["targets"])
-    results["table_markdown"] = markdown_table(results["summary"], results["setting"])
     x_metric, y_metric = pareto_metrics(results["setting"])
-    results["paired"] = paired_differences(results["runs"], [x_metric, y_metric])
-    results["paired_table_markdown"] = paired_table(results["summary"], results["paired"], [x_metric, y_metric])
+    target_metrics = [metric for metric, _ in results["setting"]["targets"]]
+    results["paired"] = paired_differences(results["runs"], list(dict.fromkeys([x_metric, y_metric, *target_metrics])))
+    results["targets"] = check_targets(results["summary"], results["setting"]["targets"], results["paired"])
+    results["table_markdown"] = markdown_table(results["summary"], results["setting"])
+    add_efficiency(results)
+    # issue 27's settings (those that keep pass@k curves) show the starting model as a row of the paired table
+    before = results["before_rl"] if results.get("before_rl_curves") else None
+    metrics = [x_metric, y_metric]
+    results["paired_table_markdown"] = paired_table(results["summary"], results["paired"], metrics, before)
     stem.parent.mkdir(parents=True, exist_ok=True)
     results["out_dir"] = str(stem.parent)
     title = f"{results['setting']['description']}\n{results['machine']['date']}; mean ± 1 s.e. over seeds"
@@ -244,4 +327,11 @@ def print_report(results: dict[str, Any]) -> None:
     for name, target in results["targets"].items():
         checks = "; ".join(f"{m} {c['text']} {'met' if c['met'] else 'NOT met'}" for m, c in target["checks"].items())
         print(f"Targets, {name}: {checks}" + (" -> ALL MET" if target["all_met"] else ""))
+    if results.get("efficiency_markdown"):
+        print("\nTest-time-scaling efficiency (GRPO's k / the k at which the method reaches GRPO's pass@k; paired by "
+              "seed, mean ± s.e.):\n\n" + results["efficiency_markdown"])  # fmt: skip
+    if results.get("rule"):
+        print("\n" + results["rule"]["text"])
+    if results.get("admission"):
+        print("Admission (issue 27): " + results["admission"]["text"])
     print(f"\nFiles in {results['out_dir']}: " + ", ".join(results["paths"]))

@@ -54,6 +54,11 @@ MATRIX = (
     "pkpo_mixture_group", "pkpo_anneal", "pkpo_anneal_gsm8k", "pkpo_mixture_linear", "pkpo_k4", "pkpo_adaptive",
 )  # fmt: skip
 
+# Issue 27's matrix: GRPO, the A/A control, the peer (MaxRL), the harmonic mixture, the mixture 0.5 pass@1 + 0.5
+# pass@8, and adaptive k. NB: adaptive k ("history") sets a prompt's k from its success rate at its previous visit;
+# under fresh_prompts no prompt is visited twice, so every prompt gets the cap (k = 8): it trains as PKPO k = 8.
+EVIDENCE = ("grpo", "aa_control", "maxrl", "harmonic", "pkpo_mixture", "pkpo_adaptive")
+
 
 @dataclass
 class Subset:
@@ -96,6 +101,10 @@ class Setting:
     targets: tuple[tuple[str, float | str], ...] = ()
     pareto: tuple[str, str] | None = None  # (x, y) metrics of the Pareto plot; default: learning_report.pareto_metrics
     model_size: dict[str, int] | None = None  # build_tiny_gemma2 dimensions of a "tiny" model (default: ~140k params)
+    # Fresh prompts (issue 27): the training pool holds exactly one run's prompts (max_steps x prompts per step), the
+    # subsets' num_train giving only their shares, so one shuffled pass over it is the run and no prompt repeats:
+    # nothing to memorise. Held-out prompts are of the test split, disjoint from the train split by a problem hash.
+    fresh_prompts: bool = False
 
 
 COMMON_RL: dict[str, Any] = dict(
@@ -141,6 +150,40 @@ SETTINGS: dict[str, Setting] = {
         eval_batch_size=8192, workers=1, methods=("grpo", "maxrl", "pkpo_default"),
         targets=(("eval/hard/pass@16", 1.3), ("eval/all/pass@1", "se")),
     ),  # sized for one H200 in about 8 minutes: not yet run on one (no GPU was lent); --quick is the CPU smoke test
+    # Issue 27's settings: fresh prompts (no prompt repeats in a run), 64 samples per held-out prompt (pass@k to 64,
+    # test-time-scaling efficiency), GRPO's learning rate from a sweep (--sweep-lr; --learning-rate tuned). Their
+    # Pareto plot and issue 20's rule stay at hard pass@16 (pareto), the efficiency goes to k = 64.
+    "sort_fresh": Setting(
+        "sort_fresh", "tiny char model (CPU), RL on sorting 6-digit strings, fresh prompts (6,400 in 200 steps)",
+        "tiny", [Subset("hard", 6, 1, 400, "sort")],
+        # Probe (2026-12-08, GRPO, lr 3e-4, seed 0): held-out pass@1 7.0 % -> 59.7 %, pass@16 42.5 % -> 68.0 %.
+        warmup=dict(WARMUP, task="sort", digits=4, hard_digits=6, hard_examples=30, steps=600),
+        rl=dict(max_steps=200, max_completion_length=8), eval_samples=64, eval_ks=(1, 4, 16, 64),
+        fresh_prompts=True, workers=1, methods=EVIDENCE, pareto=("eval/hard/pass@1", "eval/hard/pass@16"),
+        targets=(("eval/hard/pass@16", 1.3), ("eval/hard/pass@1", "se")),
+    ),
+    "sort_mixed_fresh": Setting(
+        "sort_mixed_fresh", "tiny char model (CPU), RL on a mix of easy (6-digit) and hard (7-digit) sorting, fresh "
+        "prompts (3,200 of each in 200 steps)", "tiny",
+        [Subset("easy", 6, 1, 400, "sort"), Subset("hard", 7, 1, 400, "sort")],
+        # Warm-up on 3000 4-digit strings, 100 6-digit and 10 7-digit ones (a model sorts only the lengths it saw):
+        # 6-digit held-out pass@1 37.2 %, pass@16 86.0 %; 7-digit 10.5 % / 40.0 % (200 prompts x 16 samples). With
+        # 30 7-digit ones: 45.1 / 90.5 % and 21.7 / 55.0 %; 5- and 8-digit strings unseen in the warm-up: 0 %.
+        warmup=dict(WARMUP, task="sort", digits=4, hard_digits=6, hard_examples=100, more=[[7, 10]], steps=600),
+        rl=dict(max_steps=200, max_completion_length=8), eval_samples=64, eval_ks=(1, 4, 16, 64),
+        fresh_prompts=True, workers=1, methods=EVIDENCE, pareto=("eval/all/pass@1", "eval/hard/pass@16"),
+        targets=(("eval/hard/pass@16", 1.3), ("eval/all/pass@1", "se")),
+    ),
+    "reverse_fresh": Setting(
+        "reverse_fresh", "tiny char model (CPU), RL on reversing 7-digit strings, fresh prompts (6,400 in 200 steps)",
+        "tiny", [Subset("hard", 7, 1, 400, "reverse")],
+        # Warm-up on 3000 4-digit strings and 100 7-digit ones: 7-digit held-out pass@1 19.0 %, pass@16 50.5 %
+        # (200 prompts x 16 samples); with 30 7-digit ones 0.0 / 0.5 %, with 300 76.9 / 95.5 %.
+        warmup=dict(WARMUP, task="reverse", digits=4, hard_digits=7, hard_examples=100, steps=600),
+        rl=dict(max_steps=200, max_completion_length=8), eval_samples=64, eval_ks=(1, 4, 16, 64),
+        fresh_prompts=True, workers=1, methods=EVIDENCE, pareto=("eval/hard/pass@1", "eval/hard/pass@16"),
+        targets=(("eval/hard/pass@16", 1.3), ("eval/hard/pass@1", "se")),
+    ),
     "gemma": Setting(
         "gemma", "Gemma 3 270M (GGUF package) + LoRA (CPU); few-shot 2-digit addition",
         "gemma-3-270m-gguf", [Subset("2-digit", 2, 64, 32)], few_shot=4,
@@ -169,6 +212,21 @@ def quick_setting(setting: Setting) -> Setting:
     return quick
 
 
+def fresh_sized(setting: Setting) -> Setting:
+    """``setting`` itself, or with ``fresh_prompts`` a copy whose subsets' ``num_train`` add up to one run's
+    prompts (``max_steps`` x prompts per step), in the proportions of their ``num_train``."""
+    if not setting.fresh_prompts:
+        return setting
+    config, sized = rl_config(setting), copy.deepcopy(setting)
+    total = config["max_steps"] * completions_per_step(config) // config["num_generations"]
+    weights = [subset.num_train for subset in setting.subsets]
+    sizes = [total * weight // sum(weights) for weight in weights]
+    sizes[-1] += total - sum(sizes)
+    for subset, size in zip(sized.subsets, sizes, strict=True):
+        subset.num_train = size
+    return sized
+
+
 def rl_config(setting: Setting) -> dict[str, Any]:
     return {**COMMON_RL, **setting.rl}
 
@@ -184,29 +242,34 @@ def subset_rows(setting: Setting, subset: Subset, split: str) -> tuple[list[str]
 
 
 def task_rows(task: str, split: str, num: int, seed: int, digits: int, few_shot: int = 0):
-    """``(prompts, answers)``: ``num`` problems of ``task`` (``addition`` or ``sort``) of size ``digits``."""
-    if task == "sort":
-        return sort_rows(split, num, seed, digits)
+    """``(prompts, answers)``: ``num`` problems of ``task`` (``addition``, ``sort`` or ``reverse``) of size
+    ``digits``."""
+    if task in STRING_TASKS:
+        return sort_rows(split, num, seed, digits, task)
     data = generate_arithmetic(task, split, num, seed, digits, 2, few_shot, "plain")
     return list(data["prompt"]), list(data["answer"])
 
 
-def sort_rows(split: str, num: int, seed: int, length: int) -> tuple[list[str], list[str]]:
-    """A symbolic task that is not arithmetic: sort a string of ``length`` digits 1-9 (repeats allowed),
-    ``"sort 5381="`` -> ``"1358"`` (no 0, so the answer reads as a number for the ``first_number`` reward). A
-    string is a test problem when its hash says so (one in five), so train and test never overlap; the same
-    arguments give the same problems."""
+STRING_TASKS = {"sort": lambda digits: "".join(sorted(digits)), "reverse": lambda digits: digits[::-1]}
+
+
+def sort_rows(split: str, num: int, seed: int, length: int, task: str = "sort") -> tuple[list[str], list[str]]:
+    """Symbolic tasks that are not arithmetic: sort a string of ``length`` digits 1-9 (repeats allowed),
+    ``"sort 5381="`` -> ``"1358"``, or reverse it, ``"reverse 5381="`` -> ``"1835"`` (no 0, so the answer reads
+    as a number for the ``first_number`` reward, and no leading zero can make two answers one number). A string is a
+    test problem when its hash says so (one in five), so train and test never overlap; the same arguments give the
+    same problems."""
     import random
 
-    rng, prompts, answers, seen = random.Random(f"sort-{split}-{seed}-{length}"), [], [], set()
+    rng, prompts, answers, seen = random.Random(f"{task}-{split}-{seed}-{length}"), [], [], set()
     while len(prompts) < num:
         digits = "".join(rng.choice("123456789") for _ in range(length))
         in_test = int(hashlib.sha256(digits.encode()).hexdigest(), 16) % 5 == 0
         if digits in seen or in_test != (split == "test"):
             continue
         seen.add(digits)
-        prompts.append(f"sort {digits}=")
-        answers.append("".join(sorted(digits)))
+        prompts.append(f"{task} {digits}=")
+        answers.append(STRING_TASKS[task](digits))
     return prompts, answers
 
 

@@ -98,17 +98,21 @@ class RunStore:
         tmp.write_text(json.dumps(record))
         tmp.replace(path)  # atomic: a killed run leaves no half-written file
 
-    def before_rl(self) -> dict[str, Any] | None:
-        """The initial model's held-out numbers, measured once per setting (seeded: the same every time)."""
+    def before_rl(self) -> tuple[dict[str, Any] | None, dict[str, list[float]] | None]:
+        """The initial model's held-out numbers and pass@k curves (None for a store written before curves were
+        kept), measured once per setting (seeded: the same every time); ``(None, None)`` if not measured yet."""
         path = self.folder / "before_rl.json"
         if not path.is_file():
-            return None
+            return None, None
         record = json.loads(path.read_text())
-        return record["before_rl"] if record.get("setting_fingerprint") == self.fingerprint else None
+        if record.get("setting_fingerprint") != self.fingerprint:
+            return None, None
+        return record["before_rl"], record.get("passk_curves")
 
-    def save_before_rl(self, before: dict[str, Any]) -> None:
+    def save_before_rl(self, before: dict[str, Any], curves: dict[str, list[float]] | None = None) -> None:
         path = self.folder / "before_rl.json"
-        path.write_text(json.dumps({"setting_fingerprint": self.fingerprint, "before_rl": before}))
+        record = {"setting_fingerprint": self.fingerprint, "before_rl": before, "passk_curves": curves}
+        path.write_text(json.dumps(record))
 
     def log(self, message: str) -> None:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -117,8 +121,13 @@ class RunStore:
 
 
 def _commit() -> str | None:
-    """The checkout's git commit (with ``+dirty`` for uncommitted changes), or None outside a git checkout."""
+    """The checkout's git commit (with ``+dirty`` for uncommitted changes), or None outside a git checkout;
+    ``$PKPO_BENCH_COMMIT`` when set (run_queue.sh runs a snapshot of a commit, outside git)."""
+    import os
     import subprocess
+
+    if os.environ.get("PKPO_BENCH_COMMIT"):
+        return os.environ["PKPO_BENCH_COMMIT"]
 
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -135,7 +144,8 @@ def _fingerprint(setting: Setting) -> str:
     spec = dataclasses.asdict(setting)
     for key in ("name", "description", "methods", "targets", "workers", "pareto"):
         spec.pop(key, None)
-    if spec.get("model_size") is None:  # a field added after the first runs were stored
-        spec.pop("model_size", None)
+    for key, default in (("model_size", None), ("fresh_prompts", False)):  # fields added after runs were stored
+        if spec.get(key, default) == default:
+            spec.pop(key, None)
     spec["rl"] = rl_config(setting)
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]

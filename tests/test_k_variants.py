@@ -115,22 +115,21 @@ def test_mixture_advantages_reach_the_loss_and_are_logged(tmp_path):
 
 
 def test_mixture_weights_logged_for_smaller_evaluation_groups_are_those_applied_and_sum_to_one(tmp_path):
-    # Evaluation groups of 2 cap harmonic:4 to {1: w1, 2: w2 + w3 + w4}; each of w2, w3, w4 was logged as that merged
-    # weight (a mixture summing to 2.04), for ks the groups cannot take.
+    # Evaluation groups of 2 cap the scheduled mixture 1:0.5,4:0.5 to {1: 0.5, 2: 0.5}; w4 was logged as the merged
+    # weight (a mixture summing to more than 1), for a k the groups cannot take. (A constant mixture logs no weights.)
     from datasets import Dataset
 
     trainer = train(
-        tmp_path, pkpo_k=f"harmonic:{N_GEN}", scale_rewards="none", max_steps=2,
+        tmp_path, pkpo_k=f"steps:0=1:0.5,{N_GEN}:0.5;100=1", scale_rewards="none", max_steps=2,
         eval_dataset=Dataset.from_dict({"prompt": [f"{i}*{i}=" for i in range(4)]}), num_generations_eval=2,
         per_device_eval_batch_size=8, eval_strategy="steps", eval_steps=2,
     )  # fmt: skip
-    harmonic = KMixture.harmonic(N_GEN).as_dict()
     logged = [e for e in trainer.state.log_history if "eval_pkpo/k_mixture/w1" in e]
     assert len(logged) == 1
-    weights = {k: logged[0].get(f"eval_pkpo/k_mixture/w{k}") for k in range(1, N_GEN + 1)}
-    assert weights == pytest.approx({1: harmonic[1], 2: 1 - harmonic[1], 3: 0.0, 4: 0.0})
-    train_logged = [e for e in trainer.state.log_history if "pkpo/k_mixture/w4" in e]
-    assert train_logged and train_logged[0]["pkpo/k_mixture/w4"] == pytest.approx(harmonic[4])
+    weights = {k: logged[0].get(f"eval_pkpo/k_mixture/w{k}") for k in (1, 2, N_GEN)}
+    assert weights == pytest.approx({1: 0.5, 2: 0.5, N_GEN: 0.0})
+    train_logged = [e for e in trainer.state.log_history if f"pkpo/k_mixture/w{N_GEN}" in e]
+    assert train_logged and train_logged[0][f"pkpo/k_mixture/w{N_GEN}"] == pytest.approx(0.5)
 
 
 def test_mixture_schedule_is_applied_per_step(tmp_path):

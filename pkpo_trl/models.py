@@ -110,6 +110,23 @@ def resolve_model_path(model_name_or_path: str | Path, gguf_file: str | None = N
     return str(model_name_or_path), gguf_file
 
 
+# Any of these makes a directory's tokenizer; without them transformers builds a placeholder (a Gemma "tokenizer" of 5
+# tokens that encodes every prompt to one id): training then exits 0 on nonsense and evaluation reports pass@1 0.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "vocab.txt")
+
+
+def check_tokenizer_files(model_name_or_path: str | Path, gguf_file: str | None = None) -> None:
+    """Raise a ValueError naming a local model directory that holds no tokenizer files (a GGUF file carries its
+    own; a hub id is left to the hub)."""
+    path = Path(model_name_or_path).expanduser()
+    if gguf_file or not path.is_dir() or any((path / name).is_file() for name in TOKENIZER_FILES):
+        return
+    raise ValueError(
+        f"Model {str(model_name_or_path)!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): transformers would "
+        "build a placeholder tokenizer that is not the model's. Save the tokenizer there (tokenizer.save_pretrained)."
+    )
+
+
 def load_model_and_tokenizer(
     model_name_or_path: str | Path,
     gguf_file: str | None = None,
@@ -134,6 +151,7 @@ def load_model_and_tokenizer(
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path, gguf_file = resolve_model_path(model_name_or_path, gguf_file)
+    check_tokenizer_files(path, gguf_file)
     gguf_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     if attn_implementation is None:
         config = AutoConfig.from_pretrained(path, **gguf_kwargs)

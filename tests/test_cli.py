@@ -472,3 +472,16 @@ def test_compact_lines_for_evaluation_grpo_and_unknown_logs():
         "done · 30 steps in 5 min 32 s · mean loss -0.05"
     )
     assert compact_log_line({"my_callback/metric": 1.0}, 3, 30) is None  # printed raw, as transformers does
+
+
+def test_a_model_directory_without_tokenizer_files_is_refused_before_it_loads(tmp_path, tiny_model_dir):
+    # transformers built a 5-token placeholder tokenizer: training exited 0 and saved it beside the adapter.
+    import shutil
+
+    from pkpo_trl.models import TOKENIZER_FILES
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model, ignore=shutil.ignore_patterns(*TOKENIZER_FILES, "special_tokens_map.json"))
+    with pytest.raises(SystemExit, match=r"^pkpo-train: error: Model .* has no tokenizer files") as exit_info:
+        main(["--config", str(TINY_RECIPE), "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "run")])
+    assert "\n" not in str(exit_info.value.code) and not (tmp_path / "run").exists()

@@ -97,24 +97,19 @@ def resolve_model(entry: str, adapter: str | None = None, label: str | None = No
     return ModelSpec(spec_label, entry, gguf_file, str(adapter) if adapter else None)
 
 
-# Any of these makes a directory's tokenizer; without them transformers builds a placeholder (a Gemma "tokenizer" of 5
-# tokens that encodes every prompt to one id), and the evaluation would report pass@1 0 of empty completions.
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "vocab.txt")
-
-
 def check_tokenizer(spec: ModelSpec) -> None:
-    """Refuse a local model directory (``spec.base``) that holds no tokenizer files; a GGUF file carries its own.
+    """Refuse a local model directory (``spec.base``) that holds no tokenizer files (:func:`pkpo_trl.models.
+    check_tokenizer_files`); a GGUF file carries its own.
 
     Raises:
         EvalInputError: naming the directory and the files looked for.
     """
-    path = Path(spec.base).expanduser()
-    if spec.gguf_file or not path.is_dir() or any((path / name).is_file() for name in _TOKENIZER_FILES):
-        return
-    raise EvalInputError(
-        f"Model {spec.base!r} has no tokenizer files ({', '.join(_TOKENIZER_FILES)}): transformers would build a "
-        "placeholder tokenizer that is not the model's. Save the tokenizer there (tokenizer.save_pretrained)."
-    )
+    from ..models import check_tokenizer_files
+
+    try:
+        check_tokenizer_files(spec.base, spec.gguf_file)
+    except ValueError as err:
+        raise EvalInputError(str(err)) from None
 
 
 def load_config(spec: ModelSpec):

@@ -192,6 +192,8 @@ def parse_args(argv: list[str] | None = None) -> tuple:
                     raise TrainInputError(
                         f"{f.name}={value!r} is not one of its values: {', '.join(map(str, choices))}."
                     )
+                if "list[" in str(f.type) and value is not None and not isinstance(value, list | tuple):
+                    raise TrainInputError(f"{f.name}={value!r} must be a list, e.g. {f.name}: [{value}] in a recipe.")
         script, data, training, model = parsed
         if script.trainer == "grpo":
             training = training.to_grpo_config()

@@ -485,3 +485,13 @@ def test_a_model_directory_without_tokenizer_files_is_refused_before_it_loads(tm
     with pytest.raises(SystemExit, match=r"^pkpo-train: error: Model .* has no tokenizer files") as exit_info:
         main(["--config", str(TINY_RECIPE), "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "run")])
     assert "\n" not in str(exit_info.value.code) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field, value", [("reward_weights", 1.0), ("reward_funcs", "first_number")])
+def test_a_recipe_list_given_as_one_value_is_refused_in_one_line_before_the_model_loads(tmp_path, field, value):
+    # reward_weights: 1.0 was a TypeError traceback after the model loaded; reward_funcs: first_number was read letter
+    # by letter (training exited 0 with rewards "f", "i", ...).
+    recipe = recipe_with(tmp_path, **{field: value})
+    with pytest.raises(SystemExit, match=rf"^pkpo-train: error: {field}=.* must be a list") as exit_info:
+        main(["--config", str(recipe), "--model_name_or_path", "never-loaded"])
+    assert "\n" not in str(exit_info.value.code)

@@ -29,6 +29,7 @@ from transformers.utils import logging as hf_logging
 from trl import GRPOConfig, GRPOTrainer
 
 from pkpo_trl import PKPOConfig, PKPOTrainer
+from pkpo_trl.callbacks import RunArtifactsCallback
 from pkpo_trl.tiny import build_char_tokenizer, build_tiny_gemma2
 
 
@@ -87,6 +88,8 @@ def step_times(method: str, steps: int, out_dir: str, prompts: int = 64) -> tupl
         args=args,
         train_dataset=data,
         processing_class=tokenizer,
+        # No pass@k plot beside the temporary output directory (PKPOTrainer writes one by default).
+        callbacks=[RunArtifactsCallback(plot=False)] if method in PKPO_OPTIONS else None,
     )
     trainer.remove_callback(PrinterCallback)  # with disable_tqdm it would print every log line
     transform_times: list[float] = []

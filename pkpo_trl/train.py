@@ -24,7 +24,7 @@ from trl import GRPOConfig, GRPOTrainer, ModelConfig, TrlParser, get_peft_config
 
 from .callbacks import PassAtKCallback, RunArtifactsCallback
 from .config import REMOVED_K_FIELDS, PKPOConfig
-from .console import data_phase, model_phase, say, training_phase, use_log_format
+from .console import LOG_FORMATS, data_phase, model_phase, say, training_phase, use_log_format
 from .data import DataArguments, load_datasets
 from .metrics import default_ks
 from .models import load_model_and_tokenizer
@@ -100,7 +100,7 @@ class TrainScriptArguments:
         metadata={
             "help": "Console line per logged step: 'compact' (step, loss, reward, pass@1, pass@k, k, s/step) or "
             "'raw' (transformers' full metrics dict). trainer_state.json and the trackers get the full dict.",
-            "choices": ["compact", "raw"],
+            "choices": list(LOG_FORMATS),
         },
     )
 
